@@ -1,0 +1,107 @@
+//! Email addresses: validated, normalised as Django's `normalize_email`, and keyed
+//! case-insensitively so that `Ann@X.org` and `ann@x.org` are one account.
+
+use std::str::FromStr;
+
+use email_address::EmailAddress;
+
+/// Longest address accepted (RFC 5321's path limit, Django's `EmailField` default).
+pub const MAX_LEN: usize = 254;
+
+pub const INVALID: &str = "Enter a valid email address.";
+
+/// A syntactically valid address, stored trimmed with its domain lower-cased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email {
+    address: String,
+    key: String,
+}
+
+impl Email {
+    /// Parses an already trimmed, non-blank address.
+    pub fn parse(raw: &str) -> Result<Email, String> {
+        if raw.chars().count() > MAX_LEN {
+            return Err(format!(
+                "Ensure this field has no more than {MAX_LEN} characters."
+            ));
+        }
+        if !is_valid(raw) {
+            return Err(INVALID.into());
+        }
+        // `is_valid` guarantees an `@`; the local part keeps its case, as mail servers may
+        // distinguish it, but the account key folds it so nobody registers twice.
+        let (local, domain) = raw.rsplit_once('@').expect("a valid address has an @");
+        let address = format!("{local}@{}", domain.to_lowercase());
+        let key = address.to_lowercase();
+        Ok(Email { address, key })
+    }
+
+    /// The address as stored and shown.
+    pub fn as_str(&self) -> &str {
+        &self.address
+    }
+
+    /// The case-insensitive identity of the account.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The key a login looks an account up by: emails are matched as registration stored them,
+    /// without requiring that what the user typed is still a valid address.
+    pub fn lookup_key(raw: &str) -> String {
+        raw.trim().to_lowercase()
+    }
+}
+
+/// RFC 5322 syntax (by `email_address`), narrowed as Django's validator: a plain address without
+/// display name, whose domain is a dotted host name or an address literal.
+fn is_valid(raw: &str) -> bool {
+    let Ok(parsed) = EmailAddress::from_str(raw) else {
+        return false;
+    };
+    if parsed.as_str() != raw || raw.contains(char::is_whitespace) {
+        return false;
+    }
+    let domain = parsed.domain();
+    let literal = domain.starts_with('[') && domain.ends_with(']');
+    literal || (domain.contains('.') && !domain.ends_with('.') && !domain.starts_with('.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_domain_is_lower_cased_and_the_local_part_kept() {
+        let email = Email::parse("Ann.Lee@Example.ORG").unwrap();
+        assert_eq!(email.as_str(), "Ann.Lee@example.org");
+        assert_eq!(email.key(), "ann.lee@example.org");
+    }
+
+    #[test]
+    fn addresses_without_a_dotted_domain_or_with_a_display_name_are_refused() {
+        for raw in [
+            "plainaddress",
+            "a@b",
+            "@example.org",
+            "ann@",
+            "Ann <ann@example.org>",
+            "ann lee@example.org",
+            "ann@example.org.",
+        ] {
+            assert_eq!(Email::parse(raw), Err(INVALID.to_string()), "{raw}");
+        }
+    }
+
+    #[test]
+    fn an_address_longer_than_254_characters_is_refused() {
+        let raw = format!("{}@example.org", "a".repeat(250));
+        assert!(Email::parse(&raw).unwrap_err().contains("254"));
+    }
+
+    #[test]
+    fn login_keys_match_registration_keys() {
+        let email = Email::parse("Ann@Example.org").unwrap();
+        assert_eq!(Email::lookup_key("  ANN@example.ORG "), email.key());
+    }
+}

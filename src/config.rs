@@ -1,0 +1,109 @@
+//! Configuration: one `clap` parser whose every flag has an environment-variable twin, so the
+//! same binary is configured by flags on a laptop and by the environment in a container.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// A user-authentication REST service: register, login, rotating refresh tokens, profile.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "restful-auth", version, about)]
+pub struct Config {
+    /// Address and port to listen on.
+    #[arg(long, env = "RESTFUL_AUTH_BIND", default_value = "127.0.0.1:8000")]
+    pub bind: SocketAddr,
+
+    /// Where the data lives: `sqlite://PATH` (created and migrated at start; `sqlite://:memory:`
+    /// keeps nothing).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://restful_auth.sqlite3"
+    )]
+    pub database_url: String,
+
+    /// Key that signs access tokens (HS256), at least 32 bytes. When unset, one is generated at
+    /// first start and kept in the database, so every instance sharing it signs alike.
+    #[arg(long, env = "RESTFUL_AUTH_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<SecretKey>,
+
+    /// Lifetime of an access token, e.g. `30s`, `5m`.
+    #[arg(long, env = "RESTFUL_AUTH_ACCESS_TOKEN_LIFETIME", default_value = "30s", value_parser = parse_lifetime)]
+    pub access_token_lifetime: Duration,
+
+    /// Lifetime of a refresh token from its issue, e.g. `30days`, `12h`.
+    #[arg(long, env = "RESTFUL_AUTH_REFRESH_TOKEN_LIFETIME", default_value = "30days", value_parser = parse_lifetime)]
+    pub refresh_token_lifetime: Duration,
+
+    /// Minimum length of a new password.
+    #[arg(long, env = "RESTFUL_AUTH_PASSWORD_MIN_LENGTH", default_value_t = 8)]
+    pub password_min_length: usize,
+
+    /// Password hashes computed at once (each takes one core and 19 MiB); defaults to the
+    /// number of cores. Further logins wait their turn instead of starving other requests.
+    #[arg(long, env = "RESTFUL_AUTH_HASH_CONCURRENCY")]
+    pub hash_concurrency: Option<NonZeroUsize>,
+
+    /// Log filter: a level (`info`, `debug`) or `tracing` directives (`restful_auth=debug`).
+    #[arg(long, env = "RESTFUL_AUTH_LOG", default_value = "info")]
+    pub log_level: String,
+}
+
+impl Config {
+    /// The configuration of a command line without flags, for the database at `database_url`.
+    pub fn with_database(database_url: impl Into<String>) -> Self {
+        let mut config = Config::parse_from(["restful-auth"]);
+        config.database_url = database_url.into();
+        config
+    }
+
+    pub fn hash_concurrency(&self) -> usize {
+        self.hash_concurrency
+            .or_else(|| std::thread::available_parallelism().ok())
+            .map_or(1, NonZeroUsize::get)
+    }
+}
+
+/// The signing key; its `Debug` never shows the value, so it cannot leak through a log line.
+#[derive(Clone)]
+pub struct SecretKey(String);
+
+impl SecretKey {
+    pub const MIN_LEN: usize = 32;
+
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl FromStr for SecretKey {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        if value.len() < Self::MIN_LEN {
+            return Err(format!(
+                "the secret key must be at least {} bytes long",
+                Self::MIN_LEN
+            ));
+        }
+        Ok(SecretKey(value.to_owned()))
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretKey(<redacted>)")
+    }
+}
+
+fn parse_lifetime(value: &str) -> Result<Duration, String> {
+    let lifetime = humantime::parse_duration(value).map_err(|error| error.to_string())?;
+    if lifetime < Duration::from_secs(1) {
+        return Err("a lifetime must be at least one second".into());
+    }
+    Ok(lifetime)
+}

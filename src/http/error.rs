@@ -1,0 +1,178 @@
+//! The one error type of the HTTP layer and its mapping to the contract's status codes and
+//! DRF-style bodies. Internal details are logged, never sent.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::ser::SerializeMap;
+use serde_json::json;
+
+use crate::auth::AuthError;
+use crate::store::StoreError;
+
+/// Field errors in the order the fields were checked: `{"email": ["…"], "password": ["…"]}`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FieldErrors(Vec<(&'static str, Vec<String>)>);
+
+impl FieldErrors {
+    pub fn add(&mut self, field: &'static str, message: impl Into<String>) {
+        match self.0.iter_mut().find(|(name, _)| *name == field) {
+            Some((_, messages)) => messages.push(message.into()),
+            None => self.0.push((field, vec![message.into()])),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for FieldErrors {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (field, messages) in &self.0 {
+            map.serialize_entry(field, messages)?;
+        }
+        map.end()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid fields")]
+    Fields(FieldErrors),
+    #[error("malformed body: {0}")]
+    MalformedBody(String),
+    #[error("body is not an object")]
+    NotAnObject(&'static str),
+    #[error("body too large")]
+    PayloadTooLarge,
+    #[error("unsupported media type")]
+    UnsupportedMediaType(String),
+    #[error("no credentials")]
+    NotAuthenticated,
+    #[error("malformed authorization header")]
+    BadAuthorizationHeader,
+    #[error("access token not valid")]
+    InvalidAccessToken,
+    #[error("refresh token not valid")]
+    InvalidRefreshToken,
+    #[error("bad credentials")]
+    InvalidCredentials,
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed(String),
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Fields(_) | ApiError::MalformedBody(_) | ApiError::NotAnObject(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::NotAuthenticated
+            | ApiError::BadAuthorizationHeader
+            | ApiError::InvalidAccessToken
+            | ApiError::InvalidRefreshToken
+            | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn body(&self) -> serde_json::Value {
+        match self {
+            ApiError::Fields(errors) => json!(errors),
+            ApiError::MalformedBody(reason) => {
+                json!({"detail": format!("JSON parse error - {reason}")})
+            }
+            ApiError::NotAnObject(got) => json!({"non_field_errors": [
+                format!("Invalid data. Expected a dictionary, but got {got}.")
+            ]}),
+            ApiError::PayloadTooLarge => json!({"detail": "Request body too large."}),
+            ApiError::UnsupportedMediaType(media_type) => json!({
+                "detail": format!("Unsupported media type \"{media_type}\" in request.")
+            }),
+            ApiError::NotAuthenticated => {
+                json!({"detail": "Authentication credentials were not provided."})
+            }
+            ApiError::BadAuthorizationHeader => json!({
+                "detail": "Authorization header must contain two space-delimited values",
+                "code": "bad_authorization_header",
+            }),
+            ApiError::InvalidAccessToken => json!({
+                "detail": "Given token not valid for any token type",
+                "code": "token_not_valid",
+            }),
+            ApiError::InvalidRefreshToken => json!({
+                "detail": "Token is invalid or expired",
+                "code": "token_not_valid",
+            }),
+            ApiError::InvalidCredentials => {
+                json!({"detail": "No active account found with the given credentials"})
+            }
+            ApiError::NotFound => json!({"detail": "Not found."}),
+            ApiError::MethodNotAllowed(method) => {
+                json!({"detail": format!("Method \"{method}\" not allowed.")})
+            }
+            ApiError::Unavailable(_) => {
+                json!({"detail": "Service temporarily unavailable, try again later."})
+            }
+            ApiError::Internal(_) => json!({"detail": "A server error occurred."}),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            ApiError::Internal(detail) => tracing::error!(%detail, "request failed"),
+            ApiError::Unavailable(detail) => tracing::warn!(%detail, "database unavailable"),
+            _ => {}
+        }
+        let mut response = super::Json(status, self.body()).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"api\""),
+            );
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(detail) => ApiError::Unavailable(detail),
+            StoreError::EmailTaken | StoreError::Database(_) => {
+                ApiError::Internal(error.to_string())
+            }
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::InvalidCredentials => ApiError::InvalidCredentials,
+            AuthError::InvalidRefreshToken => ApiError::InvalidRefreshToken,
+            AuthError::Store(error) => error.into(),
+        }
+    }
+}

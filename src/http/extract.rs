@@ -1,0 +1,317 @@
+//! Extractors: the request body as DRF's JSON and form parsers see it, the authenticated caller,
+//! and where a request came from.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::{Map, Value};
+
+use super::error::{ApiError, FieldErrors};
+use crate::auth::tokens::AccessClaims;
+use crate::auth::{Auth, Client, Profile};
+use crate::store::Store;
+
+/// Largest request body read; anything longer is refused before it is parsed.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The fields of a JSON object or url-encoded form body; an empty body has no fields.
+#[derive(Debug, Default)]
+pub struct Fields(Map<String, Value>);
+
+impl<S: Send + Sync> FromRequest<S> for Fields {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
+        let content_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+        let body = read_limited(request).await?;
+        // DRF reads no parser for an empty body: the fields are simply missing.
+        if body.is_empty() {
+            return Ok(Fields::default());
+        }
+        let Some(content_type) = content_type else {
+            return Ok(Fields::default());
+        };
+        match media_type(&content_type).as_deref() {
+            Some("application/json") => parse_json(&body),
+            Some("application/x-www-form-urlencoded") => Ok(parse_form(&body)),
+            _ => Err(ApiError::UnsupportedMediaType(content_type)),
+        }
+    }
+}
+
+async fn read_limited(request: Request) -> Result<Bytes, ApiError> {
+    let declared_too_large = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|length| length > MAX_BODY_BYTES as u64);
+    if declared_too_large {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    match Limited::new(request.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => Err(ApiError::PayloadTooLarge),
+        Err(error) => Err(ApiError::MalformedBody(error.to_string())),
+    }
+}
+
+/// `application/json; charset=utf-8` → `application/json`.
+fn media_type(content_type: &str) -> Option<String> {
+    content_type
+        .parse::<mime::Mime>()
+        .ok()
+        .map(|mime| mime.essence_str().to_ascii_lowercase())
+}
+
+fn parse_json(body: &[u8]) -> Result<Fields, ApiError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(Fields(map)),
+        Ok(other) => Err(ApiError::NotAnObject(python_type_name(&other))),
+        Err(error) => Err(ApiError::MalformedBody(error.to_string())),
+    }
+}
+
+/// DRF names the type it got as Python does.
+fn python_type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "NoneType",
+        Value::Bool(_) => "bool",
+        Value::Number(number) if number.is_f64() => "float",
+        Value::Number(_) => "int",
+        Value::String(_) => "str",
+        Value::Array(_) => "list",
+        Value::Object(_) => "dict",
+    }
+}
+
+/// A repeated key keeps its last value, as Django's `QueryDict.get`.
+fn parse_form(body: &[u8]) -> Fields {
+    Fields(
+        form_urlencoded::parse(body)
+            .map(|(key, value)| (key.into_owned(), Value::String(value.into_owned())))
+            .collect(),
+    )
+}
+
+/// How a text field is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trim {
+    /// Surrounding white space is dropped, as DRF's `CharField` does by default.
+    Yes,
+    /// Kept as sent (passwords): only a value that is all white space counts as blank.
+    No,
+}
+
+impl Fields {
+    /// A required text field, checked as DRF's `CharField(allow_blank=False)`; a failure is
+    /// recorded in `errors` under `field`. Numbers are read as their text, as DRF does.
+    pub fn required_text(
+        &self,
+        field: &'static str,
+        trim: Trim,
+        errors: &mut FieldErrors,
+    ) -> Option<Cow<'_, str>> {
+        let result = match self.0.get(field) {
+            None => Err("This field is required."),
+            Some(value) => text(value, trim),
+        };
+        result.map_err(|message| errors.add(field, message)).ok()
+    }
+
+    /// Like [`required_text`](Self::required_text), for a field that may be left out.
+    pub fn optional_text(
+        &self,
+        field: &'static str,
+        trim: Trim,
+        errors: &mut FieldErrors,
+    ) -> Option<Cow<'_, str>> {
+        self.0
+            .contains_key(field)
+            .then(|| self.required_text(field, trim, errors))
+            .flatten()
+    }
+}
+
+fn text(value: &Value, trim: Trim) -> Result<Cow<'_, str>, &'static str> {
+    let raw: Cow<'_, str> = match value {
+        Value::String(text) => Cow::Borrowed(text),
+        Value::Number(number) => Cow::Owned(number.to_string()),
+        Value::Null => return Err("This field may not be null."),
+        Value::Bool(_) | Value::Array(_) | Value::Object(_) => return Err("Not a valid string."),
+    };
+    let trimmed = match raw {
+        Cow::Borrowed(text) => Cow::Borrowed(text.trim()),
+        Cow::Owned(text) => Cow::Owned(text.trim().to_owned()),
+    };
+    if trimmed.is_empty() {
+        return Err("This field may not be blank.");
+    }
+    if trimmed.contains('\0') {
+        return Err("Null characters are not allowed.");
+    }
+    Ok(match trim {
+        Trim::Yes => trimmed,
+        Trim::No => match value {
+            Value::String(text) => Cow::Borrowed(text),
+            _ => trimmed,
+        },
+    })
+}
+
+/// The caller of an authenticated endpoint: a valid access token of a live session whose
+/// account is active, checked in the one query that loads the profile.
+#[derive(Debug)]
+pub struct AuthUser {
+    pub claims: AccessClaims,
+    pub profile: Profile,
+}
+
+impl<S: Store> FromRequestParts<Arc<Auth<S>>> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, auth: &Arc<Auth<S>>) -> Result<Self, ApiError> {
+        let token = bearer_token(parts)?;
+        let claims = auth
+            .verify_access_token(token)
+            .map_err(|_| ApiError::InvalidAccessToken)?;
+        let profile = auth
+            .profile(&claims)
+            .await?
+            .ok_or(ApiError::InvalidAccessToken)?;
+        Ok(AuthUser { claims, profile })
+    }
+}
+
+/// SimpleJWT's reading of `Authorization`: another scheme means "no credentials" (another
+/// authenticator might own it); `Bearer` must be followed by exactly one token.
+fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
+    let header = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .ok_or(ApiError::NotAuthenticated)?;
+    let mut words = header
+        .as_bytes()
+        .split(u8::is_ascii_whitespace)
+        .filter(|word| !word.is_empty());
+    match words.next() {
+        Some(scheme) if scheme.eq_ignore_ascii_case(b"bearer") => {}
+        _ => return Err(ApiError::NotAuthenticated),
+    }
+    match (words.next(), words.next()) {
+        (Some(token), None) => std::str::from_utf8(token).map_err(|_| ApiError::InvalidAccessToken),
+        _ => Err(ApiError::BadAuthorizationHeader),
+    }
+}
+
+/// Where a request came from: recorded with the session it starts.
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        // Bounded: the header is the client's to fill, the table is ours to keep small.
+        const MAX_USER_AGENT: usize = 512;
+        let user_agent = parts.headers.get(header::USER_AGENT).map(|value| {
+            String::from_utf8_lossy(value.as_bytes())
+                .chars()
+                .take(MAX_USER_AGENT)
+                .collect()
+        });
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(address)| address.ip().to_string());
+        Ok(Client { user_agent, ip })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts_with_authorization(value: &[u8]) -> Parts {
+        let request = axum::http::Request::builder()
+            .header(header::AUTHORIZATION, value)
+            .body(())
+            .unwrap();
+        request.into_parts().0
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_needs_exactly_one_token() {
+        let token = |raw: &[u8]| bearer_token(&parts_with_authorization(raw)).map(str::to_owned);
+        assert_eq!(token(b"Bearer abc").unwrap(), "abc");
+        assert_eq!(token(b"bearer   abc ").unwrap(), "abc");
+        assert!(matches!(
+            token(b"Basic abc"),
+            Err(ApiError::NotAuthenticated)
+        ));
+        assert!(matches!(
+            token(b"Bearer"),
+            Err(ApiError::BadAuthorizationHeader)
+        ));
+        assert!(matches!(
+            token(b"Bearer a b"),
+            Err(ApiError::BadAuthorizationHeader)
+        ));
+        assert!(matches!(
+            token(b"Bearer \xff\xfe"),
+            Err(ApiError::InvalidAccessToken)
+        ));
+    }
+
+    #[test]
+    fn text_fields_follow_drf_char_field() {
+        let mut errors = FieldErrors::default();
+        let fields = parse_json(
+            br#"{"a": "  x  ", "b": 12, "c": null, "d": [], "e": "   ", "f": "a\u0000b"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            fields.required_text("a", Trim::Yes, &mut errors).unwrap(),
+            "x"
+        );
+        assert_eq!(
+            fields.required_text("a", Trim::No, &mut errors).unwrap(),
+            "  x  "
+        );
+        assert_eq!(
+            fields.required_text("b", Trim::Yes, &mut errors).unwrap(),
+            "12"
+        );
+        for field in ["c", "d", "e", "f", "missing"] {
+            assert!(
+                fields
+                    .required_text(field, Trim::Yes, &mut errors)
+                    .is_none()
+            );
+        }
+        assert!(
+            fields
+                .optional_text("absent", Trim::Yes, &mut errors)
+                .is_none()
+        );
+        let body = serde_json::to_value(&errors).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "c": ["This field may not be null."],
+                "d": ["Not a valid string."],
+                "e": ["This field may not be blank."],
+                "f": ["Null characters are not allowed."],
+                "missing": ["This field is required."],
+            })
+        );
+    }
+}

@@ -1,0 +1,86 @@
+//! restful-auth: a user-authentication REST service.
+//!
+//! The crate is layered so that each contract rule lives in one place:
+//! - [`config`]: command-line flags and their environment-variable twins;
+//! - [`auth`]: the domain — emails, passwords, tokens, sessions — with no HTTP and no SQL;
+//! - [`store`]: the storage trait, its SQLite implementation and the embedded migrations;
+//! - [`http`]: the router, extractors, the one error type, and a module per resource.
+
+use std::sync::Arc;
+
+pub mod auth;
+pub mod config;
+pub mod http;
+pub mod store;
+pub mod telemetry;
+
+use std::net::SocketAddr;
+
+use auth::Auth;
+use config::Config;
+use store::{SqliteStore, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot open the database: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the server failed: {0}")]
+    Serve(std::io::Error),
+    #[error("unsupported DATABASE_URL {0:?}: expected sqlite://PATH")]
+    UnsupportedDatabase(String),
+}
+
+/// Opens the configured database and serves until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<(), StartupError> {
+    if config.database_url.starts_with("sqlite:") {
+        let store = SqliteStore::open(&config.database_url).await?;
+        serve(store, config).await
+    } else {
+        Err(StartupError::UnsupportedDatabase(config.database_url))
+    }
+}
+
+async fn serve<S: Store>(store: S, config: Config) -> Result<(), StartupError> {
+    let auth = Arc::new(Auth::new(store, &config).await?);
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .map_err(|source| StartupError::Bind {
+            address: config.bind,
+            source,
+        })?;
+    let address = listener.local_addr().map_err(StartupError::Serve)?;
+    tracing::info!(%address, database = %config.database_url, "restful-auth listening");
+    let app = http::router(auth).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(StartupError::Serve)
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM; in-flight requests then finish before exit.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,128 @@
+//! Storage: one trait that the domain speaks to, one implementation per database. No SQL lives
+//! outside this module; every method is one round trip (one transaction) to the database.
+
+use std::future::Future;
+
+use crate::auth::sessions::{PresentedToken, Redemption, Verdict};
+use crate::auth::tokens::RefreshDigest;
+use crate::auth::{Profile, SessionId, UserId};
+
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+/// A user about to be created.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub email: String,
+    pub email_key: String,
+    pub username: String,
+    pub password_hash: String,
+    pub now: i64,
+}
+
+/// What a login checks.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub user_id: UserId,
+    pub password_hash: String,
+    pub is_active: bool,
+}
+
+/// A session about to start, with its first refresh token.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub id: SessionId,
+    pub user_id: UserId,
+    pub refresh: RefreshDigest,
+    pub refresh_expires_at: i64,
+    pub user_agent: Option<String>,
+    pub client_ip: Option<String>,
+    pub now: i64,
+}
+
+/// The outcome of presenting a refresh token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redeemed {
+    /// Accepted: the token is consumed and the redemption carried out.
+    Accepted {
+        user_id: UserId,
+        session_id: SessionId,
+    },
+    /// Unknown, expired, ended, or of an inactive user: nothing changed.
+    Rejected,
+    /// A consumed token came back: its session has been ended.
+    ReuseDetected,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+/// The persistence the service needs. Implementations are cheap to clone (a pool handle).
+pub trait Store: Clone + Send + Sync + 'static {
+    /// Creates the user; [`StoreError::EmailTaken`] if its email key exists.
+    fn create_user(&self, user: NewUser)
+    -> impl Future<Output = Result<UserId, StoreError>> + Send;
+
+    fn email_registered(
+        &self,
+        email_key: String,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    fn credentials(
+        &self,
+        email_key: String,
+    ) -> impl Future<Output = Result<Option<Credentials>, StoreError>> + Send;
+
+    fn start_session(
+        &self,
+        session: NewSession,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// In one transaction: reads the token, lets [`judge`](crate::auth::sessions::judge) decide,
+    /// and carries out the verdict — consuming the token and performing `redemption`, or ending
+    /// the session on reuse. Of concurrent calls with one token, at most one is accepted.
+    fn redeem_refresh_token(
+        &self,
+        presented: RefreshDigest,
+        redemption: Redemption,
+        now: i64,
+    ) -> impl Future<Output = Result<Redeemed, StoreError>> + Send;
+
+    /// The profile of `user_id` if it is active and its session `session_id` has not ended.
+    fn profile(
+        &self,
+        user_id: UserId,
+        session_id: SessionId,
+    ) -> impl Future<Output = Result<Option<Profile>, StoreError>> + Send;
+
+    /// Renames the user under the same conditions as [`profile`](Self::profile).
+    fn rename(
+        &self,
+        user_id: UserId,
+        session_id: SessionId,
+        username: String,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<Profile>, StoreError>> + Send;
+
+    /// The stored signing secret; `generated` is stored first if there is none yet. Concurrent
+    /// first starts all end up with the one secret that won.
+    fn signing_secret(
+        &self,
+        generated: String,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send;
+}
+
+/// Shared by every implementation: the verdict on a presented token, given what was read.
+fn verdict(token: Option<PresentedToken>, now: i64) -> Verdict {
+    token.map_or(Verdict::Reject, |token| {
+        crate::auth::sessions::judge(&token, now)
+    })
+}

@@ -1,0 +1,412 @@
+//! SQLite: the zero-set-up default. One file in WAL mode; reads run on a pool of read-only
+//! connections, writes on one writer connection, both on the blocking pool so the async runtime
+//! never waits on disk. Writers queue on an async mutex rather than on SQLite's busy handler,
+//! which sleeps and polls.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use super::{Credentials, NewSession, NewUser, Redeemed, Store, StoreError, verdict};
+use crate::auth::sessions::{EndReason, PresentedToken, Redemption, Verdict};
+use crate::auth::tokens::RefreshDigest;
+use crate::auth::{Profile, SessionId, UserId};
+
+/// Schema versions, applied in order; `PRAGMA user_version` records how many have run.
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_initial.sql")];
+
+/// Every connection: enforce foreign keys, and wait (rather than fail) when another process
+/// holds the write lock. `synchronous=NORMAL` in WAL mode keeps every commit across a killed
+/// process (only an OS crash may lose the last ones).
+const CONNECTION_PRAGMAS: &str =
+    "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;";
+
+const READERS: u32 = 8;
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    readers: r2d2::Pool<SqliteConnectionManager>,
+    writer: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` (`sqlite://PATH`) and migrates it.
+    pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
+        let path = path_of(url)?.to_owned();
+        tokio::task::spawn_blocking(move || Self::open_blocking(Path::new(&path)))
+            .await
+            .map_err(|error| StoreError::Database(error.to_string()))?
+    }
+
+    fn open_blocking(path: &Path) -> Result<SqliteStore, StoreError> {
+        let mut writer = Connection::open(path).map_err(database_error)?;
+        writer
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
+            .map_err(database_error)?;
+        writer
+            .execute_batch(CONNECTION_PRAGMAS)
+            .map_err(database_error)?;
+        migrate(&mut writer)?;
+
+        let manager = SqliteConnectionManager::file(path).with_init(|conn| {
+            conn.execute_batch(CONNECTION_PRAGMAS)?;
+            conn.execute_batch("PRAGMA query_only = ON;")
+        });
+        let readers = r2d2::Pool::builder()
+            .max_size(READERS)
+            // A checkout costs no query: a broken file shows up as the request's own error.
+            .test_on_check_out(false)
+            .build(manager)
+            .map_err(|error| StoreError::Unavailable(error.to_string()))?;
+        Ok(SqliteStore {
+            readers,
+            writer: Arc::new(Mutex::new(writer)),
+        })
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = readers
+                .get()
+                .map_err(|error| StoreError::Unavailable(error.to_string()))?;
+            query(&conn).map_err(database_error)
+        })
+        .await
+        .map_err(|error| StoreError::Database(error.to_string()))?
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.writer.clone().lock_owned().await;
+        tokio::task::spawn_blocking(move || work(&mut conn))
+            .await
+            .map_err(|error| StoreError::Database(error.to_string()))?
+    }
+}
+
+/// `sqlite://restful_auth.sqlite3` (relative) or `sqlite:///var/lib/app.db` (absolute).
+fn path_of(url: &str) -> Result<&str, StoreError> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| StoreError::Database(format!("not a sqlite:// URL: {url}")))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Err(StoreError::Database(
+            "a SQLite database needs a file path (sqlite://PATH)".into(),
+        ));
+    }
+    Ok(path)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(database_error)?;
+    let applied = tx
+        .pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0))
+        .map_err(database_error)?;
+    let applied = usize::try_from(applied).unwrap_or(usize::MAX);
+    if applied > MIGRATIONS.len() {
+        return Err(StoreError::Database(format!(
+            "the database is at schema version {applied}, newer than this build knows ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        tx.execute_batch(sql).map_err(database_error)?;
+        tx.pragma_update(None, "user_version", version as i64 + 1)
+            .map_err(database_error)?;
+    }
+    tx.commit().map_err(database_error)
+}
+
+fn database_error(error: rusqlite::Error) -> StoreError {
+    match error.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::CannotOpen) => {
+            StoreError::Unavailable(error.to_string())
+        }
+        _ => StoreError::Database(error.to_string()),
+    }
+}
+
+fn is_unique_violation(error: &rusqlite::Error) -> bool {
+    matches!(error, rusqlite::Error::SqliteFailure(failure, _)
+        if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
+}
+
+fn session_id(blob: [u8; 16]) -> SessionId {
+    Uuid::from_bytes(blob)
+}
+
+fn profile_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Profile> {
+    Ok(Profile {
+        id: row.get(0)?,
+        username: row.get(1)?,
+        email: row.get(2)?,
+    })
+}
+
+impl Store for SqliteStore {
+    async fn create_user(&self, user: NewUser) -> Result<UserId, StoreError> {
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO users (email, email_key, username, password_hash, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5) RETURNING id",
+            )
+            .and_then(|mut insert| {
+                insert.query_row(
+                    params![user.email, user.email_key, user.username, user.password_hash, user.now],
+                    |row| row.get(0),
+                )
+            })
+            .map_err(|error| {
+                if is_unique_violation(&error) {
+                    StoreError::EmailTaken
+                } else {
+                    database_error(error)
+                }
+            })
+        })
+        .await
+    }
+
+    async fn email_registered(&self, email_key: String) -> Result<bool, StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM users WHERE email_key = ?1)")?
+                .query_row([email_key], |row| row.get(0))
+        })
+        .await
+    }
+
+    async fn credentials(&self, email_key: String) -> Result<Option<Credentials>, StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT id, password_hash, is_active FROM users WHERE email_key = ?1",
+            )?
+            .query_row([email_key], |row| {
+                Ok(Credentials {
+                    user_id: row.get(0)?,
+                    password_hash: row.get(1)?,
+                    is_active: row.get(2)?,
+                })
+            })
+            .optional()
+        })
+        .await
+    }
+
+    async fn start_session(&self, session: NewSession) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(database_error)?;
+            tx.prepare_cached(
+                "INSERT INTO sessions (id, user_id, created_at, last_seen_at, user_agent, client_ip)
+                 VALUES (?1, ?2, ?3, ?3, ?4, ?5)",
+            )
+            .and_then(|mut insert| {
+                insert.execute(params![
+                    session.id.as_bytes(),
+                    session.user_id,
+                    session.now,
+                    session.user_agent,
+                    session.client_ip
+                ])
+            })
+            .map_err(database_error)?;
+            insert_refresh_token(
+                &tx,
+                &session.refresh,
+                &session.id,
+                session.now,
+                session.refresh_expires_at,
+            )?;
+            tx.commit().map_err(database_error)
+        })
+        .await
+    }
+
+    async fn redeem_refresh_token(
+        &self,
+        presented: RefreshDigest,
+        redemption: Redemption,
+        now: i64,
+    ) -> Result<Redeemed, StoreError> {
+        self.write(move |conn| {
+            // IMMEDIATE takes the write lock first, so the read below cannot go stale.
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(database_error)?;
+            let found = tx
+                .prepare_cached(
+                    "SELECT t.session_id, s.user_id, t.expires_at, t.consumed_at IS NOT NULL,
+                            s.ended_at IS NOT NULL, u.is_active
+                     FROM refresh_tokens t
+                     JOIN sessions s ON s.id = t.session_id
+                     JOIN users u ON u.id = s.user_id
+                     WHERE t.token_hash = ?1",
+                )
+                .and_then(|mut select| {
+                    select
+                        .query_row([&presented[..]], |row| {
+                            let token = PresentedToken {
+                                expires_at: row.get(2)?,
+                                consumed: row.get(3)?,
+                                session_ended: row.get(4)?,
+                                user_active: row.get(5)?,
+                            };
+                            Ok((session_id(row.get(0)?), row.get::<_, UserId>(1)?, token))
+                        })
+                        .optional()
+                })
+                .map_err(database_error)?;
+
+            let outcome = match (verdict(found.map(|(_, _, token)| token), now), found) {
+                (Verdict::Accept, Some((session_id, user_id, _))) => {
+                    consume(&tx, &presented, now)?;
+                    match redemption {
+                        Redemption::Rotate { next, expires_at } => {
+                            insert_refresh_token(&tx, &next, &session_id, now, expires_at)?;
+                            tx.prepare_cached(
+                                "UPDATE sessions SET last_seen_at = ?2 WHERE id = ?1",
+                            )
+                            .and_then(|mut touch| {
+                                touch.execute(params![session_id.as_bytes(), now])
+                            })
+                            .map_err(database_error)?;
+                        }
+                        Redemption::EndSession => {
+                            end_session(&tx, &session_id, EndReason::Logout, now)?
+                        }
+                    }
+                    Redeemed::Accepted {
+                        user_id,
+                        session_id,
+                    }
+                }
+                (Verdict::EndSessionForReuse, Some((session_id, _, _))) => {
+                    end_session(&tx, &session_id, EndReason::RefreshTokenReused, now)?;
+                    Redeemed::ReuseDetected
+                }
+                _ => Redeemed::Rejected,
+            };
+            tx.commit().map_err(database_error)?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn profile(
+        &self,
+        user_id: UserId,
+        session_id: SessionId,
+    ) -> Result<Option<Profile>, StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT u.id, u.username, u.email
+                 FROM sessions s JOIN users u ON u.id = s.user_id
+                 WHERE s.id = ?1 AND s.user_id = ?2 AND s.ended_at IS NULL AND u.is_active = 1",
+            )?
+            .query_row(params![session_id.as_bytes(), user_id], profile_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn rename(
+        &self,
+        user_id: UserId,
+        session_id: SessionId,
+        username: String,
+        now: i64,
+    ) -> Result<Option<Profile>, StoreError> {
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE users SET username = ?3, updated_at = ?4
+                 WHERE id = ?2 AND is_active = 1 AND EXISTS (
+                     SELECT 1 FROM sessions WHERE id = ?1 AND user_id = ?2 AND ended_at IS NULL)
+                 RETURNING id, username, email",
+            )
+            .and_then(|mut update| {
+                update
+                    .query_row(
+                        params![session_id.as_bytes(), user_id, username, now],
+                        profile_row,
+                    )
+                    .optional()
+            })
+            .map_err(database_error)
+        })
+        .await
+    }
+
+    async fn signing_secret(&self, generated: String) -> Result<String, StoreError> {
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO settings (key, value) VALUES ('signing_secret', ?1)
+                 ON CONFLICT (key) DO NOTHING",
+                [generated],
+            )
+            .and_then(|_| {
+                conn.query_row(
+                    "SELECT value FROM settings WHERE key = 'signing_secret'",
+                    [],
+                    |row| row.get(0),
+                )
+            })
+            .map_err(database_error)
+        })
+        .await
+    }
+}
+
+fn insert_refresh_token(
+    tx: &Connection,
+    digest: &RefreshDigest,
+    session_id: &SessionId,
+    now: i64,
+    expires_at: i64,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4)",
+    )
+    .and_then(|mut insert| {
+        insert.execute(params![&digest[..], session_id.as_bytes(), now, expires_at])
+    })
+    .map(drop)
+    .map_err(database_error)
+}
+
+fn consume(tx: &Connection, digest: &RefreshDigest, now: i64) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "UPDATE refresh_tokens SET consumed_at = ?2 WHERE token_hash = ?1 AND consumed_at IS NULL",
+    )
+    .and_then(|mut update| update.execute(params![&digest[..], now]))
+    .map(drop)
+    .map_err(database_error)
+}
+
+fn end_session(
+    tx: &Connection,
+    session_id: &SessionId,
+    reason: EndReason,
+    now: i64,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "UPDATE sessions SET ended_at = ?2, end_reason = ?3, last_seen_at = ?2
+         WHERE id = ?1 AND ended_at IS NULL",
+    )
+    .and_then(|mut update| update.execute(params![session_id.as_bytes(), now, reason.as_str()]))
+    .map(drop)
+    .map_err(database_error)
+}
