@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::store::PoolSettings;
+
 /// A user-authentication REST service: register, login, rotating refresh tokens, profile.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "restful-auth", version, about)]
@@ -17,8 +19,8 @@ pub struct Config {
     #[arg(long, env = "RESTFUL_AUTH_BIND", default_value = "127.0.0.1:8000")]
     pub bind: SocketAddr,
 
-    /// Where the data lives: `sqlite://PATH` (created and migrated at start; `sqlite://:memory:`
-    /// keeps nothing).
+    /// Where the data lives: `sqlite://PATH` (created and migrated at start), or
+    /// `postgres://USER@HOST/DB` for several instances sharing one database.
     #[arg(
         long,
         env = "DATABASE_URL",
@@ -48,6 +50,22 @@ pub struct Config {
     #[arg(long, env = "RESTFUL_AUTH_HASH_CONCURRENCY")]
     pub hash_concurrency: Option<NonZeroUsize>,
 
+    /// PostgreSQL: most connections this instance opens.
+    #[arg(
+        long,
+        env = "RESTFUL_AUTH_DATABASE_MAX_CONNECTIONS",
+        default_value_t = 16
+    )]
+    pub database_max_connections: u32,
+
+    /// PostgreSQL: longest wait for a connection before answering 503.
+    #[arg(long, env = "RESTFUL_AUTH_DATABASE_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_lifetime)]
+    pub database_connect_timeout: Duration,
+
+    /// PostgreSQL: longest a statement may run before it is cancelled (answered 503).
+    #[arg(long, env = "RESTFUL_AUTH_DATABASE_STATEMENT_TIMEOUT", default_value = "5s", value_parser = parse_lifetime)]
+    pub database_statement_timeout: Duration,
+
     /// Log filter: a level (`info`, `debug`) or `tracing` directives (`restful_auth=debug`).
     #[arg(long, env = "RESTFUL_AUTH_LOG", default_value = "info")]
     pub log_level: String,
@@ -59,6 +77,14 @@ impl Config {
         let mut config = Config::parse_from(["restful-auth"]);
         config.database_url = database_url.into();
         config
+    }
+
+    pub fn pool_settings(&self) -> PoolSettings {
+        PoolSettings {
+            max_connections: self.database_max_connections,
+            connect_timeout: self.database_connect_timeout,
+            statement_timeout: self.database_statement_timeout,
+        }
     }
 
     pub fn hash_concurrency(&self) -> usize {

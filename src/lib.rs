@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 
 use auth::Auth;
 use config::Config;
-use store::{SqliteStore, Store, StoreError};
+use store::{PostgresStore, SqliteStore, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -31,17 +31,21 @@ pub enum StartupError {
     },
     #[error("the server failed: {0}")]
     Serve(std::io::Error),
-    #[error("unsupported DATABASE_URL {0:?}: expected sqlite://PATH")]
+    #[error("unsupported DATABASE_URL {0:?}: expected sqlite://PATH or postgres://…")]
     UnsupportedDatabase(String),
 }
 
 /// Opens the configured database and serves until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> Result<(), StartupError> {
-    if config.database_url.starts_with("sqlite:") {
-        let store = SqliteStore::open(&config.database_url).await?;
+    let url = config.database_url.as_str();
+    if url.starts_with("sqlite:") {
+        let store = SqliteStore::open(url).await?;
+        serve(store, config).await
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = PostgresStore::open(url, &config.pool_settings()).await?;
         serve(store, config).await
     } else {
-        Err(StartupError::UnsupportedDatabase(config.database_url))
+        Err(StartupError::UnsupportedDatabase(redact_password(url)))
     }
 }
 
@@ -54,7 +58,8 @@ async fn serve<S: Store>(store: S, config: Config) -> Result<(), StartupError> {
             source,
         })?;
     let address = listener.local_addr().map_err(StartupError::Serve)?;
-    tracing::info!(%address, database = %config.database_url, "restful-auth listening");
+    let database = redact_password(&config.database_url);
+    tracing::info!(%address, %database, "restful-auth listening");
     let app = http::router(auth).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
@@ -83,4 +88,34 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// A database URL fit for a log line: `postgres://app:secret@db/auth` → `postgres://app:***@db/auth`.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((user_info, host)) => {
+            let user = user_info.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{}", &rest[authority_end..])
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_password;
+
+    #[test]
+    fn database_passwords_never_reach_a_log_line() {
+        assert_eq!(
+            redact_password("postgres://app:s3cret@db:5432/auth"),
+            "postgres://app:***@db:5432/auth"
+        );
+        assert_eq!(redact_password("postgres://db/auth"), "postgres://db/auth");
+        assert_eq!(redact_password("sqlite://x.db"), "sqlite://x.db");
+    }
 }

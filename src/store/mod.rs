@@ -7,8 +7,10 @@ use crate::auth::sessions::{PresentedToken, Redemption, Verdict};
 use crate::auth::tokens::RefreshDigest;
 use crate::auth::{Profile, SessionId, UserId};
 
+pub mod postgres;
 pub mod sqlite;
 
+pub use postgres::{PoolSettings, PostgresStore};
 pub use sqlite::SqliteStore;
 
 /// A user about to be created.

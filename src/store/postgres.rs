@@ -1,0 +1,376 @@
+//! PostgreSQL: for running several stateless instances against one shared database. Refresh
+//! tokens are consumed under a row lock (`SELECT … FOR UPDATE`) and a conditional write, so of
+//! concurrent refreshes on any number of instances exactly one wins.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres, Row, Transaction};
+use uuid::Uuid;
+
+use super::{Credentials, NewSession, NewUser, Redeemed, Store, StoreError, verdict};
+use crate::auth::sessions::{EndReason, PresentedToken, Redemption, Verdict};
+use crate::auth::tokens::RefreshDigest;
+use crate::auth::{Profile, SessionId, UserId};
+
+/// Schema versions, applied in order and recorded in `schema_migrations`.
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_initial.sql")];
+
+/// Serialises migrations of instances that start at once (an arbitrary, fixed key).
+const MIGRATION_LOCK: i64 = 0x7265_7374_6175_7468;
+
+/// How the pool reaches the database.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    pub connect_timeout: Duration,
+    pub statement_timeout: Duration,
+}
+
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://…`) and brings the schema up to date.
+    pub async fn open(url: &str, settings: &PoolSettings) -> Result<PostgresStore, StoreError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|error| StoreError::Database(error.to_string()))?
+            .options([(
+                "statement_timeout",
+                settings.statement_timeout.as_millis().to_string(),
+            )]);
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.connect_timeout)
+            // No ping per checkout: a connection that broke fails its request with a 503 and is
+            // dropped, and the pool opens a fresh one for the next.
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await
+            .map_err(database_error)?;
+        migrate(&pool).await?;
+        Ok(PostgresStore { pool })
+    }
+}
+
+async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await.map_err(database_error)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *tx)
+        .await
+        .map_err(database_error)?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(database_error)?;
+    let applied: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(database_error)?;
+    let applied = usize::try_from(applied).unwrap_or(usize::MAX);
+    if applied > MIGRATIONS.len() {
+        return Err(StoreError::Database(format!(
+            "the database is at schema version {applied}, newer than this build knows ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        sqlx::raw_sql(*sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(database_error)?;
+        sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")
+            .bind(version as i64 + 1)
+            .execute(&mut *tx)
+            .await
+            .map_err(database_error)?;
+    }
+    tx.commit().await.map_err(database_error)
+}
+
+/// Lost connections, timeouts and server shutdowns are "try again" (503); the rest are bugs.
+fn database_error(error: sqlx::Error) -> StoreError {
+    let transient = match &error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        // Class 08: connection exception; 57: operator intervention (shutdown, terminated
+        // backend, statement timeout); 53: insufficient resources.
+        sqlx::Error::Database(database) => database.code().is_some_and(|code| {
+            ["08", "57", "53"]
+                .iter()
+                .any(|class| code.starts_with(class))
+        }),
+        _ => false,
+    };
+    if transient {
+        StoreError::Unavailable(error.to_string())
+    } else {
+        StoreError::Database(error.to_string())
+    }
+}
+
+fn profile_row(row: &sqlx::postgres::PgRow) -> Result<Profile, sqlx::Error> {
+    Ok(Profile {
+        id: row.try_get(0)?,
+        username: row.try_get(1)?,
+        email: row.try_get(2)?,
+    })
+}
+
+fn uuid_text(id: &SessionId) -> String {
+    id.hyphenated().to_string()
+}
+
+impl Store for PostgresStore {
+    async fn create_user(&self, user: NewUser) -> Result<UserId, StoreError> {
+        sqlx::query_scalar(
+            "INSERT INTO users (email, email_key, username, password_hash, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+        )
+        .bind(user.email)
+        .bind(user.email_key)
+        .bind(user.username)
+        .bind(user.password_hash)
+        .bind(user.now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|error| match &error {
+            sqlx::Error::Database(database) if database.is_unique_violation() => {
+                StoreError::EmailTaken
+            }
+            _ => database_error(error),
+        })
+    }
+
+    async fn email_registered(&self, email_key: String) -> Result<bool, StoreError> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE email_key = $1)")
+            .bind(email_key)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(database_error)
+    }
+
+    async fn credentials(&self, email_key: String) -> Result<Option<Credentials>, StoreError> {
+        let row =
+            sqlx::query("SELECT id, password_hash, is_active FROM users WHERE email_key = $1")
+                .bind(email_key)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(database_error)?;
+        row.map(|row| {
+            Ok(Credentials {
+                user_id: row.try_get(0)?,
+                password_hash: row.try_get(1)?,
+                is_active: row.try_get(2)?,
+            })
+        })
+        .transpose()
+        .map_err(database_error)
+    }
+
+    async fn start_session(&self, session: NewSession) -> Result<(), StoreError> {
+        // One statement, so the session and its first token appear together or not at all.
+        sqlx::query(
+            "WITH session AS (
+                 INSERT INTO sessions (id, user_id, created_at, last_seen_at, user_agent, client_ip)
+                 VALUES ($1::uuid, $2, $3, $3, $4, $5) RETURNING id)
+             INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at)
+             SELECT $6, id, $3, $7 FROM session",
+        )
+        .bind(uuid_text(&session.id))
+        .bind(session.user_id)
+        .bind(session.now)
+        .bind(session.user_agent)
+        .bind(session.client_ip)
+        .bind(&session.refresh[..])
+        .bind(session.refresh_expires_at)
+        .execute(&self.pool)
+        .await
+        .map(drop)
+        .map_err(database_error)
+    }
+
+    async fn redeem_refresh_token(
+        &self,
+        presented: RefreshDigest,
+        redemption: Redemption,
+        now: i64,
+    ) -> Result<Redeemed, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(database_error)?;
+        // The row lock makes concurrent redeemers of one token wait; each then re-reads the
+        // committed row, so only the first sees it unconsumed.
+        let found = sqlx::query(
+            "SELECT t.session_id::text, s.user_id, t.expires_at, t.consumed_at IS NOT NULL,
+                    s.ended_at IS NOT NULL, u.is_active
+             FROM refresh_tokens t
+             JOIN sessions s ON s.id = t.session_id
+             JOIN users u ON u.id = s.user_id
+             WHERE t.token_hash = $1
+             FOR UPDATE OF t",
+        )
+        .bind(&presented[..])
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(database_error)?
+        .map(|row| -> Result<_, sqlx::Error> {
+            let session_id: String = row.try_get(0)?;
+            let token = PresentedToken {
+                expires_at: row.try_get(2)?,
+                consumed: row.try_get(3)?,
+                session_ended: row.try_get(4)?,
+                user_active: row.try_get(5)?,
+            };
+            Ok((session_id, row.try_get::<UserId, _>(1)?, token))
+        })
+        .transpose()
+        .map_err(database_error)?;
+
+        let outcome = match (
+            verdict(found.as_ref().map(|(_, _, token)| *token), now),
+            found,
+        ) {
+            (Verdict::Accept, Some((session_id, user_id, _))) => {
+                let consumed = sqlx::query(
+                    "UPDATE refresh_tokens SET consumed_at = $2
+                     WHERE token_hash = $1 AND consumed_at IS NULL",
+                )
+                .bind(&presented[..])
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(database_error)?;
+                if consumed.rows_affected() != 1 {
+                    return Ok(Redeemed::Rejected);
+                }
+                match redemption {
+                    Redemption::Rotate { next, expires_at } => {
+                        sqlx::query(
+                            "WITH next AS (
+                                 INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at)
+                                 VALUES ($1, $2::uuid, $3, $4))
+                             UPDATE sessions SET last_seen_at = $3 WHERE id = $2::uuid",
+                        )
+                        .bind(&next[..])
+                        .bind(&session_id)
+                        .bind(now)
+                        .bind(expires_at)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(database_error)?;
+                    }
+                    Redemption::EndSession => {
+                        end_session(&mut tx, &session_id, EndReason::Logout, now).await?
+                    }
+                }
+                let session_id = Uuid::parse_str(&session_id)
+                    .map_err(|error| StoreError::Database(error.to_string()))?;
+                Redeemed::Accepted {
+                    user_id,
+                    session_id,
+                }
+            }
+            (Verdict::EndSessionForReuse, Some((session_id, _, _))) => {
+                end_session(&mut tx, &session_id, EndReason::RefreshTokenReused, now).await?;
+                Redeemed::ReuseDetected
+            }
+            _ => Redeemed::Rejected,
+        };
+        tx.commit().await.map_err(database_error)?;
+        Ok(outcome)
+    }
+
+    async fn profile(
+        &self,
+        user_id: UserId,
+        session_id: SessionId,
+    ) -> Result<Option<Profile>, StoreError> {
+        sqlx::query(
+            "SELECT u.id, u.username, u.email
+             FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.id = $1::uuid AND s.user_id = $2 AND s.ended_at IS NULL AND u.is_active",
+        )
+        .bind(uuid_text(&session_id))
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(database_error)?
+        .as_ref()
+        .map(profile_row)
+        .transpose()
+        .map_err(database_error)
+    }
+
+    async fn rename(
+        &self,
+        user_id: UserId,
+        session_id: SessionId,
+        username: String,
+        now: i64,
+    ) -> Result<Option<Profile>, StoreError> {
+        sqlx::query(
+            "UPDATE users SET username = $3, updated_at = $4
+             WHERE id = $2 AND is_active AND EXISTS (
+                 SELECT 1 FROM sessions WHERE id = $1::uuid AND user_id = $2 AND ended_at IS NULL)
+             RETURNING id, username, email",
+        )
+        .bind(uuid_text(&session_id))
+        .bind(user_id)
+        .bind(username)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(database_error)?
+        .as_ref()
+        .map(profile_row)
+        .transpose()
+        .map_err(database_error)
+    }
+
+    async fn signing_secret(&self, generated: String) -> Result<String, StoreError> {
+        // Two statements: the read needs a snapshot taken after a concurrent first start's
+        // insert committed, which a single statement's snapshot would not see.
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ('signing_secret', $1)
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(generated)
+        .execute(&self.pool)
+        .await
+        .map_err(database_error)?;
+        sqlx::query_scalar("SELECT value FROM settings WHERE key = 'signing_secret'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(database_error)
+    }
+}
+
+async fn end_session(
+    tx: &mut Transaction<'_, Postgres>,
+    session_id: &str,
+    reason: EndReason,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE sessions SET ended_at = $2, end_reason = $3, last_seen_at = $2
+         WHERE id = $1::uuid AND ended_at IS NULL",
+    )
+    .bind(session_id)
+    .bind(now)
+    .bind(reason.as_str())
+    .execute(&mut **tx)
+    .await
+    .map(drop)
+    .map_err(database_error)
+}
