@@ -12,8 +12,19 @@ use clap::Parser;
 use crate::store::PoolSettings;
 
 /// A user-authentication REST service: register, login, rotating refresh tokens, profile.
-#[derive(Debug, Clone, Parser)]
+#[derive(Debug, Parser)]
 #[command(name = "restful-auth", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<crate::cli::Command>,
+}
+
+/// The settings every command shares.
+#[derive(Debug, Clone, clap::Args)]
 pub struct Config {
     /// Address and port to listen on.
     #[arg(long, env = "RESTFUL_AUTH_BIND", default_value = "127.0.0.1:8000")]
@@ -74,7 +85,7 @@ pub struct Config {
 impl Config {
     /// The configuration of a command line without flags, for the database at `database_url`.
     pub fn with_database(database_url: impl Into<String>) -> Self {
-        let mut config = Config::parse_from(["restful-auth"]);
+        let mut config = Cli::parse_from(["restful-auth"]).config;
         config.database_url = database_url.into();
         config
     }

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod http;
 pub mod store;
@@ -18,8 +19,9 @@ use std::net::SocketAddr;
 
 use auth::Auth;
 use config::Config;
-use store::{PostgresStore, SqliteStore, Store, StoreError};
+use store::{Store, StoreError};
 
+/// Why the program stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("cannot open the database: {0}")]
@@ -31,25 +33,14 @@ pub enum StartupError {
     },
     #[error("the server failed: {0}")]
     Serve(std::io::Error),
+    #[error("{0}")]
+    Command(String),
     #[error("unsupported DATABASE_URL {0:?}: expected sqlite://PATH or postgres://…")]
     UnsupportedDatabase(String),
 }
 
-/// Opens the configured database and serves until SIGINT or SIGTERM.
-pub async fn run(config: Config) -> Result<(), StartupError> {
-    let url = config.database_url.as_str();
-    if url.starts_with("sqlite:") {
-        let store = SqliteStore::open(url).await?;
-        serve(store, config).await
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = PostgresStore::open(url, &config.pool_settings()).await?;
-        serve(store, config).await
-    } else {
-        Err(StartupError::UnsupportedDatabase(redact_password(url)))
-    }
-}
-
-async fn serve<S: Store>(store: S, config: Config) -> Result<(), StartupError> {
+/// Serves the API on `store` until SIGINT or SIGTERM.
+pub async fn serve<S: Store>(store: S, config: Config) -> Result<(), StartupError> {
     let auth = Arc::new(Auth::new(store, &config).await?);
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
@@ -91,7 +82,7 @@ async fn shutdown_signal() {
 }
 
 /// A database URL fit for a log line: `postgres://app:secret@db/auth` → `postgres://app:***@db/auth`.
-fn redact_password(url: &str) -> String {
+pub(crate) fn redact_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };

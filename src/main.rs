@@ -1,13 +1,13 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use restful_auth::config::Config;
+use restful_auth::config::Cli;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = Config::parse();
-    restful_auth::telemetry::init(&config.log_level);
-    match restful_auth::run(config).await {
+    let cli = Cli::parse();
+    restful_auth::telemetry::init(&cli.config.log_level);
+    match restful_auth::cli::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "restful-auth stopped");

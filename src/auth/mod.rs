@@ -7,7 +7,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::store::{NewSession, NewUser, Redeemed, Store, StoreError};
+use crate::store::{Account, NewSession, NewUser, Redeemed, Store, StoreError};
 
 pub mod email;
 pub mod password;
@@ -16,7 +16,7 @@ pub mod tokens;
 pub mod username;
 
 use email::Email;
-use password::{Hasher, Password, PasswordPolicy};
+use password::{Hasher, Password, PasswordPolicy, Verification};
 use sessions::Redemption;
 use tokens::{AccessClaims, AccessTokenKeys, InvalidAccessToken, RefreshToken};
 use username::Username;
@@ -105,8 +105,56 @@ impl<S: Store> Auth<S> {
                 email_key: email.key().to_owned(),
                 username: email.as_str().to_owned(),
                 password_hash,
+                is_active: true,
                 now: now(),
             })
+            .await
+    }
+
+    /// Adds an account with a hash made elsewhere (the Django original's); it verifies at login
+    /// and is replaced by our Argon2id then.
+    pub async fn import_account(
+        &self,
+        email: Email,
+        username: Username,
+        password_hash: String,
+        is_active: bool,
+    ) -> Result<UserId, StoreError> {
+        self.store
+            .create_user(NewUser {
+                email: email.as_str().to_owned(),
+                email_key: email.key().to_owned(),
+                username: username.into_string(),
+                password_hash,
+                is_active,
+                now: now(),
+            })
+            .await
+    }
+
+    /// The account registered with `email` (in any case).
+    pub async fn account(&self, email: &str) -> Result<Option<Account>, StoreError> {
+        self.store.account(Email::lookup_key(email)).await
+    }
+
+    pub async fn accounts(&self) -> Result<Vec<Account>, StoreError> {
+        self.store.accounts().await
+    }
+
+    /// Deactivation ends every session of the account at once.
+    pub async fn set_active(&self, user_id: UserId, active: bool) -> Result<bool, StoreError> {
+        self.store.set_active(user_id, active, now()).await
+    }
+
+    /// Replaces the password; the caller has checked it against the policy.
+    pub async fn set_password(
+        &self,
+        user_id: UserId,
+        password: Password,
+    ) -> Result<(), StoreError> {
+        let password_hash = self.hasher.hash(password).await;
+        self.store
+            .set_password_hash(user_id, password_hash, now())
             .await
     }
 
@@ -126,10 +174,18 @@ impl<S: Store> Auth<S> {
             ),
             None => (None, None),
         };
-        let verified = self.hasher.verify(password, stored_hash).await;
-        let Some((user_id, true)) = account.filter(|_| verified) else {
+        let verification = self.hasher.verify(password.clone(), stored_hash).await;
+        let Some((user_id, true)) = account.filter(|_| verification.matched()) else {
             return Err(AuthError::InvalidCredentials);
         };
+        if verification == (Verification::Match { rehash: true }) {
+            // The one moment the plain password is at hand: replace an imported or outdated
+            // hash with our Argon2id, so nobody is asked to reset a password.
+            let password_hash = self.hasher.hash(password).await;
+            self.store
+                .set_password_hash(user_id, password_hash, now())
+                .await?;
+        }
 
         let session_id = Uuid::new_v4();
         let refresh_token = RefreshToken::generate();

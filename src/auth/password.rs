@@ -1,5 +1,7 @@
 //! Passwords: Django's four validators with their exact messages, and Argon2id hashing run off
 //! the async runtime through a bounded pool, so a login flood cannot starve cheap requests.
+//! Hashes imported from the Django original (`pbkdf2_sha256$…`, `argon2$…`) verify as well and
+//! are flagged for replacement by our Argon2id.
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -116,9 +118,15 @@ fn is_common(password: &str) -> bool {
 }
 
 /// OWASP's Argon2id parameters: 19 MiB, two passes, one lane.
+fn argon2_params() -> &'static Params {
+    static PARAMS: OnceLock<Params> = OnceLock::new();
+    PARAMS
+        .get_or_init(|| Params::new(19 * 1024, 2, 1, None).expect("constant parameters are valid"))
+}
+
+/// Hashes with our parameters; verifies with the parameters recorded in each hash.
 fn argon2() -> Argon2<'static> {
-    let params = Params::new(19 * 1024, 2, 1, None).expect("constant Argon2 parameters are valid");
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, argon2_params().clone())
 }
 
 /// Hashes and verifies passwords on the blocking pool, at most `concurrency` at a time; other
@@ -140,14 +148,14 @@ impl Hasher {
         self.run(move || hash_blocking(password.expose())).await
     }
 
-    /// Whether `password` matches `phc`. With no stored hash (unknown account) a dummy hash is
-    /// verified all the same, so the answer takes as long and tells nobody who is registered.
-    pub async fn verify(&self, password: Password, phc: Option<String>) -> bool {
-        self.run(move || match phc {
-            Some(phc) => verify_blocking(password.expose(), &phc),
+    /// Whether `password` matches `stored`. With no stored hash (unknown account) a dummy hash
+    /// is verified all the same, so the answer takes as long and tells nobody who is registered.
+    pub async fn verify(&self, password: Password, stored: Option<String>) -> Verification {
+        self.run(move || match stored {
+            Some(stored) => verify_blocking(password.expose(), &stored),
             None => {
                 verify_blocking(password.expose(), dummy_hash());
-                false
+                Verification::Mismatch
             }
         })
         .await
@@ -173,13 +181,81 @@ fn hash_blocking(password: &str) -> String {
         .to_string()
 }
 
+/// The outcome of checking a password against a stored hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verification {
+    Mismatch,
+    /// The password is right; `rehash` when the stored hash is not our current Argon2id (an
+    /// imported Django hash, or older parameters), so the caller replaces it now that it can.
+    Match {
+        rehash: bool,
+    },
+}
+
+impl Verification {
+    pub fn matched(self) -> bool {
+        matches!(self, Verification::Match { .. })
+    }
+}
+
 /// A stored hash that does not parse verifies nothing rather than failing the request.
-fn verify_blocking(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc).is_ok_and(|parsed| {
-        argon2()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
-    })
+fn verify_blocking(password: &str, stored: &str) -> Verification {
+    if let Some(django) = stored.strip_prefix("pbkdf2_sha256$") {
+        return verify_django_pbkdf2(password, django);
+    }
+    // Django writes `argon2` before a PHC string: `argon2$argon2id$v=19$m=…`.
+    let phc = stored.strip_prefix("argon2").unwrap_or(stored);
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return Verification::Mismatch;
+    };
+    if argon2()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_err()
+    {
+        return Verification::Mismatch;
+    }
+    let current = parsed.algorithm == Algorithm::Argon2id.ident()
+        && Params::try_from(&parsed).is_ok_and(|params| {
+            let ours = argon2_params();
+            (params.m_cost(), params.t_cost(), params.p_cost())
+                == (ours.m_cost(), ours.t_cost(), ours.p_cost())
+        })
+        && phc.len() == stored.len();
+    Verification::Match { rehash: !current }
+}
+
+/// Django's `pbkdf2_sha256$<iterations>$<salt>$<base64 hash>`.
+fn verify_django_pbkdf2(password: &str, encoded: &str) -> Verification {
+    use base64::Engine as _;
+    use subtle::ConstantTimeEq as _;
+
+    let mut parts = encoded.splitn(3, '$');
+    let (Some(iterations), Some(salt), Some(expected)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Verification::Mismatch;
+    };
+    let (Ok(iterations), Ok(expected)) = (
+        iterations.parse::<u32>(),
+        base64::engine::general_purpose::STANDARD.decode(expected),
+    ) else {
+        return Verification::Mismatch;
+    };
+    // Bounded like a login should be: a forged row must not pin a core for minutes.
+    if iterations == 0 || iterations > 10_000_000 || expected.len() != 32 {
+        return Verification::Mismatch;
+    }
+    let mut derived = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(
+        password.as_bytes(),
+        salt.as_bytes(),
+        iterations,
+        &mut derived,
+    );
+    if bool::from(derived.ct_eq(&expected[..])) {
+        Verification::Match { rehash: true }
+    } else {
+        Verification::Mismatch
+    }
 }
 
 fn dummy_hash() -> &'static str {
@@ -190,6 +266,20 @@ fn dummy_hash() -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Django's encoding of a PBKDF2-SHA256 hash.
+    fn django_pbkdf2_sha256(password: &str, salt: &str, iterations: u32) -> String {
+        use base64::Engine as _;
+        let mut derived = [0u8; 32];
+        pbkdf2::pbkdf2_hmac::<sha2::Sha256>(
+            password.as_bytes(),
+            salt.as_bytes(),
+            iterations,
+            &mut derived,
+        );
+        let encoded = base64::engine::general_purpose::STANDARD.encode(derived);
+        format!("pbkdf2_sha256${iterations}${salt}${encoded}")
+    }
 
     fn policy() -> PasswordPolicy {
         PasswordPolicy { min_length: 8 }
@@ -249,17 +339,49 @@ mod tests {
         let hasher = Hasher::new(2);
         let phc = hasher.hash(Password::new("s3cret-enough".into())).await;
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-        assert!(
-            hasher
-                .verify(Password::new("s3cret-enough".into()), Some(phc.clone()))
-                .await
+        let verify = |password: &str, stored: Option<String>| {
+            hasher.verify(Password::new(password.into()), stored)
+        };
+        assert_eq!(
+            verify("s3cret-enough", Some(phc.clone())).await,
+            Verification::Match { rehash: false }
         );
-        assert!(
-            !hasher
-                .verify(Password::new("s3cret-enougH".into()), Some(phc))
-                .await
+        assert_eq!(
+            verify("s3cret-enougH", Some(phc)).await,
+            Verification::Mismatch
         );
-        assert!(!hasher.verify(Password::new("anything".into()), None).await);
+        assert_eq!(verify("anything", None).await, Verification::Mismatch);
+    }
+
+    #[test]
+    fn django_pbkdf2_hashes_verify_and_ask_to_be_replaced() {
+        // Django's own test vector (tests/auth_tests/test_hashers.py).
+        let stored = "pbkdf2_sha256$10000$seasalt$CWWFdHOWwPnki7HvkcqN9iA2T3KLW1cf2uZ5kvArtVY=";
+        assert_eq!(django_pbkdf2_sha256("lètmein", "seasalt", 10000), stored);
+        assert_eq!(
+            verify_blocking("lètmein", stored),
+            Verification::Match { rehash: true }
+        );
+        assert_eq!(verify_blocking("letmein", stored), Verification::Mismatch);
+        assert_eq!(
+            verify_blocking("x", "pbkdf2_sha256$0$salt$AAAA"),
+            Verification::Mismatch
+        );
+        assert_eq!(
+            verify_blocking("x", "md5$$whatever"),
+            Verification::Mismatch
+        );
+    }
+
+    #[test]
+    fn django_argon2_hashes_verify_and_ask_to_be_replaced() {
+        let phc = hash_blocking("s3cret-enough");
+        let django = format!("argon2{phc}");
+        assert_eq!(
+            verify_blocking("s3cret-enough", &django),
+            Verification::Match { rehash: true }
+        );
+        assert_eq!(verify_blocking("wrong", &django), Verification::Mismatch);
     }
 
     #[test]

@@ -52,6 +52,7 @@ pub enum Redemption {
 pub enum EndReason {
     Logout,
     RefreshTokenReused,
+    Deactivated,
 }
 
 impl EndReason {
@@ -59,6 +60,7 @@ impl EndReason {
         match self {
             EndReason::Logout => "logout",
             EndReason::RefreshTokenReused => "refresh_token_reused",
+            EndReason::Deactivated => "deactivated",
         }
     }
 }

@@ -7,6 +7,7 @@ use crate::auth::sessions::{PresentedToken, Redemption, Verdict};
 use crate::auth::tokens::RefreshDigest;
 use crate::auth::{Profile, SessionId, UserId};
 
+pub mod django;
 pub mod postgres;
 pub mod sqlite;
 
@@ -20,7 +21,19 @@ pub struct NewUser {
     pub email_key: String,
     pub username: String,
     pub password_hash: String,
+    pub is_active: bool,
     pub now: i64,
+}
+
+/// An account as the administration commands show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: UserId,
+    pub email: String,
+    pub username: String,
+    pub is_active: bool,
+    pub created_at: i64,
+    pub active_sessions: i64,
 }
 
 /// What a login checks.
@@ -82,6 +95,32 @@ pub trait Store: Clone + Send + Sync + 'static {
         &self,
         email_key: String,
     ) -> impl Future<Output = Result<Option<Credentials>, StoreError>> + Send;
+
+    /// The account whose email key is `email_key`.
+    fn account(
+        &self,
+        email_key: String,
+    ) -> impl Future<Output = Result<Option<Account>, StoreError>> + Send;
+
+    /// Every account, oldest first.
+    fn accounts(&self) -> impl Future<Output = Result<Vec<Account>, StoreError>> + Send;
+
+    /// Activates or deactivates the account; deactivation ends all of its sessions in the same
+    /// transaction. `false` if there is no such account.
+    fn set_active(
+        &self,
+        user_id: UserId,
+        active: bool,
+        now: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Replaces the user's password hash.
+    fn set_password_hash(
+        &self,
+        user_id: UserId,
+        password_hash: String,
+        now: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     fn start_session(
         &self,

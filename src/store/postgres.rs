@@ -9,7 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use super::{Credentials, NewSession, NewUser, Redeemed, Store, StoreError, verdict};
+use super::{Account, Credentials, NewSession, NewUser, Redeemed, Store, StoreError, verdict};
 use crate::auth::sessions::{EndReason, PresentedToken, Redemption, Verdict};
 use crate::auth::tokens::RefreshDigest;
 use crate::auth::{Profile, SessionId, UserId};
@@ -129,6 +129,21 @@ fn profile_row(row: &sqlx::postgres::PgRow) -> Result<Profile, sqlx::Error> {
     })
 }
 
+const ACCOUNT_COLUMNS: &str = "SELECT u.id, u.email, u.username, u.is_active, u.created_at,
+        (SELECT count(*) FROM sessions s WHERE s.user_id = u.id AND s.ended_at IS NULL)
+     FROM users u";
+
+fn account_row(row: &sqlx::postgres::PgRow) -> Result<Account, sqlx::Error> {
+    Ok(Account {
+        id: row.try_get(0)?,
+        email: row.try_get(1)?,
+        username: row.try_get(2)?,
+        is_active: row.try_get(3)?,
+        created_at: row.try_get(4)?,
+        active_sessions: row.try_get(5)?,
+    })
+}
+
 fn uuid_text(id: &SessionId) -> String {
     id.hyphenated().to_string()
 }
@@ -136,13 +151,15 @@ fn uuid_text(id: &SessionId) -> String {
 impl Store for PostgresStore {
     async fn create_user(&self, user: NewUser) -> Result<UserId, StoreError> {
         sqlx::query_scalar(
-            "INSERT INTO users (email, email_key, username, password_hash, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+            "INSERT INTO users
+                 (email, email_key, username, password_hash, is_active, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id",
         )
         .bind(user.email)
         .bind(user.email_key)
         .bind(user.username)
         .bind(user.password_hash)
+        .bind(user.is_active)
         .bind(user.now)
         .fetch_one(&self.pool)
         .await
@@ -178,6 +195,81 @@ impl Store for PostgresStore {
         })
         .transpose()
         .map_err(database_error)
+    }
+
+    async fn account(&self, email_key: String) -> Result<Option<Account>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{ACCOUNT_COLUMNS} WHERE u.email_key = $1"
+        )))
+        .bind(email_key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(database_error)?
+        .as_ref()
+        .map(account_row)
+        .transpose()
+        .map_err(database_error)
+    }
+
+    async fn accounts(&self) -> Result<Vec<Account>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{ACCOUNT_COLUMNS} ORDER BY u.id"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database_error)?
+        .iter()
+        .map(account_row)
+        .collect::<Result<_, _>>()
+        .map_err(database_error)
+    }
+
+    async fn set_active(
+        &self,
+        user_id: UserId,
+        active: bool,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(database_error)?;
+        let found = sqlx::query("UPDATE users SET is_active = $2, updated_at = $3 WHERE id = $1")
+            .bind(user_id)
+            .bind(active)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(database_error)?
+            .rows_affected()
+            == 1;
+        if found && !active {
+            sqlx::query(
+                "UPDATE sessions SET ended_at = $2, end_reason = $3
+                 WHERE user_id = $1 AND ended_at IS NULL",
+            )
+            .bind(user_id)
+            .bind(now)
+            .bind(EndReason::Deactivated.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(database_error)?;
+        }
+        tx.commit().await.map_err(database_error)?;
+        Ok(found)
+    }
+
+    async fn set_password_hash(
+        &self,
+        user_id: UserId,
+        password_hash: String,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
+            .bind(user_id)
+            .bind(password_hash)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(database_error)
     }
 
     async fn start_session(&self, session: NewSession) -> Result<(), StoreError> {

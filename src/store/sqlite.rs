@@ -11,7 +11,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, pa
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use super::{Credentials, NewSession, NewUser, Redeemed, Store, StoreError, verdict};
+use super::{Account, Credentials, NewSession, NewUser, Redeemed, Store, StoreError, verdict};
 use crate::auth::sessions::{EndReason, PresentedToken, Redemption, Verdict};
 use crate::auth::tokens::RefreshDigest;
 use crate::auth::{Profile, SessionId, UserId};
@@ -161,12 +161,20 @@ impl Store for SqliteStore {
     async fn create_user(&self, user: NewUser) -> Result<UserId, StoreError> {
         self.write(move |conn| {
             conn.prepare_cached(
-                "INSERT INTO users (email, email_key, username, password_hash, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5) RETURNING id",
+                "INSERT INTO users
+                     (email, email_key, username, password_hash, is_active, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) RETURNING id",
             )
             .and_then(|mut insert| {
                 insert.query_row(
-                    params![user.email, user.email_key, user.username, user.password_hash, user.now],
+                    params![
+                        user.email,
+                        user.email_key,
+                        user.username,
+                        user.password_hash,
+                        user.is_active,
+                        user.now
+                    ],
                     |row| row.get(0),
                 )
             })
@@ -202,6 +210,70 @@ impl Store for SqliteStore {
                 })
             })
             .optional()
+        })
+        .await
+    }
+
+    async fn account(&self, email_key: String) -> Result<Option<Account>, StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached(&format!("{ACCOUNT_COLUMNS} WHERE u.email_key = ?1"))?
+                .query_row([email_key], account_row)
+                .optional()
+        })
+        .await
+    }
+
+    async fn accounts(&self) -> Result<Vec<Account>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!("{ACCOUNT_COLUMNS} ORDER BY u.id"))?
+                .query_map([], account_row)?
+                .collect()
+        })
+        .await
+    }
+
+    async fn set_active(
+        &self,
+        user_id: UserId,
+        active: bool,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(database_error)?;
+            let found = tx
+                .execute(
+                    "UPDATE users SET is_active = ?2, updated_at = ?3 WHERE id = ?1",
+                    params![user_id, active, now],
+                )
+                .map_err(database_error)?
+                == 1;
+            if found && !active {
+                tx.execute(
+                    "UPDATE sessions SET ended_at = ?2, end_reason = ?3
+                     WHERE user_id = ?1 AND ended_at IS NULL",
+                    params![user_id, now, EndReason::Deactivated.as_str()],
+                )
+                .map_err(database_error)?;
+            }
+            tx.commit().map_err(database_error)?;
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn set_password_hash(
+        &self,
+        user_id: UserId,
+        password_hash: String,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1",
+            )
+            .and_then(|mut update| update.execute(params![user_id, password_hash, now]))
+            .map(drop)
+            .map_err(database_error)
         })
         .await
     }
@@ -367,6 +439,21 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
+
+const ACCOUNT_COLUMNS: &str = "SELECT u.id, u.email, u.username, u.is_active, u.created_at,
+        (SELECT count(*) FROM sessions s WHERE s.user_id = u.id AND s.ended_at IS NULL)
+     FROM users u";
+
+fn account_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
+    Ok(Account {
+        id: row.get(0)?,
+        email: row.get(1)?,
+        username: row.get(2)?,
+        is_active: row.get(3)?,
+        created_at: row.get(4)?,
+        active_sessions: row.get(5)?,
+    })
 }
 
 fn insert_refresh_token(

@@ -1,0 +1,220 @@
+//! The command line: `serve` (the default), schema migration, account administration, and the
+//! import of users from the Django original.
+
+use clap::Subcommand;
+use std::io::IsTerminal;
+
+use crate::auth::Auth;
+use crate::auth::email::Email;
+use crate::auth::password::Password;
+use crate::auth::username::Username;
+use crate::config::Cli;
+use crate::store::django::{self, DjangoUser};
+use crate::store::{Account, PostgresStore, SqliteStore, Store, StoreError};
+use crate::{StartupError, serve};
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Create or update the database schema, then exit.
+    Migrate,
+    /// Administer accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Import the users of a Django database (its `auth_user` table, or `--table`). Their
+    /// Django password hashes keep working and are replaced by Argon2id at their next login.
+    ImportDjango {
+        /// The Django database: a SQLite file path or a `postgres://` URL.
+        #[arg(long)]
+        from: String,
+        /// The user table, for projects with a custom user model (e.g. `users_user`).
+        #[arg(long, default_value = "auth_user")]
+        table: String,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum UserCommand {
+    /// Create an account; the password is read from standard input.
+    Create { email: String },
+    /// List every account.
+    List,
+    /// Show one account.
+    Show { email: String },
+    /// Deactivate an account: its sessions end and it can no longer log in.
+    Deactivate { email: String },
+    /// Activate an account again.
+    Activate { email: String },
+    /// Set a new password, read from standard input.
+    SetPassword { email: String },
+}
+
+/// Runs the command line on the database that `DATABASE_URL` names.
+pub async fn run(cli: Cli) -> Result<(), StartupError> {
+    let url = cli.config.database_url.clone();
+    if url.starts_with("sqlite:") {
+        execute(SqliteStore::open(&url).await?, cli).await
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        execute(
+            PostgresStore::open(&url, &cli.config.pool_settings()).await?,
+            cli,
+        )
+        .await
+    } else {
+        Err(StartupError::UnsupportedDatabase(crate::redact_password(
+            &url,
+        )))
+    }
+}
+
+async fn execute<S: Store>(store: S, cli: Cli) -> Result<(), StartupError> {
+    let Cli { config, command } = cli;
+    match command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(store, config).await,
+        // Opening the store migrated it.
+        Command::Migrate => {
+            println!("The database schema is up to date.");
+            Ok(())
+        }
+        Command::User(command) => {
+            let auth = Auth::new(store, &config).await?;
+            users(&auth, command).await
+        }
+        Command::ImportDjango { from, table } => {
+            let users = django::read_users(&from, &table, &config.pool_settings()).await?;
+            let auth = Auth::new(store, &config).await?;
+            import_django(&auth, users).await
+        }
+    }
+}
+
+async fn users<S: Store>(auth: &Auth<S>, command: UserCommand) -> Result<(), StartupError> {
+    match command {
+        UserCommand::Create { email } => {
+            let email = parse_email(&email)?;
+            let password = read_new_password(auth, &email)?;
+            let id = auth
+                .register(email.clone(), password)
+                .await
+                .map_err(|error| match error {
+                    StoreError::EmailTaken => {
+                        failure(format!("{} is already registered", email.as_str()))
+                    }
+                    other => other.into(),
+                })?;
+            println!("Created account {id} for {}.", email.as_str());
+        }
+        UserCommand::List => {
+            let accounts = auth.accounts().await?;
+            for account in &accounts {
+                print_account(account);
+            }
+            println!("{} accounts.", accounts.len());
+        }
+        UserCommand::Show { email } => print_account(&find(auth, &email).await?),
+        UserCommand::Deactivate { email } => {
+            let account = find(auth, &email).await?;
+            auth.set_active(account.id, false).await?;
+            println!(
+                "Deactivated {}; its {} sessions ended.",
+                account.email, account.active_sessions
+            );
+        }
+        UserCommand::Activate { email } => {
+            let account = find(auth, &email).await?;
+            auth.set_active(account.id, true).await?;
+            println!("Activated {}.", account.email);
+        }
+        UserCommand::SetPassword { email } => {
+            let account = find(auth, &email).await?;
+            let password = read_new_password(auth, &parse_email(&account.email)?)?;
+            auth.set_password(account.id, password).await?;
+            println!("Password of {} changed.", account.email);
+        }
+    }
+    Ok(())
+}
+
+async fn find<S: Store>(auth: &Auth<S>, email: &str) -> Result<Account, StartupError> {
+    auth.account(email)
+        .await?
+        .ok_or_else(|| failure(format!("no account has the email {email}")))
+}
+
+fn print_account(account: &Account) {
+    println!(
+        "{id}\t{email}\t{username:?}\t{state}\t{sessions} active sessions",
+        id = account.id,
+        email = account.email,
+        username = account.username,
+        state = if account.is_active {
+            "active"
+        } else {
+            "inactive"
+        },
+        sessions = account.active_sessions,
+    );
+}
+
+fn parse_email(raw: &str) -> Result<Email, StartupError> {
+    Email::parse(raw.trim()).map_err(|message| failure(format!("{raw}: {message}")))
+}
+
+/// Reads a password from the terminal without echo, or the first line of piped input; never
+/// from the command line, where it would stay in the shell history and the process list.
+fn read_new_password<S: Store>(auth: &Auth<S>, email: &Email) -> Result<Password, StartupError> {
+    let password = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password("New password: ")
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map(|_| line.trim_end_matches(['\r', '\n']).to_owned())
+    }
+    .map_err(|error| failure(format!("cannot read the password: {error}")))?;
+    let violations = auth.password_policy().violations(&password, email.as_str());
+    if !violations.is_empty() {
+        return Err(failure(violations.join(" ")));
+    }
+    Ok(Password::new(password))
+}
+
+async fn import_django<S: Store>(
+    auth: &Auth<S>,
+    users: Vec<DjangoUser>,
+) -> Result<(), StartupError> {
+    let (mut imported, mut skipped) = (0, 0);
+    for user in users {
+        match import_one(auth, &user).await {
+            Ok(()) => imported += 1,
+            Err(reason) => {
+                skipped += 1;
+                println!("skipped {:?}: {reason}", user.email);
+            }
+        }
+    }
+    println!("Imported {imported} users; skipped {skipped}.");
+    Ok(())
+}
+
+/// One Django user; its username is kept when it is a valid one, else the email stands in.
+async fn import_one<S: Store>(auth: &Auth<S>, user: &DjangoUser) -> Result<(), String> {
+    let email = Email::parse(user.email.trim())?;
+    let username = Some(user.username.trim())
+        .filter(|name| !name.is_empty())
+        .and_then(|name| Username::parse(name).ok())
+        .unwrap_or_else(|| Username::parse(email.as_str()).expect("an email is a valid username"));
+    match auth
+        .import_account(email, username, user.password.clone(), user.is_active)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(StoreError::EmailTaken) => Err("an account with this email already exists".into()),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+fn failure(message: String) -> StartupError {
+    StartupError::Command(message)
+}
