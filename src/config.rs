@@ -7,6 +7,7 @@ use std::num::NonZeroUsize;
 use std::str::FromStr;
 use std::time::Duration;
 
+use axum::http::HeaderValue;
 use clap::Parser;
 
 use crate::store::PoolSettings;
@@ -77,6 +78,23 @@ pub struct Config {
     #[arg(long, env = "RESTFUL_AUTH_DATABASE_STATEMENT_TIMEOUT", default_value = "5s", value_parser = parse_lifetime)]
     pub database_statement_timeout: Duration,
 
+    /// On SIGTERM or SIGINT: how long in-flight requests may take to finish.
+    #[arg(long, env = "RESTFUL_AUTH_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_lifetime)]
+    pub shutdown_grace: Duration,
+
+    /// Origins (e.g. `https://app.example.org`) whose browser pages may call the API, comma
+    /// separated. None by default: only same-origin pages and non-browser clients.
+    #[arg(long, env = "RESTFUL_AUTH_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
+    pub cors_origins: Vec<HeaderValue>,
+
+    /// Serve `/metrics` on this address only (e.g. `127.0.0.1:9100`) instead of on `--bind`.
+    #[arg(long, env = "RESTFUL_AUTH_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
+
+    /// Log lines as human-readable text or as JSON objects (one per line).
+    #[arg(long, env = "RESTFUL_AUTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+
     /// Log filter: a level (`info`, `debug`) or `tracing` directives (`restful_auth=debug`).
     #[arg(long, env = "RESTFUL_AUTH_LOG", default_value = "info")]
     pub log_level: String,
@@ -103,6 +121,12 @@ impl Config {
             .or_else(|| std::thread::available_parallelism().ok())
             .map_or(1, NonZeroUsize::get)
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
 }
 
 /// The signing key; its `Debug` never shows the value, so it cannot leak through a log line.
@@ -134,6 +158,22 @@ impl FromStr for SecretKey {
 impl fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SecretKey(<redacted>)")
+    }
+}
+
+/// `scheme://host[:port]`, as browsers send in `Origin`: no path, no trailing slash.
+fn parse_origin(value: &str) -> Result<HeaderValue, String> {
+    let origin = value.trim().trim_end_matches('/');
+    let host = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    match host {
+        Some(host) if !host.is_empty() && !host.contains(['/', ' ']) => {
+            HeaderValue::from_str(origin).map_err(|error| error.to_string())
+        }
+        _ => Err(format!(
+            "{value:?} is not an origin like https://app.example.org"
+        )),
     }
 }
 

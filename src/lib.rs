@@ -41,7 +41,7 @@ pub enum StartupError {
 
 /// Serves the API on `store` until SIGINT or SIGTERM.
 pub async fn serve<S: Store>(store: S, config: Config) -> Result<(), StartupError> {
-    let auth = Arc::new(Auth::new(store, &config).await?);
+    let auth = Arc::new(Auth::new(store.clone(), &config).await?);
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|source| StartupError::Bind {
@@ -51,11 +51,43 @@ pub async fn serve<S: Store>(store: S, config: Config) -> Result<(), StartupErro
     let address = listener.local_addr().map_err(StartupError::Serve)?;
     let database = redact_password(&config.database_url);
     tracing::info!(%address, %database, "restful-auth listening");
-    let app = http::router(auth).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(StartupError::Serve)
+    let options = http::Options {
+        cors_origins: config.cors_origins.clone(),
+        metrics: config.metrics_bind.is_none(),
+    };
+    if let Some(metrics_address) = config.metrics_bind {
+        let listener = tokio::net::TcpListener::bind(metrics_address)
+            .await
+            .map_err(|source| StartupError::Bind {
+                address: metrics_address,
+                source,
+            })?;
+        tracing::info!(address = %metrics_address, "metrics listening");
+        tokio::spawn(axum::serve(listener, http::metrics_router(auth.clone())).into_future());
+    }
+    let app = http::router_with(auth, &options).into_make_service_with_connect_info::<SocketAddr>();
+
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let server = axum::serve(listener, app).with_graceful_shutdown({
+        let stopping = stopping.clone();
+        async move {
+            shutdown_signal().await;
+            stopping.notify_one();
+        }
+    });
+    // In-flight requests get `shutdown_grace` to finish; a client that never finishes its
+    // request must not keep the process (and its database) from closing.
+    let grace = config.shutdown_grace;
+    let served = tokio::select! {
+        served = server.into_future() => served.map_err(StartupError::Serve),
+        () = async { stopping.notified().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(?grace, "grace period over; dropping the remaining connections");
+            Ok(())
+        }
+    };
+    store.close().await;
+    tracing::info!("stopped");
+    served
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM; in-flight requests then finish before exit.

@@ -3,11 +3,17 @@
 
 use tracing_subscriber::EnvFilter;
 
+use crate::config::LogFormat;
+
 /// Installs the global subscriber; `filter` is a level or `tracing` directives.
-pub fn init(filter: &str) {
+pub fn init(filter: &str, format: LogFormat) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|error| {
         eprintln!("warning: log filter {filter:?} not understood ({error}); using \"info\"");
         EnvFilter::new("info")
     });
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let subscriber = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Pretty => subscriber.init(),
+        LogFormat::Json => subscriber.json().init(),
+    }
 }

@@ -176,8 +176,10 @@ impl<S: Store> Auth<S> {
         };
         let verification = self.hasher.verify(password.clone(), stored_hash).await;
         let Some((user_id, true)) = account.filter(|_| verification.matched()) else {
+            metrics::counter!("logins_total", "outcome" => "failure").increment(1);
             return Err(AuthError::InvalidCredentials);
         };
+        metrics::counter!("logins_total", "outcome" => "success").increment(1);
         if verification == (Verification::Match { rehash: true }) {
             // The one moment the plain password is at hand: replace an imported or outdated
             // hash with our Argon2id, so nobody is asked to reset a password.
@@ -239,11 +241,21 @@ impl<S: Store> Auth<S> {
                 session_id,
             } => Ok((user_id, session_id)),
             Redeemed::ReuseDetected => {
+                metrics::counter!("refresh_token_reuse_detected_total").increment(1);
                 tracing::warn!("a consumed refresh token was presented again; its session ended");
                 Err(AuthError::InvalidRefreshToken)
             }
             Redeemed::Rejected => Err(AuthError::InvalidRefreshToken),
         }
+    }
+
+    /// Whether the store answers with the expected schema.
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        self.store.ready().await
+    }
+
+    pub fn pool_state(&self) -> crate::store::PoolState {
+        self.store.pool_state()
     }
 
     /// Checks an access token's signature, algorithm, type and expiry; no database involved.

@@ -162,6 +162,11 @@ impl Hasher {
     }
 
     async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> T {
+        // Hashes waiting or running: the pool's saturation, for operators.
+        let depth = metrics::gauge!("password_hash_queue_depth");
+        depth.increment(1.0);
+        // Decremented also when the waiting request is cancelled mid-queue.
+        let _leaving = scopeguard::guard((), move |()| depth.decrement(1.0));
         let _permit = self
             .permits
             .acquire()

@@ -160,9 +160,9 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Unavailable(detail) => ApiError::Unavailable(detail),
-            StoreError::EmailTaken | StoreError::Database(_) => {
-                ApiError::Internal(error.to_string())
-            }
+            StoreError::EmailTaken
+            | StoreError::Database(_)
+            | StoreError::SchemaMismatch { .. } => ApiError::Internal(error.to_string()),
         }
     }
 }

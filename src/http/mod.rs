@@ -4,12 +4,15 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::Request;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
+use axum::routing::get;
 use serde::Serialize;
-use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tower_http::cors::CorsLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::auth::Auth;
@@ -18,7 +21,9 @@ use crate::store::Store;
 mod accounts;
 pub mod error;
 pub mod extract;
+mod health;
 mod me;
+pub mod observe;
 mod tokens;
 
 pub use error::ApiError;
@@ -26,8 +31,29 @@ pub use error::ApiError;
 /// The router state: the domain service, shared by every request.
 pub type AppState<S> = Arc<Auth<S>>;
 
-/// Every endpoint of the contract.
+/// What the router serves besides the contract's endpoints.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Origins whose browser pages may call the API (CORS); none by default.
+    pub cors_origins: Vec<HeaderValue>,
+    /// Serve `/metrics` on this router (else it is served on an address of its own).
+    pub metrics: bool,
+}
+
+/// Every endpoint of the contract, with `/metrics` and no CORS origin.
 pub fn router<S: Store>(auth: AppState<S>) -> Router {
+    router_with(
+        auth,
+        &Options {
+            metrics: true,
+            ..Options::default()
+        },
+    )
+}
+
+/// Every endpoint of the contract, the health checks, and what `options` adds.
+pub fn router_with<S: Store>(auth: AppState<S>, options: &Options) -> Router {
+    observe::install();
     let api = [
         ("/api/register", accounts::routes()),
         ("/api/login", tokens::login_routes()),
@@ -35,19 +61,62 @@ pub fn router<S: Store>(auth: AppState<S>) -> Router {
         ("/api/logout", tokens::logout_routes()),
         ("/api/me", me::routes()),
     ];
-    api.into_iter()
+    let mut router = api
+        .into_iter()
         .fold(Router::new(), |router, (path, methods)| {
             with_and_without_slash(router, path, methods)
         })
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz::<S>));
+    if options.metrics {
+        router = router.route("/metrics", get(observe::metrics_page::<S>));
+    }
+    let mut router = router
         .fallback(|| async { ApiError::NotFound })
         .layer(middleware::from_fn(method_not_allowed_as_json))
+        .layer(middleware::from_fn(observe::record))
         .layer(
-            // One line per request at INFO: method, path, status, latency. Never headers or
-            // bodies, which carry tokens and passwords.
+            // One line per request at INFO: method, path (never the query), request id, status,
+            // latency. Never headers or bodies, which carry tokens and passwords.
             TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .make_span_with(|request: &Request| {
+                    let request_id = request
+                        .headers()
+                        .get(REQUEST_ID)
+                        .and_then(|id| id.to_str().ok())
+                        .unwrap_or_default();
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        path = request.uri().path(),
+                        request_id,
+                    )
+                })
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
+        // Outermost: the id exists before the log span opens, and is echoed on every answer.
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid));
+    if !options.cors_origins.is_empty() {
+        router = router.layer(
+            CorsLayer::new()
+                .allow_origin(options.cors_origins.clone())
+                .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH])
+                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+                .max_age(std::time::Duration::from_secs(600)),
+        );
+    }
+    router.with_state(auth)
+}
+
+/// Taken from the client when it sends one, else generated; echoed on the answer.
+const REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+
+/// `/metrics` alone, for serving on an address that only the monitoring system reaches.
+pub fn metrics_router<S: Store>(auth: AppState<S>) -> Router {
+    observe::install();
+    Router::new()
+        .route("/metrics", get(observe::metrics_page::<S>))
         .with_state(auth)
 }
 

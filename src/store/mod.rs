@@ -70,6 +70,13 @@ pub enum Redeemed {
     ReuseDetected,
 }
 
+/// Connections of a store's pool.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PoolState {
+    pub in_use: u32,
+    pub idle: u32,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("an account with this email already exists")]
@@ -78,6 +85,8 @@ pub enum StoreError {
     Unavailable(String),
     #[error("database error: {0}")]
     Database(String),
+    #[error("the database schema is at version {found}; this build expects {expected}")]
+    SchemaMismatch { found: i64, expected: usize },
 }
 
 /// The persistence the service needs. Implementations are cheap to clone (a pool handle).
@@ -153,12 +162,31 @@ pub trait Store: Clone + Send + Sync + 'static {
         now: i64,
     ) -> impl Future<Output = Result<Option<Profile>, StoreError>> + Send;
 
+    /// `Ok` when the database answers and its schema is the one this build migrates to.
+    fn ready(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// How many pooled connections are in use and idle, for metrics.
+    fn pool_state(&self) -> PoolState;
+
+    /// Closes the connections cleanly (on SQLite: checkpoints the write-ahead log into the
+    /// database file, so it is complete on its own).
+    fn close(&self) -> impl Future<Output = ()> + Send;
+
     /// The stored signing secret; `generated` is stored first if there is none yet. Concurrent
     /// first starts all end up with the one secret that won.
     fn signing_secret(
         &self,
         generated: String,
     ) -> impl Future<Output = Result<String, StoreError>> + Send;
+}
+
+/// Shared by every implementation: readiness needs exactly the schema this build knows.
+fn expect_schema(found: i64, expected: usize) -> Result<(), StoreError> {
+    if usize::try_from(found) == Ok(expected) {
+        Ok(())
+    } else {
+        Err(StoreError::SchemaMismatch { found, expected })
+    }
 }
 
 /// Shared by every implementation: the verdict on a presented token, given what was read.

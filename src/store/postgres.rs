@@ -9,7 +9,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use super::{Account, Credentials, NewSession, NewUser, Redeemed, Store, StoreError, verdict};
+use super::{
+    Account, Credentials, NewSession, NewUser, PoolState, Redeemed, Store, StoreError, verdict,
+};
 use crate::auth::sessions::{EndReason, PresentedToken, Redemption, Verdict};
 use crate::auth::tokens::RefreshDigest;
 use crate::auth::{Profile, SessionId, UserId};
@@ -428,6 +430,27 @@ impl Store for PostgresStore {
         .map(profile_row)
         .transpose()
         .map_err(database_error)
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        let found: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(database_error)?;
+        super::expect_schema(found, MIGRATIONS.len())
+    }
+
+    fn pool_state(&self) -> PoolState {
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
+        PoolState {
+            in_use: self.pool.size().saturating_sub(idle),
+            idle,
+        }
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
     }
 
     async fn signing_secret(&self, generated: String) -> Result<String, StoreError> {

@@ -11,7 +11,9 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, pa
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use super::{Account, Credentials, NewSession, NewUser, Redeemed, Store, StoreError, verdict};
+use super::{
+    Account, Credentials, NewSession, NewUser, PoolState, Redeemed, Store, StoreError, verdict,
+};
 use crate::auth::sessions::{EndReason, PresentedToken, Redemption, Verdict};
 use crate::auth::tokens::RefreshDigest;
 use crate::auth::{Profile, SessionId, UserId};
@@ -419,6 +421,33 @@ impl Store for SqliteStore {
             .map_err(database_error)
         })
         .await
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        let found = self
+            .read(|conn| conn.pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0)))
+            .await?;
+        super::expect_schema(found, MIGRATIONS.len())
+    }
+
+    fn pool_state(&self) -> PoolState {
+        let state = self.readers.state();
+        PoolState {
+            in_use: state.connections - state.idle_connections,
+            idle: state.idle_connections,
+        }
+    }
+
+    async fn close(&self) {
+        let checkpoint = self
+            .write(|conn| {
+                conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+                    .map_err(database_error)
+            })
+            .await;
+        if let Err(error) = checkpoint {
+            tracing::warn!(%error, "the write-ahead log was not checkpointed at shutdown");
+        }
     }
 
     async fn signing_secret(&self, generated: String) -> Result<String, StoreError> {
