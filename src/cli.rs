@@ -7,6 +7,7 @@ use std::io::IsTerminal;
 use crate::auth::Auth;
 use crate::auth::email::Email;
 use crate::auth::password::Password;
+use crate::auth::settings::Setting;
 use crate::auth::username::Username;
 use crate::config::Cli;
 use crate::store::django::{self, DjangoUser};
@@ -22,6 +23,16 @@ pub enum Command {
     /// Administer accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Show or change the settings that apply while the service runs (every instance picks a
+    /// change up within `--reload-interval`).
+    #[command(subcommand)]
+    Settings(SettingsCommand),
+    /// Signing keys kept in the database (when no `--secret-key` is configured).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Delete consumed and expired tokens and long-ended sessions now (the service also does
+    /// it every `--purge-interval`).
+    Purge,
     /// Import the users of a Django database (its `auth_user` table, or `--table`). Their
     /// Django password hashes keep working and are replaced by Argon2id at their next login.
     ImportDjango {
@@ -32,6 +43,23 @@ pub enum Command {
         #[arg(long, default_value = "auth_user")]
         table: String,
     },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum SettingsCommand {
+    /// The values in force: stored ones, else the flags'.
+    Show,
+    /// Store a value, e.g. `settings set access-token-lifetime 60s`.
+    Set { name: Setting, value: String },
+    /// Remove a stored value: the flag's applies again.
+    Unset { name: Setting },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum KeysCommand {
+    /// Add a new key: new access tokens are signed with it, tokens signed with the previous
+    /// keys verify until they expire (housekeeping then deletes the old keys).
+    Rotate,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -81,12 +109,85 @@ async fn execute<S: Store>(store: S, cli: Cli) -> Result<(), StartupError> {
             let auth = Auth::new(store, &config).await?;
             users(&auth, command).await
         }
+        Command::Settings(command) => settings(&Auth::new(store, &config).await?, command).await,
+        Command::Keys(KeysCommand::Rotate) => {
+            match Auth::new(store, &config)
+                .await?
+                .rotate_signing_key()
+                .await?
+            {
+                Some(kid) => {
+                    println!(
+                        "New signing key {kid}; instances sign with it after their next reload."
+                    );
+                    Ok(())
+                }
+                None => Err(failure(
+                    "the signing key comes from --secret-key: rotate it there (the old one goes \
+                     to --previous-secret-keys)"
+                        .into(),
+                )),
+            }
+        }
+        Command::Purge => {
+            let purged = Auth::new(store, &config)
+                .await?
+                .housekeeping(config.retention)
+                .await?;
+            println!(
+                "Deleted {} refresh tokens, {} sessions, {} signing keys, {} throttle windows.",
+                purged.refresh_tokens,
+                purged.sessions,
+                purged.signing_keys,
+                purged.throttle_buckets
+            );
+            Ok(())
+        }
         Command::ImportDjango { from, table } => {
             let users = django::read_users(&from, &table, &config.pool_settings()).await?;
             let auth = Auth::new(store, &config).await?;
             import_django(&auth, users).await
         }
     }
+}
+
+async fn settings<S: Store>(auth: &Auth<S>, command: SettingsCommand) -> Result<(), StartupError> {
+    match command {
+        SettingsCommand::Show => {
+            let lifetimes = auth.lifetimes();
+            let seconds = |value: i64| format!("{value}s");
+            println!(
+                "{}\t{}",
+                Setting::AccessTokenLifetime,
+                seconds(lifetimes.access)
+            );
+            println!(
+                "{}\t{}",
+                Setting::RefreshTokenLifetime,
+                seconds(lifetimes.refresh)
+            );
+            println!(
+                "{}\t{}",
+                Setting::RefreshRetryGrace,
+                seconds(lifetimes.session.retry_grace)
+            );
+            let max = lifetimes.session.max_session_lifetime;
+            println!(
+                "{}\t{}",
+                Setting::SessionMaxLifetime,
+                max.map_or("off".into(), seconds)
+            );
+        }
+        SettingsCommand::Set { name, value } => {
+            let stored = auth.set_setting(name, &value).await.map_err(failure)?;
+            println!("{name} = {stored}; running instances apply it within their reload interval.");
+        }
+        SettingsCommand::Unset { name } => {
+            auth.unset_setting(name).await?;
+            println!("{name} is back to its flag's value.");
+        }
+    }
+    Ok(())
 }
 
 async fn users<S: Store>(auth: &Auth<S>, command: UserCommand) -> Result<(), StartupError> {

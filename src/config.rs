@@ -10,6 +10,8 @@ use std::time::Duration;
 use axum::http::HeaderValue;
 use clap::Parser;
 
+use crate::auth::settings::Setting;
+use crate::auth::throttle::{RateLimit, ThrottlePolicy};
 use crate::store::PoolSettings;
 
 /// A user-authentication REST service: register, login, rotating refresh tokens, profile.
@@ -45,6 +47,16 @@ pub struct Config {
     #[arg(long, env = "RESTFUL_AUTH_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<SecretKey>,
 
+    /// Keys that signed earlier tokens (comma separated): they still verify, none signs. Put
+    /// the old `--secret-key` here when you change it, until its tokens have expired.
+    #[arg(
+        long,
+        env = "RESTFUL_AUTH_PREVIOUS_SECRET_KEYS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub previous_secret_keys: Vec<SecretKey>,
+
     /// Lifetime of an access token, e.g. `30s`, `5m`.
     #[arg(long, env = "RESTFUL_AUTH_ACCESS_TOKEN_LIFETIME", default_value = "30s", value_parser = parse_lifetime)]
     pub access_token_lifetime: Duration,
@@ -52,6 +64,45 @@ pub struct Config {
     /// Lifetime of a refresh token from its issue, e.g. `30days`, `12h`.
     #[arg(long, env = "RESTFUL_AUTH_REFRESH_TOKEN_LIFETIME", default_value = "30days", value_parser = parse_lifetime)]
     pub refresh_token_lifetime: Duration,
+
+    /// How long the refresh token consumed last may be presented again and answered with the
+    /// same successor (two tabs, a lost answer) instead of ending the session; 0 = never.
+    #[arg(long, env = "RESTFUL_AUTH_REFRESH_RETRY_GRACE", default_value = "0s", value_parser = parse_grace)]
+    pub refresh_retry_grace: Duration,
+
+    /// Longest a session may be refreshed from its login (e.g. `90days`); unlimited if unset.
+    #[arg(long, env = "RESTFUL_AUTH_SESSION_MAX_LIFETIME", value_parser = parse_lifetime)]
+    pub session_max_lifetime: Option<Duration>,
+
+    /// Failed logins allowed per account (`5/5m`: five per five minutes), or `off`.
+    #[arg(long, env = "RESTFUL_AUTH_THROTTLE_LOGIN_ACCOUNT", default_value = "5/5m", value_parser = parse_rate_limit)]
+    pub throttle_login_account: Limit,
+
+    /// Failed logins allowed per client address, or `off`.
+    #[arg(long, env = "RESTFUL_AUTH_THROTTLE_LOGIN_IP", default_value = "30/1m", value_parser = parse_rate_limit)]
+    pub throttle_login_ip: Limit,
+
+    /// Registrations allowed per client address, or `off`.
+    #[arg(long, env = "RESTFUL_AUTH_THROTTLE_REGISTER_IP", default_value = "30/1h", value_parser = parse_rate_limit)]
+    pub throttle_register_ip: Limit,
+
+    /// Proxies (addresses or networks, comma separated) whose `X-Forwarded-For` is believed
+    /// for the client address; any other peer is the client itself.
+    #[arg(long, env = "RESTFUL_AUTH_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// How long consumed and expired refresh tokens and ended sessions are kept before
+    /// housekeeping deletes them.
+    #[arg(long, env = "RESTFUL_AUTH_RETENTION", default_value = "7days", value_parser = parse_lifetime)]
+    pub retention: Duration,
+
+    /// How often housekeeping runs.
+    #[arg(long, env = "RESTFUL_AUTH_PURGE_INTERVAL", default_value = "1h", value_parser = parse_lifetime)]
+    pub purge_interval: Duration,
+
+    /// How often run-time settings and signing keys are reloaded from the database.
+    #[arg(long, env = "RESTFUL_AUTH_RELOAD_INTERVAL", default_value = "2s", value_parser = parse_lifetime)]
+    pub reload_interval: Duration,
 
     /// Minimum length of a new password.
     #[arg(long, env = "RESTFUL_AUTH_PASSWORD_MIN_LENGTH", default_value_t = 8)]
@@ -116,6 +167,14 @@ impl Config {
         }
     }
 
+    pub fn throttle_policy(&self) -> ThrottlePolicy {
+        ThrottlePolicy {
+            login_failures_per_account: self.throttle_login_account.0,
+            login_failures_per_ip: self.throttle_login_ip.0,
+            registrations_per_ip: self.throttle_register_ip.0,
+        }
+    }
+
     pub fn hash_concurrency(&self) -> usize {
         self.hash_concurrency
             .or_else(|| std::thread::available_parallelism().ok())
@@ -175,6 +234,23 @@ fn parse_origin(value: &str) -> Result<HeaderValue, String> {
             "{value:?} is not an origin like https://app.example.org"
         )),
     }
+}
+
+/// A throttle limit, or `None` when switched off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit(pub Option<RateLimit>);
+
+fn parse_rate_limit(value: &str) -> Result<Limit, String> {
+    if value.trim().eq_ignore_ascii_case("off") {
+        Ok(Limit(None))
+    } else {
+        value.parse().map(|limit| Limit(Some(limit)))
+    }
+}
+
+fn parse_grace(value: &str) -> Result<Duration, String> {
+    let grace = Setting::RefreshRetryGrace.parse(value)?;
+    Ok(Duration::from_secs(grace.parse().unwrap_or(0)))
 }
 
 fn parse_lifetime(value: &str) -> Result<Duration, String> {

@@ -4,7 +4,8 @@
 //! - [`config`]: command-line flags and their environment-variable twins;
 //! - [`auth`]: the domain — emails, passwords, tokens, sessions — with no HTTP and no SQL;
 //! - [`store`]: the storage trait, its SQLite implementation and the embedded migrations;
-//! - [`http`]: the router, extractors, the one error type, and a module per resource.
+//! - [`http`]: the router, extractors, the one error type, and a module per resource;
+//! - [`web`]: the browsable API, an HTML page at every endpoint's URL for a browser.
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ pub mod config;
 pub mod http;
 pub mod store;
 pub mod telemetry;
+pub mod web;
 
 use std::net::SocketAddr;
 
@@ -42,6 +44,7 @@ pub enum StartupError {
 /// Serves the API on `store` until SIGINT or SIGTERM.
 pub async fn serve<S: Store>(store: S, config: Config) -> Result<(), StartupError> {
     let auth = Arc::new(Auth::new(store.clone(), &config).await?);
+    spawn_background_work(auth.clone(), &config);
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|source| StartupError::Bind {
@@ -51,10 +54,7 @@ pub async fn serve<S: Store>(store: S, config: Config) -> Result<(), StartupErro
     let address = listener.local_addr().map_err(StartupError::Serve)?;
     let database = redact_password(&config.database_url);
     tracing::info!(%address, %database, "restful-auth listening");
-    let options = http::Options {
-        cors_origins: config.cors_origins.clone(),
-        metrics: config.metrics_bind.is_none(),
-    };
+    let options = http::Options::from_config(&config);
     if let Some(metrics_address) = config.metrics_bind {
         let listener = tokio::net::TcpListener::bind(metrics_address)
             .await
@@ -88,6 +88,38 @@ pub async fn serve<S: Store>(store: S, config: Config) -> Result<(), StartupErro
     store.close().await;
     tracing::info!("stopped");
     served
+}
+
+/// Every instance reloads run-time settings and keys, and purges what expired. Several
+/// instances purging the same rows is harmless: deletes are idempotent.
+fn spawn_background_work<S: Store>(auth: Arc<Auth<S>>, config: &Config) {
+    let (reload_every, purge_every, retention) = (
+        config.reload_interval,
+        config.purge_interval,
+        config.retention,
+    );
+    let reloading = auth.clone();
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(reload_every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if let Err(error) = reloading.reload().await {
+                tracing::warn!(%error, "settings not reloaded; keeping the current ones");
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(purge_every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            match auth.housekeeping(retention).await {
+                Ok(purged) => tracing::info!(?purged, "housekeeping done"),
+                Err(error) => tracing::warn!(%error, "housekeeping failed; will try again"),
+            }
+        }
+    });
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM; in-flight requests then finish before exit.

@@ -1,32 +1,43 @@
 //! The domain: accounts, credentials, tokens and sessions. It speaks to storage through the
 //! [`Store`] trait and knows nothing of HTTP.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::store::{Account, NewSession, NewUser, Redeemed, Store, StoreError};
+use crate::store::{
+    Account, NewSession, NewUser, Purge, Purged, Redeem, Redeemed, SessionInfo, SessionScope,
+    Store, StoreError, StoredKey,
+};
 
 pub mod email;
 pub mod password;
 pub mod sessions;
+pub mod settings;
+pub mod throttle;
 pub mod tokens;
 pub mod username;
 
 use email::Email;
 use password::{Hasher, Password, PasswordPolicy, Verification};
-use sessions::Redemption;
-use tokens::{AccessClaims, AccessTokenKeys, InvalidAccessToken, RefreshToken};
+use sessions::{EndReason, Redemption, SessionPolicy};
+use settings::{Lifetimes, Setting};
+use throttle::{Bucket, ThrottlePolicy};
+use tokens::{AccessClaims, InvalidAccessToken, Keyring, RefreshToken, SigningKey};
 use username::Username;
 
 pub type UserId = i64;
 pub type SessionId = Uuid;
 
 /// What `/api/me/` shows of a user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": 1, "username": "Ann Lee", "email": "ann@example.org"}))]
 pub struct Profile {
+    #[schema(value_type = i64)]
     pub id: UserId,
     pub username: String,
     pub email: String,
@@ -53,38 +64,150 @@ pub enum AuthError {
     InvalidCredentials,
     #[error("refresh token is invalid or expired")]
     InvalidRefreshToken,
+    #[error("the old password is wrong")]
+    WrongPassword,
+    #[error("throttled for {retry_after} s")]
+    Throttled { retry_after: i64 },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// What may change while the service runs, swapped whole on reload so a request never sees
+/// half of an update.
+struct Live {
+    keyring: Keyring,
+    lifetimes: Lifetimes,
 }
 
 /// The service's operations; cheap to share behind an `Arc`.
 pub struct Auth<S> {
     store: S,
     hasher: Hasher,
-    keys: AccessTokenKeys,
     policy: PasswordPolicy,
-    access_lifetime: i64,
-    refresh_lifetime: i64,
+    throttle: ThrottlePolicy,
+    /// Keys from the configuration; `None` when the keys live in the database.
+    configured_keys: Option<Vec<SigningKey>>,
+    /// The flags' lifetimes, which stored settings override.
+    default_lifetimes: Lifetimes,
+    live: ArcSwap<Live>,
 }
 
 impl<S: Store> Auth<S> {
-    /// Prepares the service on `store`, taking the signing secret from `config` or, when none
-    /// is configured, from the store (generating it at first start).
+    /// Prepares the service on `store`, taking the signing keys from `config` or, when none
+    /// is configured, from the store (generating the first at first start).
     pub async fn new(store: S, config: &Config) -> Result<Auth<S>, StoreError> {
-        let secret = match &config.secret_key {
-            Some(secret) => secret.expose().to_vec(),
-            None => store.signing_secret(generate_secret()).await?.into_bytes(),
+        let configured_keys = config.secret_key.as_ref().map(|newest| {
+            std::iter::once(newest)
+                .chain(&config.previous_secret_keys)
+                .map(|secret| SigningKey::from_secret(secret.expose()))
+                .collect()
+        });
+        let default_lifetimes = Lifetimes {
+            access: seconds(config.access_token_lifetime),
+            refresh: seconds(config.refresh_token_lifetime),
+            session: SessionPolicy {
+                retry_grace: seconds(config.refresh_retry_grace),
+                max_session_lifetime: config.session_max_lifetime.map(seconds),
+            },
         };
+        let live = Self::load_live(&store, configured_keys.as_deref(), default_lifetimes).await?;
         Ok(Auth {
             store,
             hasher: Hasher::new(config.hash_concurrency()),
-            keys: AccessTokenKeys::hs256(&secret),
             policy: PasswordPolicy {
                 min_length: config.password_min_length,
             },
-            access_lifetime: seconds(config.access_token_lifetime),
-            refresh_lifetime: seconds(config.refresh_token_lifetime),
+            throttle: config.throttle_policy(),
+            configured_keys,
+            default_lifetimes,
+            live: ArcSwap::from_pointee(live),
         })
+    }
+
+    async fn load_live(
+        store: &S,
+        configured_keys: Option<&[SigningKey]>,
+        defaults: Lifetimes,
+    ) -> Result<Live, StoreError> {
+        let keys = match configured_keys {
+            Some(keys) => keys.to_vec(),
+            None => store
+                .signing_keys(generate_key())
+                .await?
+                .into_iter()
+                .map(|key| SigningKey {
+                    kid: key.kid,
+                    secret: key.secret.into_bytes(),
+                })
+                .collect(),
+        };
+        let lifetimes = defaults.with_stored(&store.settings().await?);
+        Ok(Live {
+            keyring: Keyring::hs256(&keys),
+            lifetimes,
+        })
+    }
+
+    /// Picks up keys and settings changed by another instance or by the command line.
+    pub async fn reload(&self) -> Result<(), StoreError> {
+        let live = Self::load_live(
+            &self.store,
+            self.configured_keys.as_deref(),
+            self.default_lifetimes,
+        )
+        .await?;
+        self.live.store(Arc::new(live));
+        Ok(())
+    }
+
+    /// The token lifetimes and session rules in force.
+    pub fn lifetimes(&self) -> Lifetimes {
+        self.live.load().lifetimes
+    }
+
+    /// Validates and stores a run-time setting; every instance applies it at its next reload.
+    pub async fn set_setting(&self, setting: Setting, value: &str) -> Result<String, String> {
+        let stored = setting.parse(value)?;
+        self.store
+            .put_setting(setting.name().to_owned(), stored.clone())
+            .await
+            .map_err(|error| error.to_string())?;
+        Ok(stored)
+    }
+
+    /// Removes a stored setting: the flag's value applies again.
+    pub async fn unset_setting(&self, setting: Setting) -> Result<bool, StoreError> {
+        self.store.delete_setting(setting.name().to_owned()).await
+    }
+
+    /// Adds a new signing key to the database; `None` when keys come from the configuration.
+    pub async fn rotate_signing_key(&self) -> Result<Option<String>, StoreError> {
+        if self.configured_keys.is_some() {
+            return Ok(None);
+        }
+        let key = generate_key();
+        let kid = key.kid.clone();
+        self.store.add_signing_key(key).await?;
+        Ok(Some(kid))
+    }
+
+    /// Deletes consumed and expired tokens, long-ended sessions, retired keys and finished
+    /// throttle windows; live sessions and their tokens stay.
+    pub async fn housekeeping(&self, retention: std::time::Duration) -> Result<Purged, StoreError> {
+        let now = now();
+        let lifetimes = self.lifetimes();
+        let before = now - seconds(retention);
+        // A key signs for at most a reload interval after it is superseded, and its tokens
+        // live an access lifetime: a minute covers the reload.
+        let keys_superseded_before = now - lifetimes.access - 60;
+        self.store
+            .purge(Purge {
+                before,
+                idle_before: before - lifetimes.refresh,
+                keys_superseded_before,
+                throttle_before: now - 31 * 24 * 3600,
+            })
+            .await
     }
 
     pub fn password_policy(&self) -> &PasswordPolicy {
@@ -97,6 +220,44 @@ impl<S: Store> Auth<S> {
 
     /// Creates an account whose username is its email; the password must already satisfy the
     /// [policy](Self::password_policy).
+    /// Counts a registration attempt from `client` and refuses it when its address has made
+    /// too many.
+    pub async fn throttle_registration(&self, client: &Client) -> Result<(), AuthError> {
+        let Some(ip) = &client.ip else {
+            return Ok(());
+        };
+        let Some(bucket) = Bucket::new("register-ip", ip, self.throttle.registrations_per_ip)
+        else {
+            return Ok(());
+        };
+        self.check_throttle(std::slice::from_ref(&bucket), "registration")
+            .await?;
+        self.store
+            .throttle_hit(vec![(bucket.key, bucket.limit.window)], now())
+            .await?;
+        Ok(())
+    }
+
+    /// Refuses when any bucket is full; `Ok` with what was read otherwise.
+    async fn check_throttle(
+        &self,
+        buckets: &[Bucket],
+        limit: &'static str,
+    ) -> Result<Vec<(String, i64, i64)>, AuthError> {
+        if buckets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = buckets.iter().map(|bucket| bucket.key.clone()).collect();
+        let counts = self.store.throttle_buckets(keys).await?;
+        match throttle::wait(buckets, &counts, now()) {
+            Some(retry_after) => {
+                metrics::counter!("throttled_requests_total", "limit" => limit).increment(1);
+                Err(AuthError::Throttled { retry_after })
+            }
+            None => Ok(counts),
+        }
+    }
+
     pub async fn register(&self, email: Email, password: Password) -> Result<UserId, StoreError> {
         let password_hash = self.hasher.hash(password).await;
         self.store
@@ -166,7 +327,24 @@ impl<S: Store> Auth<S> {
         password: Password,
         client: Client,
     ) -> Result<TokenPair, AuthError> {
-        let credentials = self.store.credentials(Email::lookup_key(email)).await?;
+        let email_key = Email::lookup_key(email);
+        let buckets: Vec<Bucket> = [
+            Bucket::new(
+                "login-account",
+                &email_key,
+                self.throttle.login_failures_per_account,
+            ),
+            client
+                .ip
+                .as_deref()
+                .and_then(|ip| Bucket::new("login-ip", ip, self.throttle.login_failures_per_ip)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let counts = self.check_throttle(&buckets, "login").await?;
+
+        let credentials = self.store.credentials(email_key).await?;
         let (stored_hash, account) = match credentials {
             Some(found) => (
                 Some(found.password_hash),
@@ -177,9 +355,26 @@ impl<S: Store> Auth<S> {
         let verification = self.hasher.verify(password.clone(), stored_hash).await;
         let Some((user_id, true)) = account.filter(|_| verification.matched()) else {
             metrics::counter!("logins_total", "outcome" => "failure").increment(1);
+            if !buckets.is_empty() {
+                let hits = buckets
+                    .into_iter()
+                    .map(|bucket| (bucket.key, bucket.limit.window))
+                    .collect();
+                self.store.throttle_hit(hits, now()).await?;
+            }
             return Err(AuthError::InvalidCredentials);
         };
         metrics::counter!("logins_total", "outcome" => "success").increment(1);
+        // A success forgives the account's failures (never the address's: a success from an
+        // address guessing across accounts proves nothing).
+        if let Some(account_bucket) = buckets.first().filter(|bucket| {
+            bucket.key.starts_with("login-account:")
+                && counts.iter().any(|(key, _, _)| *key == bucket.key)
+        }) {
+            self.store
+                .throttle_clear(account_bucket.key.clone())
+                .await?;
+        }
         if verification == (Verification::Match { rehash: true }) {
             // The one moment the plain password is at hand: replace an imported or outdated
             // hash with our Argon2id, so nobody is asked to reset a password.
@@ -197,7 +392,7 @@ impl<S: Store> Auth<S> {
                 id: session_id,
                 user_id,
                 refresh: refresh_token.digest(),
-                refresh_expires_at: now + self.refresh_lifetime,
+                refresh_expires_at: now + self.lifetimes().refresh,
                 user_agent: client.user_agent,
                 client_ip: client.ip,
                 now,
@@ -206,16 +401,15 @@ impl<S: Store> Auth<S> {
         Ok(self.pair(user_id, session_id, refresh_token, now))
     }
 
-    /// Consumes `presented` and returns its successor; a consumed token ends its session.
+    /// Consumes `presented` and returns its successor; a consumed token ends its session
+    /// (unless it is a retry within the grace, which is answered with the same successor).
     pub async fn refresh(&self, presented: RefreshToken) -> Result<TokenPair, AuthError> {
-        let next = RefreshToken::generate();
         let now = now();
         let rotation = Redemption::Rotate {
-            next: next.digest(),
-            expires_at: now + self.refresh_lifetime,
+            expires_at: now + self.lifetimes().refresh,
         };
-        let (user_id, session_id) = self.redeem(presented, rotation, now).await?;
-        Ok(self.pair(user_id, session_id, next, now))
+        let (user_id, session_id, successor) = self.redeem(presented, rotation, now).await?;
+        Ok(self.pair(user_id, session_id, successor, now))
     }
 
     /// Ends the session of `presented`: its refresh and access tokens stop working at once.
@@ -230,16 +424,27 @@ impl<S: Store> Auth<S> {
         presented: RefreshToken,
         redemption: Redemption,
         now: i64,
-    ) -> Result<(UserId, SessionId), AuthError> {
-        match self
-            .store
-            .redeem_refresh_token(presented.digest(), redemption, now)
-            .await?
-        {
+    ) -> Result<(UserId, SessionId, RefreshToken), AuthError> {
+        let (successor, policy) = {
+            let live = self.live.load();
+            (live.keyring.successor(&presented), live.lifetimes.session)
+        };
+        let redeem = Redeem {
+            presented: presented.digest(),
+            successor: successor.digest(),
+            redemption,
+            policy,
+            now,
+        };
+        match self.store.redeem_refresh_token(redeem).await? {
             Redeemed::Accepted {
                 user_id,
                 session_id,
-            } => Ok((user_id, session_id)),
+            }
+            | Redeemed::Repeated {
+                user_id,
+                session_id,
+            } => Ok((user_id, session_id, successor)),
             Redeemed::ReuseDetected => {
                 metrics::counter!("refresh_token_reuse_detected_total").increment(1);
                 tracing::warn!("a consumed refresh token was presented again; its session ended");
@@ -247,6 +452,72 @@ impl<S: Store> Auth<S> {
             }
             Redeemed::Rejected => Err(AuthError::InvalidRefreshToken),
         }
+    }
+
+    /// The caller's live sessions.
+    pub async fn sessions(&self, caller: &AccessClaims) -> Result<Vec<SessionInfo>, StoreError> {
+        self.store.sessions(caller.user_id).await
+    }
+
+    /// Ends one of the caller's sessions; `false` if it has none by that id.
+    pub async fn end_session(
+        &self,
+        caller: &AccessClaims,
+        session_id: SessionId,
+    ) -> Result<bool, StoreError> {
+        let ended = self
+            .store
+            .end_sessions(
+                caller.user_id,
+                SessionScope::Only(session_id),
+                EndReason::Revoked,
+                now(),
+            )
+            .await?;
+        Ok(ended > 0)
+    }
+
+    /// Ends every session of the caller, its own included.
+    pub async fn end_all_sessions(&self, caller: &AccessClaims) -> Result<u64, StoreError> {
+        self.store
+            .end_sessions(
+                caller.user_id,
+                SessionScope::All,
+                EndReason::LogoutAll,
+                now(),
+            )
+            .await
+    }
+
+    /// Replaces the caller's password after checking the old one; every other session ends.
+    /// The new password must already satisfy the [policy](Self::password_policy).
+    pub async fn change_password(
+        &self,
+        caller: &AccessClaims,
+        old: Password,
+        new: Password,
+    ) -> Result<(), AuthError> {
+        let stored = self.store.password_hash(caller.user_id).await?;
+        if stored.is_none() {
+            return Err(AuthError::InvalidCredentials);
+        }
+        if !self.hasher.verify(old, stored).await.matched() {
+            return Err(AuthError::WrongPassword);
+        }
+        let password_hash = self.hasher.hash(new).await;
+        let now = now();
+        self.store
+            .set_password_hash(caller.user_id, password_hash, now)
+            .await?;
+        self.store
+            .end_sessions(
+                caller.user_id,
+                SessionScope::AllBut(caller.sid),
+                EndReason::PasswordChanged,
+                now,
+            )
+            .await?;
+        Ok(())
     }
 
     /// Whether the store answers with the expected schema.
@@ -260,7 +531,7 @@ impl<S: Store> Auth<S> {
 
     /// Checks an access token's signature, algorithm, type and expiry; no database involved.
     pub fn verify_access_token(&self, token: &str) -> Result<AccessClaims, InvalidAccessToken> {
-        self.keys.verify(token)
+        self.live.load().keyring.verify(token)
     }
 
     /// The caller's profile, if its session is live and its account active.
@@ -285,12 +556,12 @@ impl<S: Store> Auth<S> {
         refresh_token: RefreshToken,
         now: i64,
     ) -> TokenPair {
+        let live = self.live.load();
+        let lifetime = live.lifetimes.access;
         TokenPair {
-            access_token: self
-                .keys
-                .issue(user_id, session_id, now, self.access_lifetime),
+            access_token: live.keyring.issue(user_id, session_id, now, lifetime),
             refresh_token,
-            expires_in: self.access_lifetime,
+            expires_in: lifetime,
         }
     }
 }
@@ -305,9 +576,13 @@ fn seconds(duration: std::time::Duration) -> i64 {
     i64::try_from(duration.as_secs()).unwrap_or(i64::MAX / 2)
 }
 
-/// 256 random bits, hex-encoded: as strong as HS256's own key size.
-fn generate_secret() -> String {
-    let mut bytes = [0u8; 32];
+/// A new signing key of 256 random bits, hex-encoded (HS256's own key size), with a random id.
+fn generate_key() -> StoredKey {
+    let mut bytes = [0u8; 36];
     getrandom::fill(&mut bytes).expect("the operating system provides randomness");
-    hex::encode(bytes)
+    StoredKey {
+        kid: hex::encode(&bytes[32..]),
+        secret: hex::encode(&bytes[..32]),
+        created_at: now(),
+    }
 }

@@ -1,15 +1,26 @@
 //! The rules of refresh-token rotation (RFC 9700 §4.14): a token is used once; a consumed token
 //! presented again means two parties hold the session, so the whole session ends.
 
-use super::tokens::RefreshDigest;
-
 /// What the store knows of a presented refresh token, read in the transaction that acts on it.
 #[derive(Debug, Clone, Copy)]
 pub struct PresentedToken {
     pub expires_at: i64,
-    pub consumed: bool,
+    pub consumed_at: Option<i64>,
+    /// Whether the token that rotation derives from this one is its session's live token: the
+    /// presented token is then the one consumed last.
+    pub successor_is_live: bool,
+    pub session_created_at: i64,
     pub session_ended: bool,
     pub user_active: bool,
+}
+
+/// The session rules that can be changed while the service runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SessionPolicy {
+    /// Seconds during which the token consumed last may be presented again (0: never).
+    pub retry_grace: i64,
+    /// Seconds after its start when a session can no longer be refreshed (`None`: no limit).
+    pub max_session_lifetime: Option<i64>,
 }
 
 /// What the store must do with a presented token, decided by [`judge`].
@@ -17,32 +28,37 @@ pub struct PresentedToken {
 pub enum Verdict {
     /// Valid: consume it and carry out the request (rotate, or end the session on logout).
     Accept,
+    /// A retry of the rotation that just consumed it (a lost answer, two tabs): answer again
+    /// with the session's live token, change nothing.
+    Repeat,
     /// Not usable; nothing changes.
     Reject,
     /// Already consumed: someone replays it, so its session ends.
     EndSessionForReuse,
 }
 
-pub fn judge(token: &PresentedToken, now: i64) -> Verdict {
-    if token.session_ended {
-        Verdict::Reject
-    } else if token.consumed {
-        Verdict::EndSessionForReuse
-    } else if token.expires_at <= now || !token.user_active {
-        Verdict::Reject
-    } else {
-        Verdict::Accept
+pub fn judge(token: &PresentedToken, policy: &SessionPolicy, now: i64) -> Verdict {
+    let session_too_old = policy
+        .max_session_lifetime
+        .is_some_and(|max| token.session_created_at + max <= now);
+    if token.session_ended || !token.user_active || session_too_old {
+        return Verdict::Reject;
+    }
+    match token.consumed_at {
+        Some(consumed_at) if token.successor_is_live && now - consumed_at < policy.retry_grace => {
+            Verdict::Repeat
+        }
+        Some(_) => Verdict::EndSessionForReuse,
+        None if token.expires_at <= now => Verdict::Reject,
+        None => Verdict::Accept,
     }
 }
 
 /// What a request does with an accepted refresh token.
 #[derive(Debug, Clone, Copy)]
 pub enum Redemption {
-    /// Refresh: the token is replaced by `next`, valid until `expires_at`.
-    Rotate {
-        next: RefreshDigest,
-        expires_at: i64,
-    },
+    /// Refresh: the token is replaced by its successor, valid until `expires_at`.
+    Rotate { expires_at: i64 },
     /// Logout: the session ends.
     EndSession,
 }
@@ -51,6 +67,9 @@ pub enum Redemption {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndReason {
     Logout,
+    LogoutAll,
+    Revoked,
+    PasswordChanged,
     RefreshTokenReused,
     Deactivated,
 }
@@ -59,6 +78,9 @@ impl EndReason {
     pub fn as_str(self) -> &'static str {
         match self {
             EndReason::Logout => "logout",
+            EndReason::LogoutAll => "logout_all",
+            EndReason::Revoked => "revoked",
+            EndReason::PasswordChanged => "password_changed",
             EndReason::RefreshTokenReused => "refresh_token_reused",
             EndReason::Deactivated => "deactivated",
         }
@@ -74,29 +96,69 @@ mod tests {
     fn live() -> PresentedToken {
         PresentedToken {
             expires_at: NOW + 60,
-            consumed: false,
+            consumed_at: None,
+            successor_is_live: false,
+            session_created_at: NOW - 100,
             session_ended: false,
             user_active: true,
         }
     }
 
+    fn consumed_just_now() -> PresentedToken {
+        PresentedToken {
+            consumed_at: Some(NOW - 2),
+            successor_is_live: true,
+            ..live()
+        }
+    }
+
+    const NO_GRACE: SessionPolicy = SessionPolicy {
+        retry_grace: 0,
+        max_session_lifetime: None,
+    };
+
     #[test]
     fn a_live_token_is_accepted() {
-        assert_eq!(judge(&live(), NOW), Verdict::Accept);
+        assert_eq!(judge(&live(), &NO_GRACE, NOW), Verdict::Accept);
     }
 
     #[test]
     fn a_consumed_token_ends_its_session_even_when_expired() {
         let replayed = PresentedToken {
-            consumed: true,
             expires_at: NOW - 1,
-            ..live()
+            ..consumed_just_now()
         };
-        assert_eq!(judge(&replayed, NOW), Verdict::EndSessionForReuse);
+        assert_eq!(
+            judge(&replayed, &NO_GRACE, NOW),
+            Verdict::EndSessionForReuse
+        );
     }
 
     #[test]
-    fn expired_ended_and_inactive_tokens_are_rejected() {
+    fn within_the_grace_the_token_consumed_last_is_answered_again() {
+        let grace = SessionPolicy {
+            retry_grace: 10,
+            ..NO_GRACE
+        };
+        assert_eq!(judge(&consumed_just_now(), &grace, NOW), Verdict::Repeat);
+        let late = PresentedToken {
+            consumed_at: Some(NOW - 10),
+            ..consumed_just_now()
+        };
+        assert_eq!(judge(&late, &grace, NOW), Verdict::EndSessionForReuse);
+        let older = PresentedToken {
+            successor_is_live: false,
+            ..consumed_just_now()
+        };
+        assert_eq!(judge(&older, &grace, NOW), Verdict::EndSessionForReuse);
+    }
+
+    #[test]
+    fn expired_ended_inactive_and_too_old_sessions_are_rejected() {
+        let policy = SessionPolicy {
+            retry_grace: 0,
+            max_session_lifetime: Some(100),
+        };
         let cases = [
             PresentedToken {
                 expires_at: NOW,
@@ -104,16 +166,30 @@ mod tests {
             },
             PresentedToken {
                 session_ended: true,
-                consumed: true,
-                ..live()
+                ..consumed_just_now()
             },
             PresentedToken {
                 user_active: false,
                 ..live()
             },
+            PresentedToken {
+                session_created_at: NOW - 100,
+                ..live()
+            },
         ];
         for token in cases {
-            assert_eq!(judge(&token, NOW), Verdict::Reject, "{token:?}");
+            assert_eq!(judge(&token, &policy, NOW), Verdict::Reject, "{token:?}");
         }
+        assert_eq!(
+            judge(
+                &PresentedToken {
+                    session_created_at: NOW - 99,
+                    ..live()
+                },
+                &policy,
+                NOW
+            ),
+            Verdict::Accept
+        );
     }
 }

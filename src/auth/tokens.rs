@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -30,27 +31,67 @@ pub struct AccessClaims {
 
 /// Why an access token was refused; the client is told only that it is not valid.
 #[derive(Debug, thiserror::Error)]
-#[error("access token refused: {0}")]
-pub struct InvalidAccessToken(#[from] jsonwebtoken::errors::Error);
+pub enum InvalidAccessToken {
+    #[error("access token refused: {0}")]
+    Jwt(#[from] jsonwebtoken::errors::Error),
+    #[error("access token signed by no key we hold")]
+    UnknownKey,
+}
 
-/// The signing key in both of its forms, and the rules a token must pass.
-pub struct AccessTokenKeys {
+/// One HS256 key and the id (`kid`) that access tokens signed with it carry.
+#[derive(Clone)]
+pub struct SigningKey {
+    pub kid: String,
+    pub secret: Vec<u8>,
+}
+
+impl SigningKey {
+    /// A key whose id is derived from the secret, so every instance configured with the same
+    /// secret names it alike without sharing anything else.
+    pub fn from_secret(secret: &[u8]) -> SigningKey {
+        let kid = hex::encode(&Sha256::digest(secret)[..8]);
+        SigningKey {
+            kid,
+            secret: secret.to_vec(),
+        }
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SigningKey({}, <redacted>)", self.kid)
+    }
+}
+
+/// The keys in force: the newest signs; every one verifies, so tokens signed before a rotation
+/// stay valid until they expire.
+pub struct Keyring {
     header: Header,
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// The newest secret, from which refresh-token successors are derived.
+    derivation: Vec<u8>,
+    decoding: Vec<(String, DecodingKey)>,
     validation: Validation,
 }
 
-impl AccessTokenKeys {
-    pub fn hs256(secret: &[u8]) -> AccessTokenKeys {
+impl Keyring {
+    /// `keys` newest first; there must be at least one.
+    pub fn hs256(keys: &[SigningKey]) -> Keyring {
+        let newest = keys.first().expect("a keyring holds at least one key");
         let mut validation = Validation::new(Algorithm::HS256);
         // A token lives 30 s by default: the library's 60 s of leeway would triple its life.
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "iat"]);
-        AccessTokenKeys {
-            header: Header::new(Algorithm::HS256),
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(newest.kid.clone());
+        Keyring {
+            header,
+            encoding: EncodingKey::from_secret(&newest.secret),
+            derivation: newest.secret.clone(),
+            decoding: keys
+                .iter()
+                .map(|key| (key.kid.clone(), DecodingKey::from_secret(&key.secret)))
+                .collect(),
             validation,
         }
     }
@@ -69,9 +110,32 @@ impl AccessTokenKeys {
             .expect("HS256 signing of plain claims cannot fail")
     }
 
-    /// The claims of `token` if it is an unexpired access token signed by this key with HS256.
+    /// The claims of `token` if it is an unexpired access token signed with HS256 by one of
+    /// our keys, named by its `kid`.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, InvalidAccessToken> {
-        Ok(jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)?.claims)
+        let kid = jsonwebtoken::decode_header(token)?
+            .kid
+            .ok_or(InvalidAccessToken::UnknownKey)?;
+        let (_, key) = self
+            .decoding
+            .iter()
+            .find(|(known, _)| *known == kid)
+            .ok_or(InvalidAccessToken::UnknownKey)?;
+        Ok(jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation)?.claims)
+    }
+
+    /// The token that replaces `token` at rotation. Derived, not drawn: a retry of the same
+    /// rotation (see the retry grace) finds the same successor, which the store only knows by
+    /// its digest.
+    pub fn successor(&self, token: &RefreshToken) -> RefreshToken {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.derivation)
+            .expect("HMAC takes keys of any length");
+        mac.update(b"refresh-token-successor:");
+        mac.update(token.0.as_bytes());
+        let bytes: [u8; 16] = mac.finalize().into_bytes()[..16]
+            .try_into()
+            .expect("SHA-256 is longer than 16 bytes");
+        RefreshToken(uuid::Builder::from_random_bytes(bytes).into_uuid())
     }
 }
 
@@ -123,15 +187,54 @@ mod tests {
 
     #[test]
     fn an_issued_token_verifies_with_its_claims() {
-        let keys = AccessTokenKeys::hs256(SECRET);
+        let keys = Keyring::hs256(&[SigningKey::from_secret(SECRET)]);
         let sid = Uuid::new_v4();
         let claims = keys.verify(&keys.issue(7, sid, now(), 30)).unwrap();
         assert_eq!((claims.user_id, claims.sid), (7, sid));
         assert_eq!(claims.exp - claims.iat, 30);
     }
 
-    fn forge(header: Header, claims: serde_json::Value, secret: &[u8]) -> String {
+    /// A token that names our key's id, whatever it is signed with: only the signature,
+    /// algorithm or claims can make it fail.
+    fn forge(mut header: Header, claims: serde_json::Value, secret: &[u8]) -> String {
+        header.kid = Some(SigningKey::from_secret(SECRET).kid);
         jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(secret)).unwrap()
+    }
+
+    #[test]
+    fn a_well_forged_token_passes_so_the_refusals_below_mean_something() {
+        let keys = Keyring::hs256(&[SigningKey::from_secret(SECRET)]);
+        let token = forge(Header::default(), claims("access", now() + 30), SECRET);
+        assert!(keys.verify(&token).is_ok());
+    }
+
+    #[test]
+    fn tokens_of_a_previous_key_verify_and_new_ones_use_the_newest() {
+        let old = SigningKey::from_secret(b"the previous key, long enough......");
+        let new = SigningKey::from_secret(SECRET);
+        let before = Keyring::hs256(std::slice::from_ref(&old));
+        let after = Keyring::hs256(&[new.clone(), old]);
+        let old_token = before.issue(1, Uuid::new_v4(), now(), 30);
+        let new_token = after.issue(1, Uuid::new_v4(), now(), 30);
+        assert!(after.verify(&old_token).is_ok());
+        assert_eq!(
+            jsonwebtoken::decode_header(&new_token).unwrap().kid,
+            Some(new.kid)
+        );
+        assert!(
+            before.verify(&new_token).is_err(),
+            "an unknown kid is refused"
+        );
+    }
+
+    #[test]
+    fn a_successor_is_derived_the_same_way_twice_and_differs_per_token() {
+        let keys = Keyring::hs256(&[SigningKey::from_secret(SECRET)]);
+        let (a, b) = (RefreshToken::generate(), RefreshToken::generate());
+        assert_eq!(keys.successor(&a).digest(), keys.successor(&a).digest());
+        assert_ne!(keys.successor(&a).digest(), keys.successor(&b).digest());
+        assert_ne!(keys.successor(&a).digest(), a.digest());
+        assert_eq!(keys.successor(&a).0.get_version_num(), 4);
     }
 
     fn claims(token_type: &str, exp: i64) -> serde_json::Value {
@@ -141,7 +244,7 @@ mod tests {
 
     #[test]
     fn expired_refresh_typed_foreign_and_other_algorithm_tokens_are_refused() {
-        let keys = AccessTokenKeys::hs256(SECRET);
+        let keys = Keyring::hs256(&[SigningKey::from_secret(SECRET)]);
         let later = now() + 30;
         let refused = [
             forge(Header::default(), claims("access", now() - 1), SECRET),
@@ -164,7 +267,7 @@ mod tests {
 
     #[test]
     fn an_unsigned_alg_none_token_is_refused() {
-        let keys = AccessTokenKeys::hs256(SECRET);
+        let keys = Keyring::hs256(&[SigningKey::from_secret(SECRET)]);
         let signed = keys.issue(1, Uuid::new_v4(), now(), 30);
         let payload = signed.split('.').nth(1).unwrap();
         // base64url of {"alg":"none","typ":"JWT"}
@@ -174,7 +277,7 @@ mod tests {
 
     #[test]
     fn a_tampered_payload_is_refused() {
-        let keys = AccessTokenKeys::hs256(SECRET);
+        let keys = Keyring::hs256(&[SigningKey::from_secret(SECRET)]);
         let token = keys.issue(1, Uuid::new_v4(), now(), 30);
         let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
         let forged_claims = claims("access", now() + 3600).to_string();

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::extract::{Fields, Trim};
 use super::{ApiError, AppState, Json, error::FieldErrors};
+use crate::auth::Client;
 use crate::auth::email::Email;
 use crate::auth::password::{self, Password};
 use crate::store::{Store, StoreError};
@@ -17,16 +18,43 @@ pub fn routes<S: Store>() -> MethodRouter<AppState<S>> {
 
 const EMAIL_TAKEN: &str = "user with this email already exists.";
 
-#[derive(Serialize)]
+/// The account created.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": 1, "email": "ann@example.org"}))]
 struct Registered {
     id: i64,
+    /// As stored: trimmed, with its domain lower-cased.
+    #[schema(format = Email)]
     email: String,
 }
 
+/// Create an account
+///
+/// From an email and a password. The new account's `username` is its email; log in next.
+#[utoipa::path(
+    post,
+    path = "/api/register/",
+    tag = "accounts",
+    request_body = super::openapi::NewAccount,
+    responses(
+        (status = 201, description = "The account was created.", body = Registered),
+        (status = 400, description = "Every invalid field, each with its messages.",
+            body = super::openapi::BadRequest,
+            example = json!({
+                "email": ["user with this email already exists."],
+                "password": [
+                    "This password is too short. It must contain at least 8 characters.",
+                    "This password is entirely numeric."
+                ]
+            })),
+    ),
+)]
 async fn register<S: Store>(
     State(auth): State<AppState<S>>,
+    client: Client,
     fields: Fields,
 ) -> Result<Json<Registered>, ApiError> {
+    auth.throttle_registration(&client).await?;
     let mut errors = FieldErrors::default();
     let email = fields
         .required_text("email", Trim::Yes, &mut errors)
@@ -40,16 +68,13 @@ async fn register<S: Store>(
     {
         errors.add("email", EMAIL_TAKEN);
     }
-    let password = fields
-        .required_text("password", Trim::No, &mut errors)
-        .and_then(|raw| {
-            let violations = password_violations(&auth, &raw, email.as_ref());
-            let valid = violations.is_empty();
-            violations
-                .into_iter()
-                .for_each(|message| errors.add("password", message));
-            valid.then(|| Password::new(raw.into_owned()))
-        });
+    let password = new_password(
+        &fields,
+        "password",
+        &auth,
+        email.as_ref().map_or("", Email::as_str),
+        &mut errors,
+    );
     let (Some(email), Some(password), true) = (email, password, errors.is_empty()) else {
         return Err(ApiError::Fields(errors));
     };
@@ -72,17 +97,29 @@ async fn register<S: Store>(
     }
 }
 
-fn password_violations<S: Store>(
+/// A new password from `field`, checked against the length bound and the password policy;
+/// every rule it breaks is recorded in `errors`.
+pub(super) fn new_password<S: Store>(
+    fields: &Fields,
+    field: &'static str,
     auth: &AppState<S>,
-    raw: &str,
-    email: Option<&Email>,
-) -> Vec<String> {
-    if raw.chars().count() > password::MAX_LEN {
-        return vec![format!(
+    email: &str,
+    errors: &mut FieldErrors,
+) -> Option<Password> {
+    let raw = fields.required_text(field, Trim::No, errors)?;
+    let violations = if raw.chars().count() > password::MAX_LEN {
+        vec![format!(
             "Ensure this field has no more than {} characters.",
             password::MAX_LEN
-        )];
+        )]
+    } else {
+        auth.password_policy().violations(&raw, email)
+    };
+    if violations.is_empty() {
+        return Some(Password::new(raw.into_owned()));
     }
-    auth.password_policy()
-        .violations(raw, email.map_or("", Email::as_str))
+    for message in violations {
+        errors.add(field, message);
+    }
+    None
 }

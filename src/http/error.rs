@@ -11,7 +11,11 @@ use crate::auth::AuthError;
 use crate::store::StoreError;
 
 /// Field errors in the order the fields were checked: `{"email": ["…"], "password": ["…"]}`.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(
+    value_type = std::collections::BTreeMap<String, Vec<String>>,
+    example = json!({"email": ["Enter a valid email address."]}),
+)]
 pub struct FieldErrors(Vec<(&'static str, Vec<String>)>);
 
 impl FieldErrors {
@@ -59,6 +63,8 @@ pub enum ApiError {
     InvalidRefreshToken,
     #[error("bad credentials")]
     InvalidCredentials,
+    #[error("throttled")]
+    Throttled { retry_after: i64 },
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
@@ -82,6 +88,7 @@ impl ApiError {
             | ApiError::InvalidAccessToken
             | ApiError::InvalidRefreshToken
             | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -120,6 +127,9 @@ impl ApiError {
             ApiError::InvalidCredentials => {
                 json!({"detail": "No active account found with the given credentials"})
             }
+            ApiError::Throttled { retry_after } => json!({
+                "detail": format!("Request was throttled. Expected available in {retry_after} seconds.")
+            }),
             ApiError::NotFound => json!({"detail": "Not found."}),
             ApiError::MethodNotAllowed(method) => {
                 json!({"detail": format!("Method \"{method}\" not allowed.")})
@@ -147,6 +157,11 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"api\""),
             );
         }
+        if let ApiError::Throttled { retry_after } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()
@@ -172,6 +187,16 @@ impl From<AuthError> for ApiError {
         match error {
             AuthError::InvalidCredentials => ApiError::InvalidCredentials,
             AuthError::InvalidRefreshToken => ApiError::InvalidRefreshToken,
+            AuthError::Throttled { retry_after } => ApiError::Throttled { retry_after },
+            AuthError::WrongPassword => {
+                let mut errors = FieldErrors::default();
+                // Django's PasswordChangeForm message.
+                errors.add(
+                    "old_password",
+                    "Your old password was entered incorrectly. Please enter it again.",
+                );
+                ApiError::Fields(errors)
+            }
             AuthError::Store(error) => error.into(),
         }
     }

@@ -2,13 +2,13 @@
 //! and where a request came from.
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{HeaderValue, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{Map, Value};
 
@@ -231,9 +231,48 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
         let ip = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(address)| address.ip().to_string());
+            .map(|ConnectInfo(address)| {
+                let trusted = parts.extensions.get::<TrustedProxies>();
+                let forwarded = parts.headers.get_all("x-forwarded-for");
+                client_ip(address.ip(), forwarded, trusted).to_string()
+            });
         Ok(Client { user_agent, ip })
     }
+}
+
+/// Proxies whose `X-Forwarded-For` is believed, set by the router from the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(pub Arc<Vec<ipnet::IpNet>>);
+
+impl TrustedProxies {
+    fn contains(&self, ip: &IpAddr) -> bool {
+        self.0.iter().any(|network| network.contains(ip))
+    }
+}
+
+/// The socket's peer, unless it is a trusted proxy: then the nearest address in
+/// `X-Forwarded-For` that is not a trusted proxy itself. Entries left of it were written by
+/// the client and prove nothing.
+fn client_ip(
+    peer: IpAddr,
+    forwarded: header::GetAll<'_, HeaderValue>,
+    trusted: Option<&TrustedProxies>,
+) -> IpAddr {
+    let Some(trusted) = trusted.filter(|trusted| trusted.contains(&peer)) else {
+        return peer;
+    };
+    let hops: Vec<IpAddr> = forwarded
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map_while(|hop| hop.trim().parse().ok())
+        .collect();
+    hops.iter()
+        .rev()
+        .find(|hop| !trusted.contains(hop))
+        .or(hops.first())
+        .copied()
+        .unwrap_or(peer)
 }
 
 #[cfg(test)]
@@ -246,6 +285,33 @@ mod tests {
             .body(())
             .unwrap();
         request.into_parts().0
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_behind_a_trusted_proxy() {
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let trusted = TrustedProxies(Arc::new(vec!["10.0.0.0/8".parse().unwrap()]));
+        let headers = |value: &str| {
+            let mut map = axum::http::HeaderMap::new();
+            map.insert("x-forwarded-for", HeaderValue::from_str(value).unwrap());
+            map
+        };
+        let ip = |peer: IpAddr, value: &str, trusted: Option<&TrustedProxies>| {
+            let map = headers(value);
+            client_ip(peer, map.get_all("x-forwarded-for"), trusted).to_string()
+        };
+        let stranger: IpAddr = "203.0.113.9".parse().unwrap();
+        assert_eq!(ip(stranger, "198.51.100.7", Some(&trusted)), "203.0.113.9");
+        assert_eq!(ip(proxy, "198.51.100.7", None), "10.0.0.1");
+        assert_eq!(
+            ip(proxy, "1.2.3.4, 198.51.100.7", Some(&trusted)),
+            "198.51.100.7"
+        );
+        assert_eq!(
+            ip(proxy, "198.51.100.7, 10.0.0.2", Some(&trusted)),
+            "198.51.100.7"
+        );
+        assert_eq!(ip(proxy, "garbage", Some(&trusted)), "10.0.0.1");
     }
 
     #[test]

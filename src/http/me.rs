@@ -15,11 +15,36 @@ pub fn routes<S: Store>() -> MethodRouter<AppState<S>> {
     get(show).put(replace::<S>).patch(update::<S>)
 }
 
+/// Show my profile
+#[utoipa::path(
+    get,
+    path = "/api/me/",
+    operation_id = "show_profile",
+    tag = "profile",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The caller's profile.", body = Profile)),
+)]
 async fn show(caller: AuthUser) -> Json<Profile> {
     Json(StatusCode::OK, caller.profile)
 }
 
-/// PUT: `username` is required.
+/// Replace my username
+///
+/// PUT: `username` is required. `id` and `email` are read-only: sent, they are ignored.
+#[utoipa::path(
+    put,
+    path = "/api/me/",
+    operation_id = "replace_profile",
+    tag = "profile",
+    security(("bearer" = [])),
+    request_body = super::openapi::ProfileReplacement,
+    responses(
+        (status = 200, description = "The updated profile.", body = Profile),
+        (status = 400, description = "The username is missing or invalid.",
+            body = super::openapi::BadRequest,
+            example = json!({"username": ["This field is required."]})),
+    ),
+)]
 async fn replace<S: Store>(
     State(auth): State<AppState<S>>,
     caller: AuthUser,
@@ -30,7 +55,23 @@ async fn replace<S: Store>(
     save(&auth, caller, username.as_deref(), errors).await
 }
 
-/// PATCH: only the fields sent change.
+/// Change my profile
+///
+/// PATCH: only the fields sent change. `id` and `email` are read-only: sent, they are ignored.
+#[utoipa::path(
+    patch,
+    path = "/api/me/",
+    operation_id = "update_profile",
+    tag = "profile",
+    security(("bearer" = [])),
+    request_body = super::openapi::ProfileUpdate,
+    responses(
+        (status = 200, description = "The profile, changed.", body = Profile),
+        (status = 400, description = "The username is invalid.",
+            body = super::openapi::BadRequest,
+            example = json!({"username": ["This field may not be blank."]})),
+    ),
+)]
 async fn update<S: Store>(
     State(auth): State<AppState<S>>,
     caller: AuthUser,

@@ -24,6 +24,8 @@ pub mod extract;
 mod health;
 mod me;
 pub mod observe;
+pub mod openapi;
+mod sessions;
 mod tokens;
 
 pub use error::ApiError;
@@ -38,6 +40,18 @@ pub struct Options {
     pub cors_origins: Vec<HeaderValue>,
     /// Serve `/metrics` on this router (else it is served on an address of its own).
     pub metrics: bool,
+    /// Peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl Options {
+    pub fn from_config(config: &crate::config::Config) -> Options {
+        Options {
+            cors_origins: config.cors_origins.clone(),
+            metrics: config.metrics_bind.is_none(),
+            trusted_proxies: config.trusted_proxies.clone(),
+        }
+    }
 }
 
 /// Every endpoint of the contract, with `/metrics` and no CORS origin.
@@ -60,6 +74,12 @@ pub fn router_with<S: Store>(auth: AppState<S>, options: &Options) -> Router {
         ("/api/refresh", tokens::refresh_routes()),
         ("/api/logout", tokens::logout_routes()),
         ("/api/me", me::routes()),
+        ("/api/me/password", sessions::password_routes()),
+        ("/api/sessions", sessions::list_routes()),
+        ("/api/sessions/{id}", sessions::one_routes()),
+        ("/api/logout/all", sessions::logout_all_routes()),
+        ("/api/schema", openapi::routes()),
+        ("/api/docs", crate::web::docs_routes()),
     ];
     let mut router = api
         .into_iter()
@@ -67,13 +87,19 @@ pub fn router_with<S: Store>(auth: AppState<S>, options: &Options) -> Router {
             with_and_without_slash(router, path, methods)
         })
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz::<S>));
+        .route("/readyz", get(health::readyz::<S>))
+        .merge(crate::web::routes());
     if options.metrics {
         router = router.route("/metrics", get(observe::metrics_page::<S>));
     }
     let mut router = router
         .fallback(|| async { ApiError::NotFound })
         .layer(middleware::from_fn(method_not_allowed_as_json))
+        .layer(axum::Extension(extract::TrustedProxies(Arc::new(
+            options.trusted_proxies.clone(),
+        ))))
+        // A browser visiting an endpoint's URL gets its page; any other client goes through.
+        .layer(middleware::from_fn(crate::web::browsable))
         .layer(middleware::from_fn(observe::record))
         .layer(
             // One line per request at INFO: method, path (never the query), request id, status,

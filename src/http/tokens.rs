@@ -27,11 +27,23 @@ pub fn logout_routes<S: Store>() -> MethodRouter<AppState<S>> {
 }
 
 /// The body of a successful login or refresh.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ0b2tlbl90eXBlIjoiYWNjZXNzIn0.c2lnbmF0dXJl",
+    "refresh_token": "6f1c2a4e-3b7d-4c8e-9f10-2a3b4c5d6e7f",
+    "token_type": "Bearer",
+    "expires_in": 30
+}))]
 struct Tokens {
+    /// A JWT (HS256) for `Authorization: Bearer …`; verified without the database.
     access_token: String,
+    /// Single use: trade it at `/api/refresh/` for new tokens, or end the session at
+    /// `/api/logout/`. Presenting a consumed one again ends the session.
+    #[schema(format = "uuid")]
     refresh_token: String,
+    #[schema(value_type = String)]
     token_type: &'static str,
+    /// Seconds the access token is valid for.
     expires_in: i64,
 }
 
@@ -49,6 +61,26 @@ impl From<TokenPair> for Json<Tokens> {
     }
 }
 
+/// Log in
+///
+/// Checks the email and password and starts a new session: an access token for
+/// `/api/me/` and a refresh token for new ones. A wrong password, an unknown email and an
+/// inactive account all answer the same 401.
+#[utoipa::path(
+    post,
+    path = "/api/login/",
+    tag = "sessions",
+    request_body = super::openapi::Credentials,
+    responses(
+        (status = 200, description = "A new session's tokens.", body = Tokens),
+        (status = 400, description = "A field is missing or blank.",
+            body = super::openapi::BadRequest,
+            example = json!({"password": ["This field is required."]})),
+        (status = 401, description = "The credentials match no active account.",
+            body = super::openapi::Detail,
+            example = json!({"detail": "No active account found with the given credentials"})),
+    ),
+)]
 async fn login<S: Store>(
     State(auth): State<AppState<S>>,
     client: Client,
@@ -66,6 +98,25 @@ async fn login<S: Store>(
     Ok(pair.into())
 }
 
+/// Refresh the tokens
+///
+/// Consumes the refresh token and answers a new access token and a new refresh token for the
+/// same session. A refresh token that was already consumed ends its whole session.
+#[utoipa::path(
+    post,
+    path = "/api/refresh/",
+    tag = "sessions",
+    request_body = super::openapi::RefreshTokenBody,
+    responses(
+        (status = 200, description = "The session's new tokens.", body = Tokens),
+        (status = 400, description = "The token is missing or not a UUID.",
+            body = super::openapi::BadRequest,
+            example = json!({"refresh_token": ["Must be a valid UUID."]})),
+        (status = 401, description = "The token is unknown, expired, consumed or its session ended.",
+            body = super::openapi::Detail,
+            example = json!({"detail": "Token is invalid or expired", "code": "token_not_valid"})),
+    ),
+)]
 async fn refresh<S: Store>(
     State(auth): State<AppState<S>>,
     fields: Fields,
@@ -74,6 +125,25 @@ async fn refresh<S: Store>(
     Ok(auth.refresh(token).await?.into())
 }
 
+/// Log out
+///
+/// Ends the session of the refresh token: it and the session's access tokens stop working at
+/// once.
+#[utoipa::path(
+    post,
+    path = "/api/logout/",
+    tag = "sessions",
+    request_body = super::openapi::RefreshTokenBody,
+    responses(
+        (status = 200, description = "The session ended.", body = super::openapi::LoggedOut),
+        (status = 400, description = "The token is missing or not a UUID.",
+            body = super::openapi::BadRequest,
+            example = json!({"refresh_token": ["This field is required."]})),
+        (status = 401, description = "The token is unknown, expired, consumed or its session ended.",
+            body = super::openapi::Detail,
+            example = json!({"detail": "Token is invalid or expired", "code": "token_not_valid"})),
+    ),
+)]
 async fn logout<S: Store>(
     State(auth): State<AppState<S>>,
     fields: Fields,

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use crate::auth::sessions::{PresentedToken, Redemption, Verdict};
+use crate::auth::sessions::{EndReason, PresentedToken, Redemption, SessionPolicy, Verdict};
 use crate::auth::tokens::RefreshDigest;
 use crate::auth::{Profile, SessionId, UserId};
 
@@ -56,11 +56,81 @@ pub struct NewSession {
     pub now: i64,
 }
 
+/// A presented refresh token and what to do with it.
+#[derive(Debug, Clone, Copy)]
+pub struct Redeem {
+    pub presented: RefreshDigest,
+    /// The digest of the token that rotation derives from the presented one.
+    pub successor: RefreshDigest,
+    pub redemption: Redemption,
+    pub policy: SessionPolicy,
+    pub now: i64,
+}
+
+/// A live session, as its owner sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub id: SessionId,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub user_agent: Option<String>,
+    pub client_ip: Option<String>,
+}
+
+/// Which of a user's sessions an operation concerns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionScope {
+    All,
+    Only(SessionId),
+    AllBut(SessionId),
+}
+
+/// Housekeeping: what may go. Active sessions and their live tokens always stay.
+#[derive(Debug, Clone, Copy)]
+pub struct Purge {
+    /// Refresh tokens consumed or expired before this time, and sessions that ended before it.
+    pub before: i64,
+    /// Sessions not used since this time hold only expired tokens: they go too.
+    pub idle_before: i64,
+    /// Signing keys superseded before this time verify no unexpired token any more.
+    pub keys_superseded_before: i64,
+    /// Throttle windows that started before this time are over.
+    pub throttle_before: i64,
+}
+
+/// How many rows housekeeping deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub refresh_tokens: u64,
+    pub sessions: u64,
+    pub signing_keys: u64,
+    pub throttle_buckets: u64,
+}
+
+/// A signing key as stored.
+#[derive(Clone)]
+pub struct StoredKey {
+    pub kid: String,
+    pub secret: String,
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StoredKey({}, <redacted>)", self.kid)
+    }
+}
+
 /// The outcome of presenting a refresh token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Redeemed {
     /// Accepted: the token is consumed and the redemption carried out.
     Accepted {
+        user_id: UserId,
+        session_id: SessionId,
+    },
+    /// A retry within the grace: nothing changed; the successor is the live token.
+    Repeated {
         user_id: UserId,
         session_id: SessionId,
     },
@@ -137,14 +207,64 @@ pub trait Store: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// In one transaction: reads the token, lets [`judge`](crate::auth::sessions::judge) decide,
-    /// and carries out the verdict — consuming the token and performing `redemption`, or ending
-    /// the session on reuse. Of concurrent calls with one token, at most one is accepted.
+    /// and carries out the verdict — consuming the token and performing the redemption, or
+    /// ending the session on reuse. Of concurrent calls with one token, at most one is accepted.
     fn redeem_refresh_token(
         &self,
-        presented: RefreshDigest,
-        redemption: Redemption,
-        now: i64,
+        redeem: Redeem,
     ) -> impl Future<Output = Result<Redeemed, StoreError>> + Send;
+
+    /// The password hash of an active user.
+    fn password_hash(
+        &self,
+        user_id: UserId,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// The user's sessions that have not ended, most recently used first.
+    fn sessions(
+        &self,
+        user_id: UserId,
+    ) -> impl Future<Output = Result<Vec<SessionInfo>, StoreError>> + Send;
+
+    /// Ends the user's sessions that `scope` selects; how many ended.
+    fn end_sessions(
+        &self,
+        user_id: UserId,
+        scope: SessionScope,
+        reason: EndReason,
+        now: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Throttle buckets by key, as `(key, window_start, hits)`; absent keys are left out.
+    fn throttle_buckets(
+        &self,
+        keys: Vec<String>,
+    ) -> impl Future<Output = Result<Vec<(String, i64, i64)>, StoreError>> + Send;
+
+    /// Counts one hit in each bucket, opening a new window where the last one (of the given
+    /// length in seconds) has passed.
+    fn throttle_hit(
+        &self,
+        buckets: Vec<(String, i64)>,
+        now: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn throttle_clear(&self, key: String) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Deletes what is no longer needed; see [`Purge`].
+    fn purge(&self, purge: Purge) -> impl Future<Output = Result<Purged, StoreError>> + Send;
+
+    /// The run-time settings stored, as `(name, value)`.
+    fn settings(&self) -> impl Future<Output = Result<Vec<(String, String)>, StoreError>> + Send;
+
+    fn put_setting(
+        &self,
+        name: String,
+        value: String,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn delete_setting(&self, name: String)
+    -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// The profile of `user_id` if it is active and its session `session_id` has not ended.
     fn profile(
@@ -172,12 +292,18 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// database file, so it is complete on its own).
     fn close(&self) -> impl Future<Output = ()> + Send;
 
-    /// The stored signing secret; `generated` is stored first if there is none yet. Concurrent
-    /// first starts all end up with the one secret that won.
-    fn signing_secret(
+    /// The stored signing keys, newest first; `generated` is stored first if there is none
+    /// yet. Concurrent first starts all end up with the one key that won.
+    fn signing_keys(
         &self,
-        generated: String,
-    ) -> impl Future<Output = Result<String, StoreError>> + Send;
+        generated: StoredKey,
+    ) -> impl Future<Output = Result<Vec<StoredKey>, StoreError>> + Send;
+
+    /// Adds a key, which becomes the newest: new access tokens are signed with it.
+    fn add_signing_key(
+        &self,
+        key: StoredKey,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// Shared by every implementation: readiness needs exactly the schema this build knows.
@@ -190,8 +316,8 @@ fn expect_schema(found: i64, expected: usize) -> Result<(), StoreError> {
 }
 
 /// Shared by every implementation: the verdict on a presented token, given what was read.
-fn verdict(token: Option<PresentedToken>, now: i64) -> Verdict {
+fn verdict(token: Option<PresentedToken>, redeem: &Redeem) -> Verdict {
     token.map_or(Verdict::Reject, |token| {
-        crate::auth::sessions::judge(&token, now)
+        crate::auth::sessions::judge(&token, &redeem.policy, redeem.now)
     })
 }

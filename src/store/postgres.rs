@@ -10,14 +10,17 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use super::{
-    Account, Credentials, NewSession, NewUser, PoolState, Redeemed, Store, StoreError, verdict,
+    Account, Credentials, NewSession, NewUser, PoolState, Purge, Purged, Redeem, Redeemed,
+    SessionInfo, SessionScope, Store, StoreError, StoredKey, verdict,
 };
 use crate::auth::sessions::{EndReason, PresentedToken, Redemption, Verdict};
-use crate::auth::tokens::RefreshDigest;
 use crate::auth::{Profile, SessionId, UserId};
 
 /// Schema versions, applied in order and recorded in `schema_migrations`.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/postgres/0001_initial.sql"),
+    include_str!("../../migrations/postgres/0002_security.sql"),
+];
 
 /// Serialises migrations of instances that start at once (an arbitrary, fixed key).
 const MIGRATION_LOCK: i64 = 0x7265_7374_6175_7468;
@@ -296,51 +299,58 @@ impl Store for PostgresStore {
         .map_err(database_error)
     }
 
-    async fn redeem_refresh_token(
-        &self,
-        presented: RefreshDigest,
-        redemption: Redemption,
-        now: i64,
-    ) -> Result<Redeemed, StoreError> {
+    async fn redeem_refresh_token(&self, redeem: Redeem) -> Result<Redeemed, StoreError> {
         let mut tx = self.pool.begin().await.map_err(database_error)?;
         // The row lock makes concurrent redeemers of one token wait; each then re-reads the
         // committed row, so only the first sees it unconsumed.
         let found = sqlx::query(
-            "SELECT t.session_id::text, s.user_id, t.expires_at, t.consumed_at IS NOT NULL,
-                    s.ended_at IS NOT NULL, u.is_active
+            "SELECT t.session_id::text, s.user_id, t.expires_at, t.consumed_at, s.created_at,
+                    s.ended_at IS NOT NULL, u.is_active,
+                    EXISTS (SELECT 1 FROM refresh_tokens n
+                            WHERE n.token_hash = $2 AND n.session_id = t.session_id
+                              AND n.consumed_at IS NULL)
              FROM refresh_tokens t
              JOIN sessions s ON s.id = t.session_id
              JOIN users u ON u.id = s.user_id
              WHERE t.token_hash = $1
              FOR UPDATE OF t",
         )
-        .bind(&presented[..])
+        .bind(&redeem.presented[..])
+        .bind(&redeem.successor[..])
         .fetch_optional(&mut *tx)
         .await
         .map_err(database_error)?
         .map(|row| -> Result<_, sqlx::Error> {
-            let session_id: String = row.try_get(0)?;
             let token = PresentedToken {
                 expires_at: row.try_get(2)?,
-                consumed: row.try_get(3)?,
-                session_ended: row.try_get(4)?,
-                user_active: row.try_get(5)?,
+                consumed_at: row.try_get(3)?,
+                session_created_at: row.try_get(4)?,
+                session_ended: row.try_get(5)?,
+                user_active: row.try_get(6)?,
+                successor_is_live: row.try_get(7)?,
             };
-            Ok((session_id, row.try_get::<UserId, _>(1)?, token))
+            Ok((
+                row.try_get::<String, _>(0)?,
+                row.try_get::<UserId, _>(1)?,
+                token,
+            ))
         })
         .transpose()
         .map_err(database_error)?;
 
-        let outcome = match (
-            verdict(found.as_ref().map(|(_, _, token)| *token), now),
-            found,
-        ) {
-            (Verdict::Accept, Some((session_id, user_id, _))) => {
+        let Some((session_text, user_id, token)) = found else {
+            return Ok(Redeemed::Rejected);
+        };
+        let session_id = Uuid::parse_str(&session_text)
+            .map_err(|error| StoreError::Database(error.to_string()))?;
+        let now = redeem.now;
+        let outcome = match verdict(Some(token), &redeem) {
+            Verdict::Accept => {
                 let consumed = sqlx::query(
                     "UPDATE refresh_tokens SET consumed_at = $2
                      WHERE token_hash = $1 AND consumed_at IS NULL",
                 )
-                .bind(&presented[..])
+                .bind(&redeem.presented[..])
                 .bind(now)
                 .execute(&mut *tx)
                 .await
@@ -348,16 +358,16 @@ impl Store for PostgresStore {
                 if consumed.rows_affected() != 1 {
                     return Ok(Redeemed::Rejected);
                 }
-                match redemption {
-                    Redemption::Rotate { next, expires_at } => {
+                match redeem.redemption {
+                    Redemption::Rotate { expires_at } => {
                         sqlx::query(
                             "WITH next AS (
                                  INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at)
                                  VALUES ($1, $2::uuid, $3, $4))
                              UPDATE sessions SET last_seen_at = $3 WHERE id = $2::uuid",
                         )
-                        .bind(&next[..])
-                        .bind(&session_id)
+                        .bind(&redeem.successor[..])
+                        .bind(&session_text)
                         .bind(now)
                         .bind(expires_at)
                         .execute(&mut *tx)
@@ -365,24 +375,203 @@ impl Store for PostgresStore {
                         .map_err(database_error)?;
                     }
                     Redemption::EndSession => {
-                        end_session(&mut tx, &session_id, EndReason::Logout, now).await?
+                        end_one_session(&mut tx, &session_text, EndReason::Logout, now).await?
                     }
                 }
-                let session_id = Uuid::parse_str(&session_id)
-                    .map_err(|error| StoreError::Database(error.to_string()))?;
                 Redeemed::Accepted {
                     user_id,
                     session_id,
                 }
             }
-            (Verdict::EndSessionForReuse, Some((session_id, _, _))) => {
-                end_session(&mut tx, &session_id, EndReason::RefreshTokenReused, now).await?;
+            Verdict::Repeat => Redeemed::Repeated {
+                user_id,
+                session_id,
+            },
+            Verdict::EndSessionForReuse => {
+                end_one_session(&mut tx, &session_text, EndReason::RefreshTokenReused, now).await?;
                 Redeemed::ReuseDetected
             }
-            _ => Redeemed::Rejected,
+            Verdict::Reject => Redeemed::Rejected,
         };
         tx.commit().await.map_err(database_error)?;
         Ok(outcome)
+    }
+
+    async fn password_hash(&self, user_id: UserId) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1 AND is_active")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(database_error)
+    }
+
+    async fn sessions(&self, user_id: UserId) -> Result<Vec<SessionInfo>, StoreError> {
+        sqlx::query(
+            "SELECT id::text, created_at, last_seen_at, user_agent, client_ip FROM sessions
+             WHERE user_id = $1 AND ended_at IS NULL ORDER BY last_seen_at DESC, created_at DESC",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database_error)?
+        .iter()
+        .map(|row| {
+            let id: String = row.try_get(0)?;
+            Ok(SessionInfo {
+                id: Uuid::parse_str(&id).map_err(|error| sqlx::Error::Decode(Box::new(error)))?,
+                created_at: row.try_get(1)?,
+                last_seen_at: row.try_get(2)?,
+                user_agent: row.try_get(3)?,
+                client_ip: row.try_get(4)?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(database_error)
+    }
+
+    async fn end_sessions(
+        &self,
+        user_id: UserId,
+        scope: SessionScope,
+        reason: EndReason,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let (filter, session) = match scope {
+            SessionScope::All => ("", None),
+            SessionScope::Only(id) => (" AND id = $4::uuid", Some(uuid_text(&id))),
+            SessionScope::AllBut(id) => (" AND id <> $4::uuid", Some(uuid_text(&id))),
+        };
+        let sql = format!(
+            "UPDATE sessions SET ended_at = $2, end_reason = $3
+             WHERE user_id = $1 AND ended_at IS NULL{filter}"
+        );
+        let mut update = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(user_id)
+            .bind(now)
+            .bind(reason.as_str());
+        if let Some(session) = session {
+            update = update.bind(session);
+        }
+        Ok(update
+            .execute(&self.pool)
+            .await
+            .map_err(database_error)?
+            .rows_affected())
+    }
+
+    async fn throttle_buckets(
+        &self,
+        keys: Vec<String>,
+    ) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        sqlx::query_as("SELECT key, window_start, hits FROM throttle_buckets WHERE key = ANY($1)")
+            .bind(keys)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(database_error)
+    }
+
+    async fn throttle_hit(&self, buckets: Vec<(String, i64)>, now: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(database_error)?;
+        for (key, window) in buckets {
+            sqlx::query(
+                "INSERT INTO throttle_buckets AS b (key, window_start, hits) VALUES ($1, $2, 1)
+                 ON CONFLICT (key) DO UPDATE SET
+                     hits = CASE WHEN b.window_start + $3 <= $2 THEN 1 ELSE b.hits + 1 END,
+                     window_start = CASE WHEN b.window_start + $3 <= $2 THEN $2 ELSE b.window_start END",
+            )
+            .bind(key)
+            .bind(now)
+            .bind(window)
+            .execute(&mut *tx)
+            .await
+            .map_err(database_error)?;
+        }
+        tx.commit().await.map_err(database_error)
+    }
+
+    async fn throttle_clear(&self, key: String) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM throttle_buckets WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(database_error)
+    }
+
+    async fn purge(&self, purge: Purge) -> Result<Purged, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(database_error)?;
+        let mut run = async |sql: &'static str, first: i64, second: Option<i64>| {
+            let mut query = sqlx::query(sql).bind(first);
+            if let Some(second) = second {
+                query = query.bind(second);
+            }
+            query
+                .execute(&mut *tx)
+                .await
+                .map(|done| done.rows_affected())
+                .map_err(database_error)
+        };
+        let purged = Purged {
+            refresh_tokens: run(
+                "DELETE FROM refresh_tokens
+                 WHERE (consumed_at IS NOT NULL AND consumed_at < $1) OR expires_at < $1",
+                purge.before,
+                None,
+            )
+            .await?,
+            sessions: run(
+                "DELETE FROM sessions
+                 WHERE (ended_at IS NOT NULL AND ended_at < $1) OR last_seen_at < $2",
+                purge.before,
+                Some(purge.idle_before),
+            )
+            .await?,
+            signing_keys: run(
+                "DELETE FROM signing_keys
+                 WHERE created_at < (SELECT max(created_at) FROM signing_keys)
+                   AND (SELECT max(created_at) FROM signing_keys) < $1",
+                purge.keys_superseded_before,
+                None,
+            )
+            .await?,
+            throttle_buckets: run(
+                "DELETE FROM throttle_buckets WHERE window_start < $1",
+                purge.throttle_before,
+                None,
+            )
+            .await?,
+        };
+        tx.commit().await.map_err(database_error)?;
+        Ok(purged)
+    }
+
+    async fn settings(&self) -> Result<Vec<(String, String)>, StoreError> {
+        sqlx::query_as("SELECT key, value FROM settings ORDER BY key")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(database_error)
+    }
+
+    async fn put_setting(&self, name: String, value: String) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.pool)
+        .await
+        .map(drop)
+        .map_err(database_error)
+    }
+
+    async fn delete_setting(&self, name: String) -> Result<bool, StoreError> {
+        sqlx::query("DELETE FROM settings WHERE key = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected() > 0)
+            .map_err(database_error)
     }
 
     async fn profile(
@@ -453,25 +642,53 @@ impl Store for PostgresStore {
         self.pool.close().await;
     }
 
-    async fn signing_secret(&self, generated: String) -> Result<String, StoreError> {
-        // Two statements: the read needs a snapshot taken after a concurrent first start's
-        // insert committed, which a single statement's snapshot would not see.
+    async fn signing_keys(&self, generated: StoredKey) -> Result<Vec<StoredKey>, StoreError> {
+        // Inserted only into an empty table; the lock makes concurrent first starts agree.
+        let mut tx = self.pool.begin().await.map_err(database_error)?;
+        sqlx::query("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await
+            .map_err(database_error)?;
         sqlx::query(
-            "INSERT INTO settings (key, value) VALUES ('signing_secret', $1)
-             ON CONFLICT (key) DO NOTHING",
+            "INSERT INTO signing_keys (kid, secret, created_at)
+             SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM signing_keys)",
         )
-        .bind(generated)
-        .execute(&self.pool)
+        .bind(generated.kid)
+        .bind(generated.secret)
+        .bind(generated.created_at)
+        .execute(&mut *tx)
         .await
         .map_err(database_error)?;
-        sqlx::query_scalar("SELECT value FROM settings WHERE key = 'signing_secret'")
-            .fetch_one(&self.pool)
+        let keys: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT kid, secret, created_at FROM signing_keys ORDER BY created_at DESC, kid",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(database_error)?;
+        tx.commit().await.map_err(database_error)?;
+        Ok(keys
+            .into_iter()
+            .map(|(kid, secret, created_at)| StoredKey {
+                kid,
+                secret,
+                created_at,
+            })
+            .collect())
+    }
+
+    async fn add_signing_key(&self, key: StoredKey) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO signing_keys (kid, secret, created_at) VALUES ($1, $2, $3)")
+            .bind(key.kid)
+            .bind(key.secret)
+            .bind(key.created_at)
+            .execute(&self.pool)
             .await
+            .map(drop)
             .map_err(database_error)
     }
 }
 
-async fn end_session(
+async fn end_one_session(
     tx: &mut Transaction<'_, Postgres>,
     session_id: &str,
     reason: EndReason,

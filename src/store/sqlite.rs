@@ -12,14 +12,18 @@ use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use super::{
-    Account, Credentials, NewSession, NewUser, PoolState, Redeemed, Store, StoreError, verdict,
+    Account, Credentials, NewSession, NewUser, PoolState, Purge, Purged, Redeem, Redeemed,
+    SessionInfo, SessionScope, Store, StoreError, StoredKey, verdict,
 };
 use crate::auth::sessions::{EndReason, PresentedToken, Redemption, Verdict};
 use crate::auth::tokens::RefreshDigest;
 use crate::auth::{Profile, SessionId, UserId};
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/sqlite/0001_initial.sql"),
+    include_str!("../../migrations/sqlite/0002_security.sql"),
+];
 
 /// Every connection: enforce foreign keys, and wait (rather than fail) when another process
 /// holds the write lock. `synchronous=NORMAL` in WAL mode keeps every commit across a killed
@@ -309,12 +313,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn redeem_refresh_token(
-        &self,
-        presented: RefreshDigest,
-        redemption: Redemption,
-        now: i64,
-    ) -> Result<Redeemed, StoreError> {
+    async fn redeem_refresh_token(&self, redeem: Redeem) -> Result<Redeemed, StoreError> {
         self.write(move |conn| {
             // IMMEDIATE takes the write lock first, so the read below cannot go stale.
             let tx = conn
@@ -322,8 +321,11 @@ impl Store for SqliteStore {
                 .map_err(database_error)?;
             let found = tx
                 .prepare_cached(
-                    "SELECT t.session_id, s.user_id, t.expires_at, t.consumed_at IS NOT NULL,
-                            s.ended_at IS NOT NULL, u.is_active
+                    "SELECT t.session_id, s.user_id, t.expires_at, t.consumed_at, s.created_at,
+                            s.ended_at IS NOT NULL, u.is_active,
+                            EXISTS (SELECT 1 FROM refresh_tokens n
+                                    WHERE n.token_hash = ?2 AND n.session_id = t.session_id
+                                      AND n.consumed_at IS NULL)
                      FROM refresh_tokens t
                      JOIN sessions s ON s.id = t.session_id
                      JOIN users u ON u.id = s.user_id
@@ -331,25 +333,40 @@ impl Store for SqliteStore {
                 )
                 .and_then(|mut select| {
                     select
-                        .query_row([&presented[..]], |row| {
-                            let token = PresentedToken {
-                                expires_at: row.get(2)?,
-                                consumed: row.get(3)?,
-                                session_ended: row.get(4)?,
-                                user_active: row.get(5)?,
-                            };
-                            Ok((session_id(row.get(0)?), row.get::<_, UserId>(1)?, token))
-                        })
+                        .query_row(
+                            params![&redeem.presented[..], &redeem.successor[..]],
+                            |row| {
+                                let token = PresentedToken {
+                                    expires_at: row.get(2)?,
+                                    consumed_at: row.get(3)?,
+                                    session_created_at: row.get(4)?,
+                                    session_ended: row.get(5)?,
+                                    user_active: row.get(6)?,
+                                    successor_is_live: row.get(7)?,
+                                };
+                                Ok((session_id(row.get(0)?), row.get::<_, UserId>(1)?, token))
+                            },
+                        )
                         .optional()
                 })
                 .map_err(database_error)?;
 
-            let outcome = match (verdict(found.map(|(_, _, token)| token), now), found) {
-                (Verdict::Accept, Some((session_id, user_id, _))) => {
-                    consume(&tx, &presented, now)?;
-                    match redemption {
-                        Redemption::Rotate { next, expires_at } => {
-                            insert_refresh_token(&tx, &next, &session_id, now, expires_at)?;
+            let Some((session_id, user_id, token)) = found else {
+                return Ok(Redeemed::Rejected);
+            };
+            let now = redeem.now;
+            let outcome = match verdict(Some(token), &redeem) {
+                Verdict::Accept => {
+                    consume(&tx, &redeem.presented, now)?;
+                    match redeem.redemption {
+                        Redemption::Rotate { expires_at } => {
+                            insert_refresh_token(
+                                &tx,
+                                &redeem.successor,
+                                &session_id,
+                                now,
+                                expires_at,
+                            )?;
                             tx.prepare_cached(
                                 "UPDATE sessions SET last_seen_at = ?2 WHERE id = ?1",
                             )
@@ -359,7 +376,13 @@ impl Store for SqliteStore {
                             .map_err(database_error)?;
                         }
                         Redemption::EndSession => {
-                            end_session(&tx, &session_id, EndReason::Logout, now)?
+                            end_sessions_where(
+                                &tx,
+                                "id = ?1",
+                                session_id.as_bytes(),
+                                EndReason::Logout,
+                                now,
+                            )?;
                         }
                     }
                     Redeemed::Accepted {
@@ -367,14 +390,178 @@ impl Store for SqliteStore {
                         session_id,
                     }
                 }
-                (Verdict::EndSessionForReuse, Some((session_id, _, _))) => {
-                    end_session(&tx, &session_id, EndReason::RefreshTokenReused, now)?;
+                Verdict::Repeat => Redeemed::Repeated {
+                    user_id,
+                    session_id,
+                },
+                Verdict::EndSessionForReuse => {
+                    end_sessions_where(
+                        &tx,
+                        "id = ?1",
+                        session_id.as_bytes(),
+                        EndReason::RefreshTokenReused,
+                        now,
+                    )?;
                     Redeemed::ReuseDetected
                 }
-                _ => Redeemed::Rejected,
+                Verdict::Reject => Redeemed::Rejected,
             };
             tx.commit().map_err(database_error)?;
             Ok(outcome)
+        })
+        .await
+    }
+
+    async fn password_hash(&self, user_id: UserId) -> Result<Option<String>, StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT password_hash FROM users WHERE id = ?1 AND is_active = 1")?
+                .query_row([user_id], |row| row.get(0))
+                .optional()
+        })
+        .await
+    }
+
+    async fn sessions(&self, user_id: UserId) -> Result<Vec<SessionInfo>, StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT id, created_at, last_seen_at, user_agent, client_ip FROM sessions
+                 WHERE user_id = ?1 AND ended_at IS NULL ORDER BY last_seen_at DESC, created_at DESC",
+            )?
+            .query_map([user_id], |row| {
+                Ok(SessionInfo {
+                    id: session_id(row.get(0)?),
+                    created_at: row.get(1)?,
+                    last_seen_at: row.get(2)?,
+                    user_agent: row.get(3)?,
+                    client_ip: row.get(4)?,
+                })
+            })?
+            .collect()
+        })
+        .await
+    }
+
+    async fn end_sessions(
+        &self,
+        user_id: UserId,
+        scope: SessionScope,
+        reason: EndReason,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        self.write(move |conn| {
+            let (filter, session) = match &scope {
+                SessionScope::All => ("", None),
+                SessionScope::Only(id) => (" AND id = ?4", Some(id.as_bytes())),
+                SessionScope::AllBut(id) => (" AND id <> ?4", Some(id.as_bytes())),
+            };
+            let sql = format!(
+                "UPDATE sessions SET ended_at = ?2, end_reason = ?3
+                 WHERE user_id = ?1 AND ended_at IS NULL{filter}"
+            );
+            let ended = conn
+                .prepare_cached(&sql)
+                .and_then(|mut update| match session {
+                    Some(id) => update.execute(params![user_id, now, reason.as_str(), id]),
+                    None => update.execute(params![user_id, now, reason.as_str()]),
+                })
+                .map_err(database_error)?;
+            Ok(ended as u64)
+        })
+        .await
+    }
+
+    async fn throttle_buckets(
+        &self,
+        keys: Vec<String>,
+    ) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        self.read(move |conn| {
+            let mut select = conn.prepare_cached(
+                "SELECT key, window_start, hits FROM throttle_buckets WHERE key = ?1",
+            )?;
+            let mut found = Vec::with_capacity(keys.len());
+            for key in keys {
+                if let Some(bucket) = select
+                    .query_row([&key], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+                    .optional()?
+                {
+                    found.push(bucket);
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn throttle_hit(&self, buckets: Vec<(String, i64)>, now: i64) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(database_error)?;
+            for (key, window) in &buckets {
+                tx.prepare_cached(THROTTLE_HIT)
+                    .and_then(|mut hit| hit.execute(params![key, now, window]))
+                    .map_err(database_error)?;
+            }
+            tx.commit().map_err(database_error)
+        })
+        .await
+    }
+
+    async fn throttle_clear(&self, key: String) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM throttle_buckets WHERE key = ?1")
+                .and_then(|mut delete| delete.execute([key]))
+                .map(drop)
+                .map_err(database_error)
+        })
+        .await
+    }
+
+    async fn purge(&self, purge: Purge) -> Result<Purged, StoreError> {
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(database_error)?;
+            let run = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> Result<u64, StoreError> {
+                tx.execute(sql, params)
+                    .map(|rows| rows as u64)
+                    .map_err(database_error)
+            };
+            let purged = Purged {
+                refresh_tokens: run(PURGE_TOKENS, &[&purge.before])?,
+                sessions: run(PURGE_SESSIONS, &[&purge.before, &purge.idle_before])?,
+                signing_keys: run(PURGE_KEYS, &[&purge.keys_superseded_before])?,
+                throttle_buckets: run(PURGE_THROTTLE, &[&purge.throttle_before])?,
+            };
+            tx.commit().map_err(database_error)?;
+            Ok(purged)
+        })
+        .await
+    }
+
+    async fn settings(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT key, value FROM settings ORDER BY key")?
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect()
+        })
+        .await
+    }
+
+    async fn put_setting(&self, name: String, value: String) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [name, value],
+            )
+            .map(drop)
+            .map_err(database_error)
+        })
+        .await
+    }
+
+    async fn delete_setting(&self, name: String) -> Result<bool, StoreError> {
+        self.write(move |conn| {
+            conn.execute("DELETE FROM settings WHERE key = ?1", [name])
+                .map(|deleted| deleted > 0)
+                .map_err(database_error)
         })
         .await
     }
@@ -450,25 +637,69 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn signing_secret(&self, generated: String) -> Result<String, StoreError> {
+    async fn signing_keys(&self, generated: StoredKey) -> Result<Vec<StoredKey>, StoreError> {
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(database_error)?;
+            tx.execute(
+                "INSERT INTO signing_keys (kid, secret, created_at)
+                 SELECT ?1, ?2, ?3 WHERE NOT EXISTS (SELECT 1 FROM signing_keys)",
+                params![generated.kid, generated.secret, generated.created_at],
+            )
+            .map_err(database_error)?;
+            let keys = tx
+                .prepare("SELECT kid, secret, created_at FROM signing_keys ORDER BY created_at DESC, kid")
+                .and_then(|mut select| {
+                    select
+                        .query_map([], |row| {
+                            Ok(StoredKey {
+                                kid: row.get(0)?,
+                                secret: row.get(1)?,
+                                created_at: row.get(2)?,
+                            })
+                        })?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(database_error)?;
+            tx.commit().map_err(database_error)?;
+            Ok(keys)
+        })
+        .await
+    }
+
+    async fn add_signing_key(&self, key: StoredKey) -> Result<(), StoreError> {
         self.write(move |conn| {
             conn.execute(
-                "INSERT INTO settings (key, value) VALUES ('signing_secret', ?1)
-                 ON CONFLICT (key) DO NOTHING",
-                [generated],
+                "INSERT INTO signing_keys (kid, secret, created_at) VALUES (?1, ?2, ?3)",
+                params![key.kid, key.secret, key.created_at],
             )
-            .and_then(|_| {
-                conn.query_row(
-                    "SELECT value FROM settings WHERE key = 'signing_secret'",
-                    [],
-                    |row| row.get(0),
-                )
-            })
+            .map(drop)
             .map_err(database_error)
         })
         .await
     }
 }
+
+/// One hit in a fixed window of `?3` seconds: a window that has passed starts again at `?2`.
+const THROTTLE_HIT: &str =
+    "INSERT INTO throttle_buckets (key, window_start, hits) VALUES (?1, ?2, 1)
+    ON CONFLICT (key) DO UPDATE SET
+        hits = CASE WHEN window_start + ?3 <= ?2 THEN 1 ELSE hits + 1 END,
+        window_start = CASE WHEN window_start + ?3 <= ?2 THEN ?2 ELSE window_start END";
+
+/// Consumed or expired tokens from before `?1` (a live session keeps its live token).
+const PURGE_TOKENS: &str = "DELETE FROM refresh_tokens
+    WHERE (consumed_at IS NOT NULL AND consumed_at < ?1) OR expires_at < ?1";
+
+/// Sessions that ended before `?1`, or unused since `?2` (their tokens have all expired).
+const PURGE_SESSIONS: &str = "DELETE FROM sessions
+    WHERE (ended_at IS NOT NULL AND ended_at < ?1) OR last_seen_at < ?2";
+
+/// Keys other than the newest, once the newest has signed for longer than an access token lives.
+const PURGE_KEYS: &str = "DELETE FROM signing_keys
+    WHERE created_at < (SELECT max(created_at) FROM signing_keys)
+      AND (SELECT max(created_at) FROM signing_keys) < ?1";
+
+const PURGE_THROTTLE: &str = "DELETE FROM throttle_buckets WHERE window_start < ?1";
 
 const ACCOUNT_COLUMNS: &str = "SELECT u.id, u.email, u.username, u.is_active, u.created_at,
         (SELECT count(*) FROM sessions s WHERE s.user_id = u.id AND s.ended_at IS NULL)
@@ -512,17 +743,19 @@ fn consume(tx: &Connection, digest: &RefreshDigest, now: i64) -> Result<(), Stor
     .map_err(database_error)
 }
 
-fn end_session(
+/// Ends the sessions matching `condition` (on `?1`) that are still live.
+fn end_sessions_where(
     tx: &Connection,
-    session_id: &SessionId,
+    condition: &str,
+    value: &[u8],
     reason: EndReason,
     now: i64,
 ) -> Result<(), StoreError> {
-    tx.prepare_cached(
+    tx.prepare_cached(&format!(
         "UPDATE sessions SET ended_at = ?2, end_reason = ?3, last_seen_at = ?2
-         WHERE id = ?1 AND ended_at IS NULL",
-    )
-    .and_then(|mut update| update.execute(params![session_id.as_bytes(), now, reason.as_str()]))
+         WHERE {condition} AND ended_at IS NULL"
+    ))
+    .and_then(|mut update| update.execute(params![value, now, reason.as_str()]))
     .map(drop)
     .map_err(database_error)
 }

@@ -1,0 +1,25 @@
+# restful-auth: a small image with the release binary only.
+#   docker build -t restful-auth .
+#   docker run -p 8000:8000 -v restful-auth-data:/data restful-auth
+
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src src
+COPY migrations migrations
+COPY templates templates
+RUN cargo build --release --locked --bin restful-auth
+
+FROM debian:bookworm-slim
+RUN useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin restful-auth \
+    && mkdir -p /data && chown restful-auth /data
+COPY --from=build /src/target/release/restful-auth /usr/local/bin/restful-auth
+USER restful-auth
+WORKDIR /data
+VOLUME ["/data"]
+ENV RESTFUL_AUTH_BIND=0.0.0.0:8000 \
+    DATABASE_URL=sqlite:///data/restful_auth.sqlite3
+EXPOSE 8000
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/restful-auth"]
+CMD ["serve"]

@@ -1,0 +1,433 @@
+//! The OpenAPI 3.1 document of the service, served at `/api/schema/`.
+//!
+//! It is generated from the `#[utoipa::path]` annotations on the handlers, so that it changes
+//! with them; the browsable pages (`crate::web`) are built from it too. The request bodies are
+//! described here because the handlers read them with [`Fields`](super::extract::Fields), as
+//! DRF's parsers do (JSON or form, every field error at once), not into typed structs.
+
+use std::sync::LazyLock;
+
+use axum::http::StatusCode;
+use axum::routing::{MethodRouter, get};
+use serde_json::json;
+use utoipa::openapi::path::{HttpMethod, Operation, OperationBuilder, PathItem};
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, HeaderBuilder, OpenApi as Document, Ref, RefOr, Response};
+use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
+
+use super::{AppState, Json};
+use crate::store::Store;
+
+/// The document, built once: it depends on the code only.
+pub fn document() -> &'static Document {
+    static DOCUMENT: LazyLock<Document> = LazyLock::new(ApiDoc::openapi);
+    &DOCUMENT
+}
+
+pub fn routes<S: Store>() -> MethodRouter<AppState<S>> {
+    get(schema)
+}
+
+/// The OpenAPI 3.1 document of this service
+///
+/// Every endpoint, request body, answer and error shape, generated from the code. `/api/docs/`
+/// renders it for people.
+#[utoipa::path(
+    get,
+    path = "/api/schema/",
+    tag = "documentation",
+    responses((status = 200, description = "The OpenAPI document.", body = serde_json::Value)),
+)]
+async fn schema() -> Json<&'static Document> {
+    Json(StatusCode::OK, document())
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "restful-auth",
+        description = "A user-authentication REST service: register with an email and a password, \
+            log in for a short-lived JWT access token and an opaque rotating refresh token, refresh, \
+            log out, and read or change your profile.\n\n\
+            Request bodies are `application/json` or `application/x-www-form-urlencoded`. Every \
+            path answers with and without its trailing slash. Errors are `{\"detail\": \"…\"}` \
+            (with `code` where there is one), or `{\"<field>\": [\"…\"]}` for invalid fields; an \
+            unknown path answers 404 `{\"detail\": \"Not found.\"}`.\n\n\
+            A browser (an `Accept` header that prefers `text/html`) gets an HTML page for every \
+            endpoint, with a form to call it; `/` lists them.",
+    ),
+    paths(
+        // In the order a newcomer calls them: the index and the navigation follow it.
+        super::accounts::register,
+        super::tokens::login,
+        super::me::show,
+        super::me::replace,
+        super::me::update,
+        super::tokens::refresh,
+        super::tokens::logout,
+        schema,
+        crate::web::docs,
+        crate::web::index,
+        crate::web::asset,
+    ),
+    components(schemas(Detail)),
+    modifiers(&BearerToken, &GeneralAnswers, &OperationsEndpoints),
+    tags(
+        (name = "accounts", description = "Creating an account."),
+        (name = "sessions", description = "A login starts a session with an access token (a JWT, \
+            valid for seconds) and a refresh token (valid for days, single use). Refreshing trades \
+            the refresh token for new ones; logging out ends the session."),
+        (name = "profile", description = "The caller's own profile, for the bearer of an access \
+            token."),
+        (name = "documentation", description = "This document, and the pages for people."),
+        (name = "operations", description = "For load balancers, orchestrators and monitoring."),
+    ),
+)]
+struct ApiDoc;
+
+/// A new account's email and password (a JSON object or a form).
+#[derive(ToSchema)]
+#[schema(example = json!({"email": "ann@example.org", "password": "correct horse battery"}))]
+#[expect(dead_code, reason = "documents a body that `Fields` reads")]
+pub(super) struct NewAccount {
+    /// A valid address of at most 254 characters, unique whatever its case. Stored trimmed,
+    /// with its domain lower-cased; it is also the new account's username.
+    #[schema(format = Email, max_length = 254)]
+    email: String,
+    /// At least 8 characters (configurable) and at most 1024; not a common password, not
+    /// entirely numeric, not too similar to the email.
+    #[schema(format = Password, max_length = 1024)]
+    password: String,
+}
+
+/// The email and password of an account (a JSON object or a form).
+#[derive(ToSchema)]
+#[schema(example = json!({"email": "ann@example.org", "password": "correct horse battery"}))]
+#[expect(dead_code, reason = "documents a body that `Fields` reads")]
+pub(super) struct Credentials {
+    /// The address the account was registered with, in any case.
+    #[schema(format = Email)]
+    email: String,
+    #[schema(format = Password)]
+    password: String,
+}
+
+/// A refresh token (a JSON object or a form).
+#[derive(ToSchema)]
+#[schema(example = json!({"refresh_token": "6f1c2a4e-3b7d-4c8e-9f10-2a3b4c5d6e7f"}))]
+#[expect(dead_code, reason = "documents a body that `Fields` reads")]
+pub(super) struct RefreshTokenBody {
+    /// The latest refresh token of the session, as handed out by login or refresh.
+    #[schema(format = "uuid")]
+    refresh_token: String,
+}
+
+/// A new username (PUT: required).
+#[derive(ToSchema)]
+#[schema(example = json!({"username": "Ann Lee"}))]
+#[expect(dead_code, reason = "documents a body that `Fields` reads")]
+pub(super) struct ProfileReplacement {
+    /// 1 to 150 characters after trimming, any but control characters; need not be unique.
+    #[schema(min_length = 1, max_length = 150)]
+    username: String,
+}
+
+/// The fields to change (PATCH: any may be left out). `id` and `email` are read-only.
+#[derive(ToSchema)]
+#[schema(example = json!({"username": "Ann Lee"}))]
+#[expect(dead_code, reason = "documents a body that `Fields` reads")]
+pub(super) struct ProfileUpdate {
+    /// 1 to 150 characters after trimming, any but control characters; need not be unique.
+    #[schema(min_length = 1, max_length = 150, required = false)]
+    username: String,
+}
+
+/// The answer to a logout.
+#[derive(ToSchema)]
+#[schema(example = json!({"success": "User logged out."}))]
+#[expect(dead_code, reason = "documents the body `logout` builds with `json!`")]
+pub(super) struct LoggedOut {
+    success: String,
+}
+
+/// Every error but invalid fields.
+#[derive(ToSchema)]
+#[schema(example = json!({"detail": "Token is invalid or expired", "code": "token_not_valid"}))]
+#[expect(
+    dead_code,
+    reason = "documents the body `ApiError` builds with `json!`"
+)]
+pub(crate) struct Detail {
+    /// What went wrong, for a person.
+    detail: String,
+    /// For a program, where SimpleJWT has one (`token_not_valid`, `bad_authorization_header`).
+    #[schema(required = false)]
+    code: String,
+}
+
+/// Invalid fields (every one at once), or a body that is not JSON.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[expect(dead_code, reason = "documents the bodies of `ApiError`'s 400s")]
+pub(super) enum BadRequest {
+    Fields(super::error::FieldErrors),
+    MalformedBody(Detail),
+}
+
+/// `/api/me/` is for the bearer of an access token.
+struct BearerToken;
+
+impl Modify for BearerToken {
+    fn modify(&self, document: &mut Document) {
+        document
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .description(Some(
+                            "The `access_token` of a login or refresh, sent as \
+                             `Authorization: Bearer <access_token>`.",
+                        ))
+                        .build(),
+                ),
+            );
+    }
+}
+
+/// The contract's "General" rules, which hold for every endpoint: written once here rather
+/// than on every handler.
+struct GeneralAnswers;
+
+impl GeneralAnswers {
+    const METHOD_NOT_ALLOWED: &str = "MethodNotAllowed";
+    const NOT_AUTHENTICATED: &str = "NotAuthenticated";
+    const TOO_LARGE: &str = "PayloadTooLarge";
+    const UNSUPPORTED_MEDIA_TYPE: &str = "UnsupportedMediaType";
+    const UNAVAILABLE: &str = "ServiceUnavailable";
+
+    fn shared_responses() -> [(&'static str, Response); 5] {
+        let detail = |description: &str, example: serde_json::Value| {
+            ResponseBuilder::new().description(description).content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Detail")))
+                    .example(Some(example))
+                    .build(),
+            )
+        };
+        let header = |description: &str| {
+            HeaderBuilder::new()
+                .schema(Some(String::schema()))
+                .description(Some(description))
+                .build()
+        };
+        [
+            (
+                Self::METHOD_NOT_ALLOWED,
+                detail(
+                    "The endpoint does not answer this method.",
+                    json!({"detail": "Method \"DELETE\" not allowed."}),
+                )
+                .header("Allow", header("The methods the endpoint answers."))
+                .build(),
+            ),
+            (
+                Self::NOT_AUTHENTICATED,
+                detail(
+                    "No `Authorization: Bearer …` header (`Authentication credentials were not \
+                     provided.`), or an access token that is malformed, expired, of an ended \
+                     session or of an inactive account (`token_not_valid`).",
+                    json!({
+                        "detail": "Given token not valid for any token type",
+                        "code": "token_not_valid"
+                    }),
+                )
+                .header("WWW-Authenticate", header("`Bearer realm=\"api\"`."))
+                .build(),
+            ),
+            (
+                Self::TOO_LARGE,
+                detail(
+                    "The body is over 64 KiB.",
+                    json!({"detail": "Request body too large."}),
+                )
+                .build(),
+            ),
+            (
+                Self::UNSUPPORTED_MEDIA_TYPE,
+                detail(
+                    "The body is neither JSON nor a form.",
+                    json!({"detail": "Unsupported media type \"text/plain\" in request."}),
+                )
+                .build(),
+            ),
+            (
+                Self::UNAVAILABLE,
+                detail(
+                    "The database cannot be reached; try again.",
+                    json!({"detail": "Service temporarily unavailable, try again later."}),
+                )
+                .header("Retry-After", header("Seconds to wait: `1`."))
+                .build(),
+            ),
+        ]
+    }
+}
+
+impl Modify for GeneralAnswers {
+    fn modify(&self, document: &mut Document) {
+        let components = document.components.get_or_insert_with(Default::default);
+        for (name, response) in Self::shared_responses() {
+            components
+                .responses
+                .insert(name.to_owned(), response.into());
+        }
+        let shared = |name: &str| RefOr::Ref(Ref::new(format!("#/components/responses/{name}")));
+        for (path, item) in &mut document.paths.paths {
+            if !path.starts_with("/api/") {
+                continue;
+            }
+            for operation in operations_mut(item) {
+                let is_contract = !is_tagged(operation, "documentation");
+                let responses = &mut operation.responses.responses;
+                responses.insert("405".into(), shared(Self::METHOD_NOT_ALLOWED));
+                if operation.security.is_some() {
+                    responses.insert("401".into(), shared(Self::NOT_AUTHENTICATED));
+                }
+                if let Some(RefOr::T(body)) = &mut operation.request_body {
+                    // DRF's parsers: whatever a JSON body may hold, a form may too.
+                    if let Some(json) = body.content.get("application/json").cloned() {
+                        body.content
+                            .insert("application/x-www-form-urlencoded".into(), json);
+                    }
+                    responses.insert("413".into(), shared(Self::TOO_LARGE));
+                    responses.insert("415".into(), shared(Self::UNSUPPORTED_MEDIA_TYPE));
+                }
+                if is_contract {
+                    responses.insert("503".into(), shared(Self::UNAVAILABLE));
+                }
+            }
+        }
+    }
+}
+
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.patch,
+    ]
+    .into_iter()
+    .flatten()
+}
+
+fn is_tagged(operation: &Operation, tag: &str) -> bool {
+    operation
+        .tags
+        .iter()
+        .flatten()
+        .any(|operation_tag| operation_tag == tag)
+}
+
+/// `/healthz`, `/readyz` and `/metrics` belong to the operations module, whose handlers carry
+/// no annotation: they are described here so that the document lists every route.
+struct OperationsEndpoints;
+
+impl Modify for OperationsEndpoints {
+    fn modify(&self, document: &mut Document) {
+        let json = |example: serde_json::Value| {
+            ContentBuilder::new()
+                .schema(Some(serde_json::Value::schema()))
+                .example(Some(example))
+                .build()
+        };
+        let get = |summary: &str, description: &str, responses: Vec<(&str, Response)>| {
+            let operation = responses.into_iter().fold(
+                OperationBuilder::new()
+                    .tag("operations")
+                    .summary(Some(summary))
+                    .description(Some(description)),
+                |operation, (status, response)| operation.response(status, response),
+            );
+            (HttpMethod::Get, operation.build())
+        };
+        let endpoints = [
+            (
+                "/healthz",
+                get(
+                    "Whether the process answers",
+                    "Needs no database: for liveness probes.",
+                    vec![(
+                        "200",
+                        ResponseBuilder::new()
+                            .description("The process answers.")
+                            .content("application/json", json(json!({"status": "ok"})))
+                            .build(),
+                    )],
+                ),
+            ),
+            (
+                "/readyz",
+                get(
+                    "Whether the service can serve",
+                    "The database answers and carries the schema this build expects: for \
+                     readiness probes and load balancers.",
+                    vec![
+                        (
+                            "200",
+                            ResponseBuilder::new()
+                                .description("Ready.")
+                                .content("application/json", json(json!({"status": "ready"})))
+                                .build(),
+                        ),
+                        (
+                            "503",
+                            ResponseBuilder::new()
+                                .description("The database is not ready.")
+                                .content(
+                                    "application/json",
+                                    json(json!({
+                                        "status": "unavailable",
+                                        "detail": "The database is not ready."
+                                    })),
+                                )
+                                .build(),
+                        ),
+                    ],
+                ),
+            ),
+            (
+                "/metrics",
+                get(
+                    "Prometheus metrics",
+                    "Requests by method, route and status; latencies; logins; refresh-token \
+                     reuse; database connections. Served on its own address when one is \
+                     configured.",
+                    vec![(
+                        "200",
+                        ResponseBuilder::new()
+                            .description("The Prometheus text format.")
+                            .content(
+                                "text/plain; version=0.0.4",
+                                ContentBuilder::new().schema(Some(String::schema())).build(),
+                            )
+                            .build(),
+                    )],
+                ),
+            ),
+        ];
+        for (path, (method, operation)) in endpoints {
+            document
+                .paths
+                .paths
+                .insert(path.to_owned(), PathItem::new(method, operation));
+        }
+    }
+}

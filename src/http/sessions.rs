@@ -1,0 +1,121 @@
+//! `GET /api/sessions/`, `DELETE /api/sessions/{id}/`, `POST /api/logout/all/`: the caller's
+//! sessions (OWASP ASVS V3.3.4: a user can see and end their sessions), and
+//! `POST /api/me/password/`.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{MethodRouter, delete, get, post};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::error::FieldErrors;
+use super::extract::{AuthUser, Fields, Trim};
+use super::{ApiError, AppState, Json};
+use crate::auth::password::Password;
+use crate::store::{SessionInfo, Store};
+
+pub fn list_routes<S: Store>() -> MethodRouter<AppState<S>> {
+    get(list::<S>)
+}
+
+pub fn one_routes<S: Store>() -> MethodRouter<AppState<S>> {
+    delete(end_one::<S>)
+}
+
+pub fn logout_all_routes<S: Store>() -> MethodRouter<AppState<S>> {
+    post(logout_all::<S>)
+}
+
+pub fn password_routes<S: Store>() -> MethodRouter<AppState<S>> {
+    post(change_password::<S>)
+}
+
+/// A live session as its owner sees it.
+#[derive(Serialize)]
+struct Session {
+    id: String,
+    created: String,
+    last_seen: String,
+    user_agent: Option<String>,
+    ip: Option<String>,
+    /// The session of the token this request carries.
+    current: bool,
+}
+
+fn rfc3339(unix_seconds: i64) -> String {
+    let time = UNIX_EPOCH + Duration::from_secs(unix_seconds.max(0) as u64);
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+async fn list<S: Store>(
+    State(auth): State<AppState<S>>,
+    caller: AuthUser,
+) -> Result<Json<Vec<Session>>, ApiError> {
+    let sessions = auth.sessions(&caller.claims).await?;
+    let shown = sessions
+        .into_iter()
+        .map(|session: SessionInfo| Session {
+            id: session.id.hyphenated().to_string(),
+            created: rfc3339(session.created_at),
+            last_seen: rfc3339(session.last_seen_at),
+            user_agent: session.user_agent,
+            ip: session.client_ip,
+            current: session.id == caller.claims.sid,
+        })
+        .collect();
+    Ok(Json(StatusCode::OK, shown))
+}
+
+/// Another user's session, or no session at all, is simply not found.
+async fn end_one<S: Store>(
+    State(auth): State<AppState<S>>,
+    caller: AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let session_id = uuid::Uuid::try_parse(&id).map_err(|_| ApiError::NotFound)?;
+    if auth.end_session(&caller.claims, session_id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
+async fn logout_all<S: Store>(
+    State(auth): State<AppState<S>>,
+    caller: AuthUser,
+) -> Result<Json<Value>, ApiError> {
+    let ended = auth.end_all_sessions(&caller.claims).await?;
+    Ok(Json(
+        StatusCode::OK,
+        json!({"success": "All sessions ended.", "ended": ended}),
+    ))
+}
+
+/// `{"old_password", "new_password"}`: the new one meets the registration rules; on success
+/// every other session ends (whoever else held one may have known the old password).
+async fn change_password<S: Store>(
+    State(auth): State<AppState<S>>,
+    caller: AuthUser,
+    fields: Fields,
+) -> Result<Json<Value>, ApiError> {
+    let mut errors = FieldErrors::default();
+    let old = fields.required_text("old_password", Trim::No, &mut errors);
+    let new = super::accounts::new_password(
+        &fields,
+        "new_password",
+        &auth,
+        &caller.profile.email,
+        &mut errors,
+    );
+    let (Some(old), Some(new), true) = (old, new, errors.is_empty()) else {
+        return Err(ApiError::Fields(errors));
+    };
+    auth.change_password(&caller.claims, Password::new(old.into_owned()), new)
+        .await?;
+    Ok(Json(
+        StatusCode::OK,
+        json!({"success": "Password changed."}),
+    ))
+}

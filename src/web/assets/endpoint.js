@@ -1,0 +1,174 @@
+// An endpoint's page: each form sends its request with `fetch` and shows the answer. The page
+// itself is static; everything particular to this tab (tokens, answers) lives only here.
+
+import { session } from './session.js';
+import { h, jsonView } from './render.js';
+
+const summary = document.getElementById('response-summary');
+const detail = document.getElementById('response-detail');
+const panel = summary.closest('section');
+
+/** Headers worth a look: what the body is, and what the contract says with headers. */
+const KEY_HEADERS = ['content-type', 'allow', 'www-authenticate', 'retry-after', 'x-request-id'];
+
+/** Some browsers leave `statusText` empty (HTTP/2 has none). */
+const REASONS = {
+  200: 'OK', 201: 'Created', 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found',
+  405: 'Method Not Allowed', 413: 'Content Too Large', 415: 'Unsupported Media Type',
+  429: 'Too Many Requests', 500: 'Internal Server Error', 503: 'Service Unavailable',
+};
+
+fillTokens();
+session.onChange(fillTokens);
+for (const input of document.querySelectorAll('input[type=email]')) {
+  if (!input.value && session.email) input.value = session.email;
+}
+for (const form of document.querySelectorAll('form.operation')) {
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    send(form);
+  });
+  form.addEventListener('change', (event) => {
+    if (event.target.name === 'mode') switchBodyMode(form, event.target.value);
+  });
+  // Sending needs this script: the buttons stay disabled without it, so that a form can never
+  // be submitted the old way (into a URL or the server's logs).
+  form.querySelector('button[type=submit]').disabled = false;
+}
+
+/** Token inputs show this tab's latest tokens; they stay editable. */
+function fillTokens() {
+  for (const input of document.querySelectorAll('input[data-token]')) {
+    input.value = (input.dataset.token === 'access' ? session.access : session.refresh) ?? '';
+  }
+}
+
+function fieldInputs(form) {
+  return [...form.querySelectorAll('.fields input')];
+}
+
+/** The fields as a JSON object; empty fields are left out, as a client leaves out what it lacks. */
+function fieldValues(form, { keepEmpty = false } = {}) {
+  return Object.fromEntries(
+    fieldInputs(form)
+      .filter((input) => keepEmpty || input.value !== '')
+      .map((input) => [input.name, input.value]),
+  );
+}
+
+/** Carries what was typed over to the other way of writing the body. */
+function switchBodyMode(form, mode) {
+  const raw = form.elements.json;
+  if (mode === 'json') {
+    if (!raw.value.trim()) raw.value = JSON.stringify(fieldValues(form, { keepEmpty: true }), null, 2);
+    raw.focus();
+    return;
+  }
+  try {
+    const values = JSON.parse(raw.value);
+    for (const input of fieldInputs(form)) {
+      if (typeof values[input.name] === 'string') input.value = values[input.name];
+    }
+  } catch {
+    // Not JSON (yet): the fields keep what they had.
+  }
+}
+
+function requestOf(form) {
+  const headers = { Accept: 'application/json' };
+  let body;
+  let sentFields = {};
+  if (form.querySelector('.fields')) {
+    headers['Content-Type'] = 'application/json';
+    if (form.elements.mode.value === 'json') {
+      body = form.elements.json.value;
+      try { sentFields = JSON.parse(body) ?? {}; } catch { sentFields = {}; }
+    } else {
+      sentFields = fieldValues(form);
+      body = JSON.stringify(sentFields);
+    }
+  }
+  if ('bearer' in form.dataset) {
+    const token = document.getElementById('bearer').value.trim();
+    if (token) headers.Authorization = `Bearer ${token}`;
+  }
+  return { method: form.dataset.method, path: form.dataset.path, headers, body, sentFields };
+}
+
+async function send(form) {
+  const request = requestOf(form);
+  const button = form.querySelector('button[type=submit]');
+  button.disabled = true;
+  button.setAttribute('aria-busy', 'true');
+  const started = performance.now();
+  try {
+    const response = await fetch(request.path, {
+      method: request.method,
+      headers: request.headers,
+      body: request.body,
+      cache: 'no-store',
+      credentials: 'omit',
+    });
+    const text = await response.text();
+    let answer;
+    try { answer = JSON.parse(text); } catch { answer = undefined; }
+    learn(request, response, answer);
+    show(request, response, text, answer, Math.round(performance.now() - started));
+  } catch (error) {
+    summary.className = 'status status-failed';
+    summary.textContent = `${request.method} ${request.path} failed: ${error.message}. Is the service running?`;
+    detail.replaceChildren();
+  } finally {
+    button.disabled = false;
+    button.removeAttribute('aria-busy');
+  }
+}
+
+/**
+ * Keeps the tab's tokens in step with the service. An answer with tokens (login, refresh)
+ * replaces them. Presenting the kept refresh token consumes it: without new tokens in a
+ * success (logout), or in a refusal (401), it is gone, so it is forgotten.
+ */
+function learn(request, response, answer) {
+  const presentedKeptToken = session.refresh && request.sentFields?.refresh_token === session.refresh;
+  if (response.ok && answer?.access_token && answer?.refresh_token) {
+    session.keep(answer);
+  } else if (presentedKeptToken && (response.ok || response.status === 401)) {
+    session.forget();
+  }
+  if (response.ok && typeof answer?.email === 'string') session.rememberEmail(answer.email);
+}
+
+function show(request, response, text, answer, milliseconds) {
+  const family = `${String(response.status)[0]}xx`;
+  const reason = response.statusText || REASONS[response.status] || '';
+  summary.className = `status status-${family}`;
+  summary.replaceChildren(
+    h('span', { class: `method method-${request.method.toLowerCase()}` }, request.method), ' ',
+    h('code', {}, request.path), ' → ',
+    h('strong', {}, `${response.status} ${reason}`.trim()),
+    h('span', { class: 'timing' }, ` in ${milliseconds} ms`),
+  );
+  const headers = KEY_HEADERS
+    .filter((name) => response.headers.has(name))
+    .flatMap((name) => [h('dt', {}, name), h('dd', {}, response.headers.get(name))]);
+  detail.replaceChildren(
+    h('h3', {}, 'Headers'),
+    h('dl', { class: 'headers' }, headers),
+    h('h3', {}, 'Body'),
+    answer === undefined ? h('pre', { class: 'json' }, h('code', {}, text || '(empty)')) : jsonView(answer),
+    nextStep(response),
+  );
+  const { top } = panel.getBoundingClientRect();
+  if (top > window.innerHeight * 0.6) panel.scrollIntoView({ behavior: 'smooth', block: 'start' });
+}
+
+/** After a success, the next endpoint of the walk-through, as the navigation orders them. */
+function nextStep(response) {
+  if (!response.ok) return null;
+  const steps = [...document.querySelectorAll('nav a[data-step]')];
+  const current = steps.findIndex((link) => link.getAttribute('aria-current') === 'page');
+  const next = current >= 0 ? steps[current + 1] : undefined;
+  if (!next) return null;
+  return h('p', { class: 'next-step' }, 'Next: ', h('a', { href: next.getAttribute('href') }, next.getAttribute('href')), ' →');
+}

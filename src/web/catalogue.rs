@@ -1,0 +1,306 @@
+//! What the pages show, read from the OpenAPI document: the pages cannot drift from the API.
+
+use serde_json::Value;
+
+/// Every documented route, in the document's order.
+pub struct Catalogue {
+    pub title: String,
+    pub version: String,
+    pub description: Prose,
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// One path and what each of its methods does.
+pub struct Endpoint {
+    pub path: String,
+    pub tag: String,
+    pub tag_description: Prose,
+    pub operations: Vec<Operation>,
+    /// An API endpoint, whose URL gives a browser its page.
+    pub browsable: bool,
+}
+
+pub struct Operation {
+    pub method: String,
+    pub summary: String,
+    pub description: Prose,
+    /// Sent with the access token of a login.
+    pub bearer: bool,
+    /// The request body's fields, when it has one.
+    pub fields: Vec<Field>,
+    /// A request body that works, as compact JSON.
+    pub example: Option<String>,
+}
+
+/// A request body field, as a form input.
+pub struct Field {
+    pub name: String,
+    pub label: String,
+    pub input_type: &'static str,
+    pub autocomplete: &'static str,
+    pub hint: Option<String>,
+    pub required: bool,
+    /// Filled in from (and kept in) the tab's session storage.
+    pub refresh_token: bool,
+}
+
+/// Paragraphs of text in which `backquoted` words are code.
+#[derive(Default)]
+pub struct Prose(pub Vec<Vec<Span>>);
+
+pub struct Span {
+    pub code: bool,
+    pub text: String,
+}
+
+/// The one field the contract names for a refresh token.
+const REFRESH_TOKEN_FIELD: &str = "refresh_token";
+
+impl Catalogue {
+    pub fn from_document(document: &Value) -> Catalogue {
+        let text = |pointer: &str| {
+            document
+                .pointer(pointer)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let endpoints = document["paths"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(path, item)| Endpoint::read(document, path, item))
+            .collect();
+        Catalogue {
+            title: text("/info/title"),
+            version: text("/info/version"),
+            description: Prose::parse(&text("/info/description")),
+            endpoints,
+        }
+    }
+
+    /// The endpoint that `route` (a router path, with or without its trailing slash) serves, if
+    /// it is an API endpoint.
+    pub fn browsable(&self, route: &str) -> Option<&Endpoint> {
+        let route = route.trim_end_matches('/');
+        self.endpoints
+            .iter()
+            .find(|endpoint| endpoint.browsable && endpoint.path.trim_end_matches('/') == route)
+    }
+
+    /// The contract's endpoints, in the order a newcomer calls them.
+    pub fn api(&self) -> impl Iterator<Item = &Endpoint> {
+        self.endpoints
+            .iter()
+            .filter(|endpoint| endpoint.browsable && endpoint.tag != "documentation")
+    }
+
+    /// Everything else: the documentation and the operations endpoints.
+    pub fn others(&self) -> impl Iterator<Item = &Endpoint> {
+        self.endpoints
+            .iter()
+            .filter(|endpoint| !endpoint.browsable || endpoint.tag == "documentation")
+    }
+}
+
+impl Endpoint {
+    fn read(document: &Value, path: &str, item: &Value) -> Endpoint {
+        let operations: Vec<Operation> = ["get", "put", "post", "patch", "delete"]
+            .into_iter()
+            .filter_map(|method| Some(Operation::read(document, method, item.get(method)?)))
+            .collect();
+        let tag = item
+            .as_object()
+            .into_iter()
+            .flat_map(|operations| operations.values())
+            .find_map(|operation| operation.pointer("/tags/0")?.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let tag_description = document["tags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|candidate| candidate["name"] == tag.as_str())
+            .and_then(|candidate| candidate["description"].as_str())
+            .map(Prose::parse)
+            .unwrap_or_default();
+        let answers_json = item
+            .as_object()
+            .into_iter()
+            .flatten()
+            .any(|(_, operation)| {
+                operation["responses"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .any(|(status, response)| {
+                        status.starts_with('2')
+                            && response.pointer("/content/application~1json").is_some()
+                    })
+            });
+        Endpoint {
+            path: path.to_owned(),
+            browsable: path.starts_with("/api/") && answers_json,
+            tag,
+            tag_description,
+            operations,
+        }
+    }
+
+    /// `/api/login/` → `login`, for the navigation.
+    pub fn name(&self) -> &str {
+        self.path
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+    }
+
+    /// Something for a browser to visit: the endpoint's page, or a plain path that answers GET.
+    pub fn linkable(&self) -> bool {
+        self.browsable || (!self.path.contains('{') && self.methods().any(|method| method == "GET"))
+    }
+
+    pub fn methods(&self) -> impl Iterator<Item = &str> {
+        self.operations
+            .iter()
+            .map(|operation| operation.method.as_str())
+    }
+
+    pub fn needs_bearer(&self) -> bool {
+        self.operations.iter().any(|operation| operation.bearer)
+    }
+
+    /// What the endpoint is for: the summary of its first method.
+    pub fn summary(&self) -> &str {
+        self.operations
+            .first()
+            .map_or("", |operation| operation.summary.as_str())
+    }
+}
+
+impl Operation {
+    fn read(document: &Value, method: &str, operation: &Value) -> Operation {
+        let body = operation
+            .pointer("/requestBody/content/application~1json/schema")
+            .map(|schema| resolve(document, schema));
+        // A password sent to create something (201) is a new one, for password managers.
+        let creates = operation.pointer("/responses/201").is_some();
+        let required: Vec<&str> = body
+            .and_then(|schema| schema["required"].as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let fields = body
+            .and_then(|schema| schema["properties"].as_object())
+            .into_iter()
+            .flatten()
+            .map(|(name, property)| {
+                Field::read(name, property, required.contains(&name.as_str()), creates)
+            })
+            .collect();
+        Operation {
+            method: method.to_ascii_uppercase(),
+            summary: operation["summary"].as_str().unwrap_or_default().to_owned(),
+            description: Prose::parse(operation["description"].as_str().unwrap_or_default()),
+            bearer: operation["security"]
+                .as_array()
+                .is_some_and(|s| !s.is_empty()),
+            fields,
+            example: body
+                .and_then(|schema| schema.get("example"))
+                .map(Value::to_string),
+        }
+    }
+}
+
+impl Field {
+    fn read(name: &str, property: &Value, required: bool, creates: bool) -> Field {
+        let format = property["format"].as_str().unwrap_or_default();
+        let (input_type, autocomplete) = match format {
+            "email" => ("email", "username"),
+            "password" if creates => ("password", "new-password"),
+            "password" => ("password", "current-password"),
+            _ => ("text", "off"),
+        };
+        Field {
+            name: name.to_owned(),
+            label: label(name),
+            input_type,
+            autocomplete,
+            hint: property["description"].as_str().map(str::to_owned),
+            required,
+            refresh_token: name == REFRESH_TOKEN_FIELD,
+        }
+    }
+}
+
+/// `refresh_token` → `Refresh token`.
+fn label(name: &str) -> String {
+    let words = name.replace('_', " ");
+    let mut characters = words.chars();
+    characters
+        .next()
+        .map(|first| first.to_uppercase().chain(characters).collect())
+        .unwrap_or_default()
+}
+
+/// The schema `schema` points to, when it is a `$ref` to a component.
+fn resolve<'a>(document: &'a Value, schema: &'a Value) -> &'a Value {
+    schema["$ref"]
+        .as_str()
+        .and_then(|reference| reference.strip_prefix('#'))
+        .and_then(|pointer| document.pointer(pointer))
+        .unwrap_or(schema)
+}
+
+impl Prose {
+    fn parse(text: &str) -> Prose {
+        let paragraphs = text
+            .split("\n\n")
+            .map(|paragraph| paragraph.split_whitespace().collect::<Vec<_>>().join(" "))
+            .filter(|paragraph| !paragraph.is_empty())
+            .map(|paragraph| {
+                paragraph
+                    .split('`')
+                    .enumerate()
+                    .filter(|(_, text)| !text.is_empty())
+                    .map(|(index, text)| Span {
+                        code: index % 2 == 1,
+                        text: text.to_owned(),
+                    })
+                    .collect()
+            })
+            .collect();
+        Prose(paragraphs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backquotes_mark_code_and_blank_lines_paragraphs() {
+        let prose = Prose::parse("Send `refresh_token`\nhere.\n\nThen `/api/me/`.");
+        let rendered: Vec<Vec<(bool, &str)>> = prose
+            .0
+            .iter()
+            .map(|spans| spans.iter().map(|s| (s.code, s.text.as_str())).collect())
+            .collect();
+        assert_eq!(
+            rendered,
+            [
+                vec![(false, "Send "), (true, "refresh_token"), (false, " here.")],
+                vec![(false, "Then "), (true, "/api/me/"), (false, ".")],
+            ]
+        );
+    }
+
+    #[test]
+    fn field_names_read_as_labels() {
+        assert_eq!(label("refresh_token"), "Refresh token");
+        assert_eq!(label("email"), "Email");
+    }
+}

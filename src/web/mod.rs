@@ -1,0 +1,108 @@
+//! The browsable API: a page for every API endpoint at the endpoint's own URL (for a browser,
+//! whose `Accept` prefers HTML), the index at `/`, the reference at `/api/docs/`, and the
+//! stylesheet and scripts they load, all compiled into the binary.
+//!
+//! The pages are read from the OpenAPI document, so they show exactly what the API does. They
+//! are the same for everyone: no token or password is ever rendered by the server or put into
+//! a URL. The scripts send the requests with `fetch` and keep the tokens of a login in the
+//! tab's `sessionStorage`.
+
+use std::sync::LazyLock;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Path, Request};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get};
+
+use crate::http::{ApiError, AppState};
+use crate::store::Store;
+
+mod assets;
+mod catalogue;
+mod negotiation;
+mod pages;
+
+use catalogue::Catalogue;
+
+/// `/` and the assets; `/api/docs/` is served by [`docs_routes`], with and without its slash.
+pub fn routes<S: Store>() -> Router<AppState<S>> {
+    Router::new()
+        .route("/", get(index))
+        .route("/assets/{name}", get(asset))
+}
+
+pub fn docs_routes<S: Store>() -> MethodRouter<AppState<S>> {
+    get(docs)
+}
+
+/// A browser visiting an API endpoint's URL gets the endpoint's page whatever the method, as
+/// DRF's browsable API does; an unknown URL gets a page that says so. Every other request,
+/// and every client that does not prefer HTML, goes on to the endpoint untouched.
+pub async fn browsable(request: Request, next: Next) -> Response {
+    if !negotiation::prefers_html(request.headers()) {
+        return next.run(request).await;
+    }
+    let route = request.extensions().get::<MatchedPath>();
+    let Some(route) = route else {
+        return pages::not_found(catalogue());
+    };
+    match catalogue().browsable(route.as_str()) {
+        Some(endpoint) => pages::endpoint(catalogue(), endpoint, &request),
+        None => next.run(request).await,
+    }
+}
+
+/// The endpoints, with a form for each
+///
+/// The browsable API's index: every endpoint, in the order a newcomer calls them.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "documentation",
+    responses((status = 200, description = "The index page.", content_type = "text/html")),
+)]
+pub(crate) async fn index() -> Response {
+    pages::index(catalogue())
+}
+
+/// The API reference
+///
+/// This document, rendered for people.
+#[utoipa::path(
+    get,
+    path = "/api/docs/",
+    tag = "documentation",
+    responses((status = 200, description = "The reference page.", content_type = "text/html")),
+)]
+pub(crate) async fn docs() -> Response {
+    pages::docs(catalogue())
+}
+
+/// A stylesheet, script or icon of the pages
+#[utoipa::path(
+    get,
+    path = "/assets/{name}",
+    tag = "documentation",
+    params(("name" = String, Path, description = "The file name, e.g. `site.css`.")),
+    responses(
+        (status = 200, description = "The file."),
+        (status = 404, description = "There is no such file.",
+            body = crate::http::openapi::Detail),
+    ),
+)]
+pub(crate) async fn asset(Path(name): Path<String>) -> Response {
+    match assets::find(&name) {
+        Some(asset) => asset.into_response(),
+        None => ApiError::NotFound.into_response(),
+    }
+}
+
+fn catalogue() -> &'static Catalogue {
+    static CATALOGUE: LazyLock<Catalogue> = LazyLock::new(|| {
+        let document = serde_json::to_value(crate::http::openapi::document())
+            .expect("the OpenAPI document serializes");
+        Catalogue::from_document(&document)
+    });
+    &CATALOGUE
+}

@@ -1,0 +1,148 @@
+//! The HTML pages, from the templates under `templates/` (compiled in by askama).
+
+use askama::Template;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::catalogue::{Catalogue, Endpoint, Operation};
+use crate::http::ApiError;
+
+/// Only the service's own scripts, styles and connections; no inline code, no frames, no
+/// forms posted elsewhere: an injected tag could neither run nor send a token away.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+    style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; \
+    base-uri 'none'; frame-ancestors 'none'";
+
+#[derive(Template)]
+#[template(path = "index.html")]
+struct IndexPage<'a> {
+    site: &'a Catalogue,
+    current: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "endpoint.html")]
+struct EndpointPage<'a> {
+    site: &'a Catalogue,
+    current: &'a str,
+    endpoint: &'a Endpoint,
+    /// Where this service answers, for the curl examples.
+    origin: String,
+}
+
+#[derive(Template)]
+#[template(path = "docs.html")]
+struct DocsPage<'a> {
+    site: &'a Catalogue,
+    current: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "not_found.html")]
+struct NotFoundPage<'a> {
+    site: &'a Catalogue,
+    current: &'a str,
+}
+
+pub fn index(site: &Catalogue) -> Response {
+    html(StatusCode::OK, IndexPage { site, current: "/" })
+}
+
+pub fn docs(site: &Catalogue) -> Response {
+    html(
+        StatusCode::OK,
+        DocsPage {
+            site,
+            current: "/api/docs/",
+        },
+    )
+}
+
+pub fn endpoint(site: &Catalogue, endpoint: &Endpoint, request: &Request) -> Response {
+    let host = request
+        .uri()
+        .authority()
+        .map(|authority| authority.as_str().to_owned())
+        .or_else(|| {
+            request
+                .headers()
+                .get(header::HOST)
+                .and_then(|host| host.to_str().ok())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "localhost:8000".to_owned());
+    html(
+        StatusCode::OK,
+        EndpointPage {
+            site,
+            current: &endpoint.path,
+            endpoint,
+            origin: format!("http://{host}"),
+        },
+    )
+}
+
+pub fn not_found(site: &Catalogue) -> Response {
+    html(StatusCode::NOT_FOUND, NotFoundPage { site, current: "" })
+}
+
+fn html(status: StatusCode, page: impl Template) -> Response {
+    let body = match page.render() {
+        Ok(body) => body,
+        Err(error) => return ApiError::Internal(error.to_string()).into_response(),
+    };
+    (
+        status,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+            ),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+            (
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ),
+            // The URL also answers JSON: no cache may hand this page to an API client.
+            (header::VARY, HeaderValue::from_static("Accept")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+impl EndpointPage<'_> {
+    /// The same request from a terminal.
+    fn curl(&self, operation: &Operation) -> String {
+        let mut command = String::from("curl");
+        if operation.method != "GET" {
+            command += &format!(" -X {}", operation.method);
+        }
+        command += &format!(
+            " {}",
+            shell_quote(&format!("{}{}", self.origin, self.endpoint.path))
+        );
+        if operation.bearer {
+            command += " \\\n     -H \"Authorization: Bearer $ACCESS_TOKEN\"";
+        }
+        if let Some(example) = &operation.example {
+            command += " \\\n     -H 'Content-Type: application/json'";
+            command += &format!(" \\\n     -d {}", shell_quote(example));
+        }
+        command
+    }
+}
+
+/// `text` as one shell word.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}

@@ -1,0 +1,614 @@
+//! The test harness: a fresh service per test, requests sent straight into the router with
+//! `tower::ServiceExt::oneshot` (no port, no network), and the checks every test shares.
+//!
+//! `TestApp` knows its backend only through `database_url`, so a PostgreSQL `spawn_app` can
+//! hand out the same type; the few direct database checks branch on the URL's scheme.
+
+use std::any::Any;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use restful_auth::auth::Auth;
+use restful_auth::config::{Config, SecretKey};
+use restful_auth::store::{SqliteStore, Store};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+/// The signing key every test app uses unless a test removes it, so tests can forge tokens.
+pub const SECRET: &str = "integration-tests-only-secret-0123456789abcdef";
+
+/// A password that passes every validator for every address the tests use.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub const JSON: &str = "application/json; charset=utf-8";
+
+/// One service on a database of its own.
+pub struct TestApp {
+    pub router: Router,
+    /// The administrator's side of the same service (what `restful-auth user …` does).
+    pub admin: Arc<dyn Admin>,
+    /// The configuration the service was built from (and a second instance would be).
+    pub config: Config,
+    /// The signing key, when the test configured one.
+    pub secret: Option<Vec<u8>>,
+    /// Keeps the database alive (a temporary directory, or later a throw-away PostgreSQL
+    /// database) for as long as the test holds the app.
+    _database: Box<dyn Any + Send + Sync>,
+}
+
+/// An answer, read whole.
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    /// The body as JSON, or `Value::Null` when it is not JSON.
+    pub body: Value,
+    pub bytes: Vec<u8>,
+}
+
+/// What a successful login or refresh hands out.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub access: String,
+    pub refresh: String,
+}
+
+/// A registered user.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: i64,
+    pub email: String,
+    pub password: String,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// A fresh SQLite file in a temporary directory of its own, configured by `configure`.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let path = directory.path().join("restful_auth.sqlite3");
+    let mut config = Config::with_database(format!("sqlite://{}", path.display()));
+    config.secret_key = Some(SECRET.parse::<SecretKey>().expect("a long enough test key"));
+    configure(&mut config);
+    let (router, admin) = build_router(&config).await;
+    TestApp {
+        router,
+        admin,
+        secret: config.secret_key.as_ref().map(|key| key.expose().to_vec()),
+        config,
+        _database: Box::new(directory),
+    }
+}
+
+async fn build_router(config: &Config) -> (Router, Arc<dyn Admin>) {
+    let store = SqliteStore::open(&config.database_url)
+        .await
+        .expect("the test database opens");
+    let auth = Arc::new(
+        Auth::new(store, config)
+            .await
+            .expect("the service starts on the test database"),
+    );
+    let options = restful_auth::http::Options::from_config(config);
+    (
+        restful_auth::http::router_with(auth.clone(), &options),
+        auth,
+    )
+}
+
+/// The administrator's operations, whatever the store behind them.
+pub trait Admin: Send + Sync {
+    /// Activates or deactivates an account, as `restful-auth user activate|deactivate` does.
+    fn set_active(
+        &self,
+        user_id: i64,
+        active: bool,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+impl<S: Store> Admin for Auth<S> {
+    fn set_active(
+        &self,
+        user_id: i64,
+        active: bool,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            let found = Auth::set_active(self, user_id, active)
+                .await
+                .expect("the store answers");
+            assert!(found, "user {user_id} exists");
+        })
+    }
+}
+
+impl TestApp {
+    /// Another instance of the service on the same database, as behind a load balancer.
+    pub async fn another_instance(&self) -> Router {
+        build_router(&self.config).await.0
+    }
+
+    /// Deactivates an account the way an administrator does.
+    pub async fn deactivate(&self, user_id: i64) {
+        self.admin.set_active(user_id, false).await;
+    }
+
+    /// Activates an account again the way an administrator does.
+    pub async fn activate(&self, user_id: i64) {
+        self.admin.set_active(user_id, true).await;
+    }
+
+    // ---- sending ---------------------------------------------------------------------
+
+    /// Sends `request` and checks the media type the contract gives every answer.
+    pub async fn send(&self, request: Request<Body>) -> TestResponse {
+        let response = send_to(&self.router, request).await;
+        assert_eq!(
+            response.headers.get(header::CONTENT_TYPE),
+            Some(&HeaderValue::from_static(JSON)),
+            "every answer is {JSON}; got {response:?}"
+        );
+        response
+    }
+
+    /// Sends `request` without checking the media type of the answer (HTML pages).
+    pub async fn send_raw(&self, request: Request<Body>) -> TestResponse {
+        send_to(&self.router, request).await
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> TestResponse {
+        let mut builder = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let body = match body {
+            Some((content_type, bytes)) => {
+                builder = builder
+                    .header(header::CONTENT_TYPE, content_type)
+                    .header(header::CONTENT_LENGTH, bytes.len());
+                Body::from(bytes)
+            }
+            None => Body::empty(),
+        };
+        self.send(builder.body(body).expect("a valid request"))
+            .await
+    }
+
+    pub async fn get(&self, path: &str) -> TestResponse {
+        self.request(Method::GET, path, None, None).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> TestResponse {
+        self.post_body(path, "application/json", body.to_string())
+            .await
+    }
+
+    pub async fn post_form(&self, path: &str, body: &str) -> TestResponse {
+        self.post_body(path, "application/x-www-form-urlencoded", body)
+            .await
+    }
+
+    pub async fn post_body(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<Vec<u8>>,
+    ) -> TestResponse {
+        self.request(Method::POST, path, None, Some((content_type, body.into())))
+            .await
+    }
+
+    pub async fn get_me(&self, token: &str) -> TestResponse {
+        self.request(Method::GET, "/api/me/", Some(token), None)
+            .await
+    }
+
+    pub async fn put_me(&self, token: &str, body: &Value) -> TestResponse {
+        let body = ("application/json", body.to_string().into_bytes());
+        self.request(Method::PUT, "/api/me/", Some(token), Some(body))
+            .await
+    }
+
+    pub async fn patch_me(&self, token: &str, body: &Value) -> TestResponse {
+        let body = ("application/json", body.to_string().into_bytes());
+        self.request(Method::PATCH, "/api/me/", Some(token), Some(body))
+            .await
+    }
+
+    /// `/api/me/` with `Authorization` set to exactly `authorization`.
+    pub async fn get_me_with_authorization(&self, authorization: &[u8]) -> TestResponse {
+        let request = Request::get("/api/me/")
+            .header(header::AUTHORIZATION, authorization)
+            .body(Body::empty())
+            .expect("a valid request");
+        self.send(request).await
+    }
+
+    // ---- the API, step by step -----------------------------------------------------------
+
+    pub async fn register(&self, email: &str, password: &str) -> TestResponse {
+        self.post_json(
+            "/api/register/",
+            &json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> TestResponse {
+        self.post_json(
+            "/api/login/",
+            &json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> TestResponse {
+        self.post_json("/api/refresh/", &json!({"refresh_token": refresh_token}))
+            .await
+    }
+
+    pub async fn logout(&self, refresh_token: &str) -> TestResponse {
+        self.post_json("/api/logout/", &json!({"refresh_token": refresh_token}))
+            .await
+    }
+
+    /// Registers `email` with [`PASSWORD`]; the registration must succeed.
+    pub async fn register_user(&self, email: &str) -> TestUser {
+        let response = self.register(email, PASSWORD).await;
+        assert_eq!(response.status, StatusCode::CREATED, "{response:?}");
+        TestUser {
+            id: response.body["id"].as_i64().expect("an integer id"),
+            email: response.body["email"]
+                .as_str()
+                .expect("the email")
+                .to_owned(),
+            password: PASSWORD.to_owned(),
+        }
+    }
+
+    /// Logs `user` in; the login must succeed.
+    pub async fn login_user(&self, user: &TestUser) -> Tokens {
+        let response = self.login(&user.email, &user.password).await;
+        tokens_of(&response)
+    }
+
+    /// Refreshes with `refresh_token`; the refresh must succeed.
+    pub async fn refresh_ok(&self, refresh_token: &str) -> Tokens {
+        let response = self.refresh(refresh_token).await;
+        tokens_of(&response)
+    }
+
+    pub async fn register_and_login(&self) -> (TestUser, Tokens) {
+        let user = self.register_user("ann@example.org").await;
+        let tokens = self.login_user(&user).await;
+        (user, tokens)
+    }
+
+    // ---- tokens ------------------------------------------------------------------------
+
+    fn secret(&self) -> &[u8] {
+        self.secret
+            .as_deref()
+            .expect("this test app was configured with a secret key")
+    }
+
+    /// The claims of an access token, checked with the configured key as the service does.
+    pub fn claims_of(&self, access_token: &str) -> Value {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        jsonwebtoken::decode::<Value>(
+            access_token,
+            &DecodingKey::from_secret(self.secret()),
+            &validation,
+        )
+        .expect("an access token signed with the configured key")
+        .claims
+    }
+
+    /// A token over `claims` signed with the configured key, with the header of `template`
+    /// (a token the service issued: its algorithm, type and key id), as a peer service holding
+    /// the key would make one.
+    pub fn forge_like(&self, template: &str, claims: &Value) -> String {
+        forge(&header_of(template), claims, self.secret())
+    }
+
+    /// A token over `claims` with `header`, signed with the configured key.
+    pub fn forge_with_header(&self, header: &Header, claims: &Value) -> String {
+        forge(header, claims, self.secret())
+    }
+
+    // ---- the database, directly ----------------------------------------------------------
+
+    fn sqlite_path(&self) -> PathBuf {
+        let url = &self.config.database_url;
+        let path = url
+            .strip_prefix("sqlite://")
+            .unwrap_or_else(|| panic!("direct database checks need SQLite, not {url}"));
+        PathBuf::from(path)
+    }
+
+    fn read_only(&self) -> rusqlite::Connection {
+        let connection = rusqlite::Connection::open_with_flags(
+            self.sqlite_path(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("the test database opens read-only");
+        connection
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .expect("a busy timeout");
+        connection
+    }
+
+    /// What an administrator (or another tool on the database) would do; not part of the API.
+    fn execute(&self, sql: &str, params: impl rusqlite::Params) -> usize {
+        let connection =
+            rusqlite::Connection::open(self.sqlite_path()).expect("the test database opens");
+        connection
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .expect("a busy timeout");
+        connection
+            .execute_batch("PRAGMA foreign_keys = ON;")
+            .expect("foreign keys on");
+        connection.execute(sql, params).expect("the statement runs")
+    }
+
+    /// Flips `is_active` in the database alone, as another tool on the database might.
+    pub fn set_is_active_column(&self, user_id: i64, active: bool) {
+        let changed = self.execute(
+            "UPDATE users SET is_active = ?2 WHERE id = ?1",
+            rusqlite::params![user_id, active],
+        );
+        assert_eq!(changed, 1, "user {user_id} exists");
+    }
+
+    pub fn delete_user(&self, user_id: i64) {
+        let changed = self.execute("DELETE FROM users WHERE id = ?1", [user_id]);
+        assert_eq!(changed, 1, "user {user_id} exists");
+    }
+
+    pub fn count_rows(&self, table: &str) -> i64 {
+        self.read_only()
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
+                row.get(0)
+            })
+            .expect("the table exists")
+    }
+
+    pub fn password_hash_of(&self, user_id: i64) -> String {
+        self.read_only()
+            .query_row(
+                "SELECT password_hash FROM users WHERE id = ?1",
+                [user_id],
+                |row| row.get(0),
+            )
+            .expect("the user exists")
+    }
+
+    /// `(token_hash, issued_at, expires_at)` of every refresh token ever issued.
+    pub fn stored_refresh_tokens(&self) -> Vec<(Vec<u8>, i64, i64)> {
+        let connection = self.read_only();
+        let mut select = connection
+            .prepare("SELECT token_hash, issued_at, expires_at FROM refresh_tokens")
+            .expect("the table exists");
+        select
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .expect("the query runs")
+            .collect::<Result<_, _>>()
+            .expect("rows read")
+    }
+
+    /// Every value stored in any column of any table, as text or bytes.
+    pub fn every_stored_value(&self) -> Vec<Vec<u8>> {
+        let connection = self.read_only();
+        let tables: Vec<String> = connection
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+            .and_then(|mut select| {
+                select
+                    .query_map([], |row| row.get(0))?
+                    .collect::<Result<_, _>>()
+            })
+            .expect("the schema is readable");
+        let mut values = Vec::new();
+        for table in tables {
+            let mut select = connection
+                .prepare(&format!("SELECT * FROM \"{table}\""))
+                .expect("the table is readable");
+            let columns = select.column_count();
+            let mut rows = select.query([]).expect("the query runs");
+            while let Some(row) = rows.next().expect("a row") {
+                for column in 0..columns {
+                    match row.get_ref(column).expect("a value") {
+                        rusqlite::types::ValueRef::Text(bytes)
+                        | rusqlite::types::ValueRef::Blob(bytes) => values.push(bytes.to_vec()),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        values
+    }
+
+    /// The bytes of every file of the database (main file, write-ahead log, shared memory).
+    pub fn database_files(&self) -> Vec<u8> {
+        let path = self.sqlite_path();
+        ["", "-wal", "-shm"]
+            .iter()
+            .filter_map(|suffix| {
+                let mut file = path.clone().into_os_string();
+                file.push(suffix);
+                std::fs::read(file).ok()
+            })
+            .flatten()
+            .collect()
+    }
+
+    // ---- a real server -------------------------------------------------------------------
+
+    /// Serves the app on a local port, for the few tests that need a real HTTP connection.
+    pub async fn serve(&self) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a local port");
+        let address = listener.local_addr().expect("the bound address");
+        let router = self.router.clone();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        address
+    }
+}
+
+async fn send_to(router: &Router, request: Request<Body>) -> TestResponse {
+    let response = router
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("the router never fails");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("the body is readable")
+        .to_bytes()
+        .to_vec();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    TestResponse {
+        status,
+        headers,
+        body,
+        bytes,
+    }
+}
+
+/// The header of a token.
+pub fn header_of(token: &str) -> Header {
+    jsonwebtoken::decode_header(token).expect("a JWT header")
+}
+
+pub fn forge(header: &Header, claims: &Value, secret: &[u8]) -> String {
+    jsonwebtoken::encode(header, claims, &EncodingKey::from_secret(secret)).expect("a signed token")
+}
+
+/// The tokens of a successful login or refresh.
+pub fn tokens_of(response: &TestResponse) -> Tokens {
+    assert_eq!(response.status, StatusCode::OK, "{response:?}");
+    Tokens {
+        access: response.body["access_token"]
+            .as_str()
+            .expect("an access token")
+            .to_owned(),
+        refresh: response.body["refresh_token"]
+            .as_str()
+            .expect("a refresh token")
+            .to_owned(),
+    }
+}
+
+pub fn now() -> i64 {
+    jsonwebtoken::get_current_timestamp() as i64
+}
+
+/// Base64url without padding (RFC 7515 §2), for hand-made tokens.
+pub fn base64_url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut encoded = String::new();
+    for chunk in bytes.chunks(3) {
+        let group = chunk.iter().enumerate().fold(0u32, |group, (i, &byte)| {
+            group | u32::from(byte) << (16 - 8 * i)
+        });
+        for i in 0..=chunk.len() {
+            encoded.push(ALPHABET[(group >> (18 - 6 * i) & 0x3f) as usize] as char);
+        }
+    }
+    encoded
+}
+
+// ---- assertions ------------------------------------------------------------------------------
+
+impl TestResponse {
+    /// The exact status and the exact JSON body.
+    #[track_caller]
+    pub fn assert(&self, status: StatusCode, body: Value) {
+        assert_eq!(
+            (self.status, &self.body),
+            (status, &body),
+            "unexpected answer: {}",
+            String::from_utf8_lossy(&self.bytes)
+        );
+    }
+
+    /// A 401 with `body` and the challenge the contract puts on every 401.
+    #[track_caller]
+    pub fn assert_unauthorized(&self, body: Value) {
+        self.assert(StatusCode::UNAUTHORIZED, body);
+        assert_eq!(
+            self.headers.get(header::WWW_AUTHENTICATE),
+            Some(&HeaderValue::from_static("Bearer realm=\"api\"")),
+            "every 401 carries the Bearer challenge"
+        );
+    }
+
+    /// `/api/me/` refusing an access token.
+    #[track_caller]
+    pub fn assert_access_token_refused(&self) {
+        self.assert_unauthorized(json!({
+            "detail": "Given token not valid for any token type",
+            "code": "token_not_valid",
+        }));
+    }
+
+    /// `/api/refresh/` or `/api/logout/` refusing a refresh token.
+    #[track_caller]
+    pub fn assert_refresh_token_refused(&self) {
+        self.assert_unauthorized(json!({
+            "detail": "Token is invalid or expired",
+            "code": "token_not_valid",
+        }));
+    }
+
+    #[track_caller]
+    pub fn assert_not_authenticated(&self) {
+        self.assert_unauthorized(json!({
+            "detail": "Authentication credentials were not provided."
+        }));
+    }
+
+    #[track_caller]
+    pub fn assert_invalid_credentials(&self) {
+        self.assert_unauthorized(json!({
+            "detail": "No active account found with the given credentials"
+        }));
+    }
+
+    /// The methods of the `Allow` header, upper-cased and sorted.
+    pub fn allowed_methods(&self) -> Vec<String> {
+        let allow = self
+            .headers
+            .get(header::ALLOW)
+            .expect("a 405 names the allowed methods")
+            .to_str()
+            .expect("a readable Allow header");
+        let mut methods: Vec<String> = allow
+            .split(',')
+            .map(|method| method.trim().to_ascii_uppercase())
+            .filter(|method| !method.is_empty())
+            .collect();
+        methods.sort();
+        methods
+    }
+}

@@ -1,0 +1,11 @@
+//! The integration suite: every row of `CONTRACT.md` (beside this repository), driven through
+//! the real router. One binary, so the crate is linked once and the tests share `helpers`.
+
+mod helpers;
+mod login;
+mod logout;
+mod me;
+mod protocol;
+mod refresh;
+mod register;
+mod security;

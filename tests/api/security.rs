@@ -1,0 +1,528 @@
+//! Abuse resistance and account security: throttling, the session list, password change, the
+//! refresh retry grace and the absolute session lifetime.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Method, Request, StatusCode, header};
+use serde_json::{Value, json};
+
+use crate::helpers::{PASSWORD, TestApp, TestResponse, spawn_app, spawn_app_with, tokens_of};
+
+/// A request as if it came over a connection from `peer`.
+async fn from_peer(app: &TestApp, peer: &str, path: &str, body: &Value) -> TestResponse {
+    from_peer_with(app, peer, path, body, None).await
+}
+
+async fn from_peer_with(
+    app: &TestApp,
+    peer: &str,
+    path: &str,
+    body: &Value,
+    forwarded_for: Option<&str>,
+) -> TestResponse {
+    let mut request = Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header(header::CONTENT_TYPE, "application/json")
+        .extension(ConnectInfo(
+            format!("{peer}:40000").parse::<SocketAddr>().unwrap(),
+        ));
+    if let Some(forwarded_for) = forwarded_for {
+        request = request.header("x-forwarded-for", forwarded_for);
+    }
+    app.send(request.body(Body::from(body.to_string())).unwrap())
+        .await
+}
+
+fn credentials(email: &str, password: &str) -> Value {
+    json!({"email": email, "password": password})
+}
+
+fn assert_throttled(response: &TestResponse) {
+    assert_eq!(
+        response.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{response:?}"
+    );
+    let retry_after: i64 = response.headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after > 0);
+    assert_eq!(
+        response.body,
+        json!({"detail": format!("Request was throttled. Expected available in {retry_after} seconds.")})
+    );
+}
+
+#[tokio::test]
+async fn five_failed_logins_throttle_the_account_and_no_other() {
+    let app = spawn_app().await;
+    let ann = app.register_user("ann@example.org").await;
+    let bob = app.register_user("bob@example.org").await;
+
+    for _ in 0..5 {
+        assert_eq!(
+            app.login(&ann.email, "wrong password").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let throttled = app.login(&ann.email, PASSWORD).await;
+
+    assert_throttled(&throttled);
+    let retry_after = throttled.headers[header::RETRY_AFTER].to_str().unwrap();
+    assert!(
+        (295..=300).contains(&retry_after.parse::<i64>().unwrap()),
+        "{retry_after}"
+    );
+    assert_eq!(app.login(&bob.email, PASSWORD).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_successful_login_forgives_the_accounts_failures() {
+    let app = spawn_app().await;
+    let ann = app.register_user("ann@example.org").await;
+
+    for _ in 0..4 {
+        app.login(&ann.email, "wrong password").await;
+    }
+    assert_eq!(app.login(&ann.email, PASSWORD).await.status, StatusCode::OK);
+    for _ in 0..4 {
+        app.login(&ann.email, "wrong password").await;
+    }
+
+    assert_eq!(app.login(&ann.email, PASSWORD).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn failed_logins_from_one_address_are_throttled_across_accounts() {
+    let app = spawn_app_with(|config| {
+        config.throttle_login_ip = "3/1m"
+            .parse()
+            .map(|limit| restful_auth::config::Limit(Some(limit)))
+            .unwrap();
+    })
+    .await;
+    let ann = app.register_user("ann@example.org").await;
+
+    for attempt in 0..3 {
+        let email = format!("nobody{attempt}@example.org");
+        let response = from_peer(
+            &app,
+            "203.0.113.5",
+            "/api/login/",
+            &credentials(&email, "guess"),
+        )
+        .await;
+        assert_eq!(response.status, StatusCode::UNAUTHORIZED);
+    }
+    let same_address = from_peer(
+        &app,
+        "203.0.113.5",
+        "/api/login/",
+        &credentials(&ann.email, PASSWORD),
+    )
+    .await;
+    let other_address = from_peer(
+        &app,
+        "198.51.100.1",
+        "/api/login/",
+        &credentials(&ann.email, PASSWORD),
+    )
+    .await;
+
+    assert_throttled(&same_address);
+    assert_eq!(other_address.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn successful_logins_never_count_against_an_address() {
+    let app = spawn_app_with(|config| {
+        config.throttle_login_ip = restful_auth::config::Limit("2/1m".parse().ok());
+    })
+    .await;
+    let ann = app.register_user("ann@example.org").await;
+
+    for _ in 0..5 {
+        let response = from_peer(
+            &app,
+            "203.0.113.5",
+            "/api/login/",
+            &credentials(&ann.email, PASSWORD),
+        )
+        .await;
+        assert_eq!(response.status, StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn registrations_per_address_are_limited() {
+    let app = spawn_app_with(|config| {
+        config.throttle_register_ip = restful_auth::config::Limit("2/1h".parse().ok());
+    })
+    .await;
+    let register = |n: usize| {
+        let body = credentials(&format!("user{n}@example.org"), PASSWORD);
+        let app = &app;
+        async move { from_peer(app, "203.0.113.5", "/api/register/", &body).await }
+    };
+
+    assert_eq!(register(1).await.status, StatusCode::CREATED);
+    assert_eq!(register(2).await.status, StatusCode::CREATED);
+    let third = register(3).await;
+
+    assert_throttled(&third);
+    assert_eq!(
+        app.count_rows("users"),
+        2,
+        "the throttled registration created nothing"
+    );
+}
+
+#[tokio::test]
+async fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
+    let app = spawn_app_with(|config| {
+        config.throttle_login_ip = restful_auth::config::Limit("1/1m".parse().ok());
+        config.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let guess = credentials("nobody@example.org", "guess");
+
+    // Behind the trusted proxy, two clients are two addresses.
+    let first = from_peer_with(
+        &app,
+        "127.0.0.1",
+        "/api/login/",
+        &guess,
+        Some("203.0.113.1"),
+    )
+    .await;
+    let second = from_peer_with(
+        &app,
+        "127.0.0.1",
+        "/api/login/",
+        &guess,
+        Some("203.0.113.2"),
+    )
+    .await;
+    // A stranger's own header is ignored: it is throttled as itself.
+    let stranger = from_peer_with(
+        &app,
+        "198.51.100.9",
+        "/api/login/",
+        &guess,
+        Some("203.0.113.3"),
+    )
+    .await;
+    let stranger_again = from_peer_with(
+        &app,
+        "198.51.100.9",
+        "/api/login/",
+        &guess,
+        Some("203.0.113.4"),
+    )
+    .await;
+
+    assert_eq!(first.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(second.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(stranger.status, StatusCode::UNAUTHORIZED);
+    assert_throttled(&stranger_again);
+}
+
+#[tokio::test]
+async fn throttling_can_be_switched_off() {
+    let app = spawn_app_with(|config| {
+        config.throttle_login_account = restful_auth::config::Limit(None);
+    })
+    .await;
+    let ann = app.register_user("ann@example.org").await;
+
+    for _ in 0..8 {
+        app.login(&ann.email, "wrong password").await;
+    }
+
+    assert_eq!(app.login(&ann.email, PASSWORD).await.status, StatusCode::OK);
+}
+
+async fn get_sessions(app: &TestApp, access: &str) -> TestResponse {
+    app.request(Method::GET, "/api/sessions/", Some(access), None)
+        .await
+}
+
+#[tokio::test]
+async fn the_session_list_shows_the_callers_live_sessions_and_which_is_current() {
+    let app = spawn_app().await;
+    let (ann, phone) = app.register_and_login().await;
+    let laptop = app.login_user(&ann).await;
+    let ended = app.login_user(&ann).await;
+    app.logout(&ended.refresh).await;
+    app.register_user("bob@example.org").await;
+
+    let listed = get_sessions(&app, &phone.access).await;
+
+    assert_eq!(listed.status, StatusCode::OK);
+    let sessions = listed.body.as_array().unwrap();
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    let current: Vec<_> = sessions
+        .iter()
+        .filter(|session| session["current"] == json!(true))
+        .collect();
+    assert_eq!(current.len(), 1);
+    assert_eq!(current[0]["id"], app.claims_of(&phone.access)["sid"]);
+    let ids: Vec<_> = sessions
+        .iter()
+        .map(|session| session["id"].clone())
+        .collect();
+    assert!(ids.contains(&app.claims_of(&laptop.access)["sid"]));
+    for session in sessions {
+        for field in ["created", "last_seen"] {
+            assert!(session[field].as_str().unwrap().ends_with('Z'), "{session}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn ending_one_session_stops_its_tokens_and_leaves_the_others() {
+    let app = spawn_app().await;
+    let (ann, phone) = app.register_and_login().await;
+    let laptop = app.login_user(&ann).await;
+    let laptop_sid = app.claims_of(&laptop.access)["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let ended = app
+        .send_raw(
+            Request::delete(format!("/api/sessions/{laptop_sid}/"))
+                .header(header::AUTHORIZATION, format!("Bearer {}", phone.access))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+
+    assert_eq!(ended.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get_me(&laptop.access).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.refresh(&laptop.refresh).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(app.get_me(&phone.access).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn another_users_session_or_a_bad_id_is_not_found() {
+    let app = spawn_app().await;
+    let (_, ann) = app.register_and_login().await;
+    let bob = app.register_user("bob@example.org").await;
+    let bob_tokens = app.login_user(&bob).await;
+    let bob_sid = app.claims_of(&bob_tokens.access)["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    for id in [
+        bob_sid.as_str(),
+        "not-a-uuid",
+        "00000000-0000-4000-8000-000000000000",
+    ] {
+        let response = app
+            .request(
+                Method::DELETE,
+                &format!("/api/sessions/{id}/"),
+                Some(&ann.access),
+                None,
+            )
+            .await;
+        assert_eq!(response.status, StatusCode::NOT_FOUND, "{id}");
+        assert_eq!(response.body, json!({"detail": "Not found."}));
+    }
+    assert_eq!(app.get_me(&bob_tokens.access).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn logout_all_ends_every_session_of_the_caller_only() {
+    let app = spawn_app().await;
+    let (ann, phone) = app.register_and_login().await;
+    let laptop = app.login_user(&ann).await;
+    let bob = app.register_user("bob@example.org").await;
+    let bob_tokens = app.login_user(&bob).await;
+
+    let response = app
+        .request(Method::POST, "/api/logout/all/", Some(&phone.access), None)
+        .await;
+
+    assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(
+        response.body,
+        json!({"success": "All sessions ended.", "ended": 2})
+    );
+    for tokens in [&phone, &laptop] {
+        assert_eq!(
+            app.get_me(&tokens.access).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            app.refresh(&tokens.refresh).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(app.get_me(&bob_tokens.access).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_session_endpoints_need_an_access_token() {
+    let app = spawn_app().await;
+    for (method, path) in [
+        (Method::GET, "/api/sessions/"),
+        (Method::POST, "/api/logout/all/"),
+        (
+            Method::DELETE,
+            "/api/sessions/00000000-0000-4000-8000-000000000000/",
+        ),
+        (Method::POST, "/api/me/password/"),
+    ] {
+        let response = app.request(method, path, None, None).await;
+        assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(
+            response.body,
+            json!({"detail": "Authentication credentials were not provided."})
+        );
+    }
+}
+
+async fn change_password(app: &TestApp, access: &str, body: &Value) -> TestResponse {
+    let body = ("application/json", body.to_string().into_bytes());
+    app.request(Method::POST, "/api/me/password/", Some(access), Some(body))
+        .await
+}
+
+#[tokio::test]
+async fn a_password_change_ends_every_other_session() {
+    let app = spawn_app().await;
+    let (ann, phone) = app.register_and_login().await;
+    let laptop = app.login_user(&ann).await;
+    let new_password = "an entirely new passphrase";
+
+    let changed = change_password(
+        &app,
+        &phone.access,
+        &json!({"old_password": PASSWORD, "new_password": new_password}),
+    )
+    .await;
+
+    assert_eq!(changed.status, StatusCode::OK);
+    assert_eq!(changed.body, json!({"success": "Password changed."}));
+    assert_eq!(app.get_me(&phone.access).await.status, StatusCode::OK);
+    assert_eq!(
+        app.get_me(&laptop.access).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.refresh(&laptop.refresh).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.login(&ann.email, PASSWORD).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.login(&ann.email, new_password).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_old_password_or_a_weak_new_one_changes_nothing() {
+    let app = spawn_app().await;
+    let (ann, tokens) = app.register_and_login().await;
+    let hash_before = app.password_hash_of(ann.id);
+
+    let wrong_old = change_password(
+        &app,
+        &tokens.access,
+        &json!({"old_password": "not it", "new_password": "an entirely new passphrase"}),
+    )
+    .await;
+    let weak_new = change_password(
+        &app,
+        &tokens.access,
+        &json!({"old_password": PASSWORD, "new_password": "12345678"}),
+    )
+    .await;
+    let missing = change_password(&app, &tokens.access, &json!({})).await;
+
+    assert_eq!(wrong_old.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        wrong_old.body,
+        json!({"old_password": ["Your old password was entered incorrectly. Please enter it again."]})
+    );
+    assert_eq!(
+        weak_new.body,
+        json!({"new_password": ["This password is too common.", "This password is entirely numeric."]})
+    );
+    assert_eq!(
+        missing.body,
+        json!({"old_password": ["This field is required."], "new_password": ["This field is required."]})
+    );
+    assert_eq!(app.password_hash_of(ann.id), hash_before);
+}
+
+#[tokio::test]
+async fn within_the_retry_grace_a_repeated_refresh_gets_the_same_answer() {
+    let app = spawn_app_with(|config| config.refresh_retry_grace = Duration::from_secs(10)).await;
+    let (_, tokens) = app.register_and_login().await;
+
+    let first = app.refresh(&tokens.refresh).await;
+    let repeated = app.refresh(&tokens.refresh).await;
+
+    let first = tokens_of(&first);
+    let repeated = tokens_of(&repeated);
+    assert_eq!(first.refresh, repeated.refresh, "the same successor");
+    assert_eq!(app.get_me(&repeated.access).await.status, StatusCode::OK);
+    let next = app.refresh_ok(&first.refresh).await;
+    // The chain moved on: the first token is now two steps back, a replay.
+    let replay = app.refresh(&tokens.refresh).await;
+    assert_eq!(replay.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.get_me(&next.access).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn without_a_grace_a_repeated_refresh_ends_the_session() {
+    let app = spawn_app().await;
+    let (_, tokens) = app.register_and_login().await;
+
+    let first = app.refresh_ok(&tokens.refresh).await;
+    let repeated = app.refresh(&tokens.refresh).await;
+
+    assert_eq!(repeated.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.get_me(&first.access).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn past_the_absolute_session_lifetime_a_refresh_fails() {
+    let app =
+        spawn_app_with(|config| config.session_max_lifetime = Some(Duration::from_secs(1))).await;
+    let (_, tokens) = app.register_and_login().await;
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let refreshed = app.refresh(&tokens.refresh).await;
+
+    assert_eq!(refreshed.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        refreshed.body,
+        json!({"detail": "Token is invalid or expired", "code": "token_not_valid"})
+    );
+}

@@ -1,0 +1,731 @@
+//! Operations, against the real executable: health and metrics, request ids, CORS, graceful
+//! shutdown under load, log hygiene, the administration commands, run-time settings, key
+//! rotation, housekeeping and the Django import.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_restful-auth");
+const PASSWORD: &str = "correct horse battery staple";
+const SECRET: &str = "operations-test-secret-0123456789abcdef";
+
+/// A running service on a database of its own, its log captured line by line.
+struct Service {
+    child: Child,
+    base: String,
+    database: PathBuf,
+    log: Arc<Mutex<Vec<String>>>,
+    _directory: tempfile::TempDir,
+}
+
+impl Service {
+    /// A service with a configured secret key and `extra_args`.
+    fn start(extra_args: &[&str]) -> Service {
+        let directory = tempfile::tempdir().unwrap();
+        let database = directory.path().join("ops.sqlite3");
+        let args = [&["--secret-key", SECRET], extra_args].concat();
+        Service::start_on(directory, database, &args)
+    }
+
+    fn start_on(directory: tempfile::TempDir, database: PathBuf, args: &[&str]) -> Service {
+        let port = free_port();
+        let mut child = Command::new(BINARY)
+            .args(["--bind", &format!("127.0.0.1:{port}")])
+            .args(["--database-url", &database_url(&database)])
+            .args(args)
+            .env("RESTFUL_AUTH_LOG", "debug")
+            .env_remove("DATABASE_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the service starts");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        let service = Service {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            database,
+            log,
+            _directory: directory,
+        };
+        service.wait_until_listening();
+        service
+    }
+
+    fn wait_until_listening(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.log_text().contains("restful-auth listening") {
+            assert!(
+                Instant::now() < deadline,
+                "the service did not start:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        wait_with_timeout(&mut self.child, Duration::from_secs(20))
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_with_timeout(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the process did not exit in {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn database_url(path: &Path) -> String {
+    format!("sqlite://{}", path.display())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs an administration command on `database`, feeding `stdin`.
+fn admin(database: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(BINARY)
+        .args(["--database-url", &database_url(database)])
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+async fn post(client: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
+    let response = client.post(url).json(&body).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn register_and_login(service: &Service, email: &str) -> Value {
+    let client = reqwest::Client::new();
+    let (status, _) = post(
+        &client,
+        service.url("/api/register/"),
+        json!({"email": email, "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    login(service, email, PASSWORD).await.1
+}
+
+async fn login(service: &Service, email: &str, password: &str) -> (u16, Value) {
+    post(
+        &reqwest::Client::new(),
+        service.url("/api/login/"),
+        json!({"email": email, "password": password}),
+    )
+    .await
+}
+
+async fn me(service: &Service, access_token: &str) -> u16 {
+    reqwest::Client::new()
+        .get(service.url("/api/me/"))
+        .bearer_auth(access_token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_answer() {
+    let service = Service::start(&[]);
+    let client = reqwest::Client::new();
+
+    let health = client.get(service.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(
+        health.json::<Value>().await.unwrap(),
+        json!({"status": "ok"})
+    );
+    let ready = client.get(service.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(
+        ready.json::<Value>().await.unwrap(),
+        json!({"status": "ready"})
+    );
+
+    register_and_login(&service, "metrics@example.org").await;
+    login(&service, "metrics@example.org", "wrong password").await;
+    let metrics = client.get(service.url("/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.unwrap();
+    for expected in [
+        r#"http_requests_total{method="POST",route="/api/register/",status="201"} 1"#,
+        r#"http_requests_total{method="POST",route="/api/login/",status="401"} 1"#,
+        r#"logins_total{outcome="success"} 1"#,
+        r#"logins_total{outcome="failure"} 1"#,
+        "http_request_duration_seconds_bucket{",
+        r#"database_connections{state="idle"}"#,
+        "password_hash_queue_depth 0",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn throttled_requests_are_counted() {
+    let service = Service::start(&["--throttle-login-account", "1/1m"]);
+    register_and_login(&service, "counted@example.org").await;
+    login(&service, "counted@example.org", "wrong password").await;
+
+    let (status, _) = login(&service, "counted@example.org", PASSWORD).await;
+    let text = reqwest::get(service.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    assert_eq!(status, 429);
+    assert!(
+        text.contains(r#"throttled_requests_total{limit="login"} 1"#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_request_id_is_echoed_or_generated_and_logged() {
+    let service = Service::start(&[]);
+    let client = reqwest::Client::new();
+
+    let given = client
+        .get(service.url("/healthz"))
+        .header("X-Request-Id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    let generated = client.get(service.url("/healthz")).send().await.unwrap();
+
+    assert_eq!(given.headers()["x-request-id"], "trace-me-42");
+    let generated = generated.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(generated.len(), 36, "a UUID: {generated}");
+    std::thread::sleep(Duration::from_millis(100));
+    let log = service.log_text();
+    assert!(
+        log.contains("trace-me-42") && log.contains(&generated),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn cors_preflights_are_answered_for_configured_origins_only() {
+    let service = Service::start(&["--cors-origins", "https://app.example.org"]);
+    let client = reqwest::Client::new();
+    let preflight = |origin: &'static str| {
+        client
+            .request(reqwest::Method::OPTIONS, service.url("/api/login/"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header("Access-Control-Request-Headers", "content-type")
+            .send()
+    };
+
+    let allowed = preflight("https://app.example.org").await.unwrap();
+    let foreign = preflight("https://evil.example.com").await.unwrap();
+
+    assert_eq!(allowed.status(), 200);
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.example.org"
+    );
+    assert!(
+        foreign
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn without_configured_origins_no_cors_header_is_sent() {
+    let service = Service::start(&[]);
+    let answer = reqwest::Client::new()
+        .get(service.url("/healthz"))
+        .header("Origin", "https://app.example.org")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        answer
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn sigterm_lets_every_accepted_request_finish() {
+    let mut service = Service::start(&[]);
+    let tokens = register_and_login(&service, "term@example.org").await;
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+
+    // Logins hold a request in flight for a whole hash: the most exposed to a hard stop.
+    // Requests sent before the signal must all be answered; those sent after may be refused.
+    let signalled = Arc::new(AtomicBool::new(false));
+    let mut streams = Vec::new();
+    for stream in 0..8 {
+        let (base, access, signalled) = (service.base.clone(), access.clone(), signalled.clone());
+        streams.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut answered = 0;
+            while !signalled.load(Ordering::SeqCst) {
+                let request = if stream % 2 == 0 {
+                    client.get(format!("{base}/api/me/")).bearer_auth(&access)
+                } else {
+                    client
+                        .post(format!("{base}/api/login/"))
+                        .json(&json!({"email": "term@example.org", "password": PASSWORD}))
+                };
+                let response = request
+                    .send()
+                    .await
+                    .expect("an accepted request was dropped");
+                assert_eq!(response.status(), 200, "an accepted request failed");
+                answered += 1;
+            }
+            answered
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    signalled.store(true, Ordering::SeqCst);
+    // Let the requests just started reach the socket before the signal.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let (status, log) = tokio::task::spawn_blocking(move || {
+        let status = service.terminate();
+        (status, service.log_text())
+    })
+    .await
+    .unwrap();
+
+    let mut answered = 0;
+    for stream in streams {
+        answered += stream.await.expect("no accepted request failed");
+    }
+    assert!(status.success(), "exit status {status:?}\n{log}");
+    assert!(answered > 0);
+    assert!(
+        log.contains("shutting down") && log.contains("stopped"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn no_secret_reaches_a_log_line() {
+    let service = Service::start(&[]);
+    let client = reqwest::Client::new();
+    let email = "quiet@example.org";
+
+    let tokens = register_and_login(&service, email).await;
+    let first_refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let (_, rotated) = post(
+        &client,
+        service.url("/api/refresh/"),
+        json!({"refresh_token": first_refresh}),
+    )
+    .await;
+    let second_refresh = rotated["refresh_token"].as_str().unwrap().to_owned();
+    // A reused token, a wrong password and a bad token: the failure paths log too.
+    post(
+        &client,
+        service.url("/api/refresh/"),
+        json!({"refresh_token": first_refresh}),
+    )
+    .await;
+    login(&service, email, "not the password at all").await;
+    me(&service, tokens["access_token"].as_str().unwrap()).await;
+    me(&service, rotated["access_token"].as_str().unwrap()).await;
+    std::thread::sleep(Duration::from_millis(200));
+
+    let hash: String = rusqlite::Connection::open(&service.database)
+        .unwrap()
+        .query_row("SELECT password_hash FROM users", [], |row| row.get(0))
+        .unwrap();
+    let log = service.log_text();
+    assert!(
+        log.contains("finished processing request"),
+        "the log was captured: {log}"
+    );
+    let access_signature = tokens["access_token"]
+        .as_str()
+        .unwrap()
+        .rsplit('.')
+        .next()
+        .unwrap();
+    for secret in [
+        PASSWORD,
+        "not the password at all",
+        SECRET,
+        &hash,
+        hash.rsplit('$').next().unwrap(),
+        &first_refresh,
+        &second_refresh,
+        access_signature,
+    ] {
+        assert!(!log.contains(secret), "{secret:?} reached the log");
+    }
+}
+
+#[tokio::test]
+async fn user_commands_create_list_and_deactivate_accounts() {
+    let directory = tempfile::tempdir().unwrap();
+    let database = directory.path().join("admin.sqlite3");
+
+    let created = admin(
+        &database,
+        &["user", "create", "Admin@Example.org"],
+        PASSWORD,
+    );
+    let weak = admin(&database, &["user", "create", "weak@example.org"], "123");
+    let listed = admin(&database, &["user", "list"], "");
+
+    assert!(created.status.success(), "{created:?}");
+    assert!(!weak.status.success());
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("This password is too short."));
+    assert!(stdout(&listed).contains("Admin@example.org"), "{listed:?}");
+    assert!(stdout(&listed).contains("1 accounts."), "{listed:?}");
+
+    // Deactivation ends the sessions of a running service's user at once.
+    let service = Service::start_on(directory, database.clone(), &[]);
+    let (status, tokens) = login(&service, "admin@example.org", PASSWORD).await;
+    assert_eq!(status, 200);
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(me(&service, access).await, 200);
+
+    let deactivated = admin(&database, &["user", "deactivate", "ADMIN@example.org"], "");
+    assert!(deactivated.status.success(), "{deactivated:?}");
+    assert_eq!(me(&service, access).await, 401);
+    assert_eq!(login(&service, "admin@example.org", PASSWORD).await.0, 401);
+
+    let activated = admin(&database, &["user", "activate", "admin@example.org"], "");
+    assert!(activated.status.success());
+    assert_eq!(login(&service, "admin@example.org", PASSWORD).await.0, 200);
+
+    let changed = admin(
+        &database,
+        &["user", "set-password", "admin@example.org"],
+        "a brand new passphrase",
+    );
+    assert!(changed.status.success(), "{changed:?}");
+    assert_eq!(login(&service, "admin@example.org", PASSWORD).await.0, 401);
+    assert_eq!(
+        login(&service, "admin@example.org", "a brand new passphrase")
+            .await
+            .0,
+        200
+    );
+}
+
+/// Django's `pbkdf2_sha256$<iterations>$<salt>$<base64 of the derived key>`.
+fn django_pbkdf2(password: &str, salt: &str, iterations: u32) -> String {
+    let mut derived = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(
+        password.as_bytes(),
+        salt.as_bytes(),
+        iterations,
+        &mut derived,
+    );
+    let encoded = base64::engine::general_purpose::STANDARD.encode(derived);
+    format!("pbkdf2_sha256${iterations}${salt}${encoded}")
+}
+
+#[tokio::test]
+async fn django_users_are_imported_once_and_their_passwords_keep_working() {
+    let directory = tempfile::tempdir().unwrap();
+    let django = directory.path().join("django.sqlite3");
+    let database = directory.path().join("restful.sqlite3");
+    {
+        let conn = rusqlite::Connection::open(&django).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE auth_user (id INTEGER PRIMARY KEY, password TEXT, username TEXT,
+                                     email TEXT, is_active BOOL)",
+        )
+        .unwrap();
+        let rows = [
+            (
+                1,
+                django_pbkdf2("django-era passphrase", "pepper1", 1000),
+                "ann",
+                "Ann@Example.org",
+                true,
+            ),
+            (
+                2,
+                django_pbkdf2("another passphrase", "pepper2", 1000),
+                "ann2",
+                "ann@example.org",
+                true,
+            ),
+            (
+                3,
+                django_pbkdf2("sleepy passphrase", "pepper3", 1000),
+                "bob",
+                "bob@example.org",
+                false,
+            ),
+        ];
+        for (id, hash, username, email, active) in rows {
+            conn.execute(
+                "INSERT INTO auth_user VALUES (?1, ?2, ?3, ?4, ?5)",
+                rusqlite::params![id, hash, username, email, active],
+            )
+            .unwrap();
+        }
+    }
+    let from = django.to_str().unwrap();
+
+    let first = admin(&database, &["import-django", "--from", from], "");
+    let again = admin(&database, &["import-django", "--from", from], "");
+
+    assert!(first.status.success(), "{first:?}");
+    assert!(
+        stdout(&first).contains("Imported 2 users; skipped 1."),
+        "{first:?}"
+    );
+    assert!(
+        stdout(&first)
+            .contains(r#"skipped "ann@example.org": an account with this email already exists"#)
+    );
+    assert!(
+        stdout(&again).contains("Imported 0 users; skipped 3."),
+        "{again:?}"
+    );
+
+    let service = Service::start_on(directory, database.clone(), &[]);
+    let stored_hash = || -> String {
+        rusqlite::Connection::open(&database)
+            .unwrap()
+            .query_row(
+                "SELECT password_hash FROM users WHERE email_key = 'ann@example.org'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap()
+    };
+    assert!(stored_hash().starts_with("pbkdf2_sha256$"));
+
+    let (status, tokens) = login(&service, "ann@example.org", "django-era passphrase").await;
+    assert_eq!(status, 200, "{tokens}");
+    assert!(
+        stored_hash().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "upgraded at login"
+    );
+    assert_eq!(
+        login(&service, "ann@example.org", "django-era passphrase")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        login(&service, "ann@example.org", "another passphrase")
+            .await
+            .0,
+        401
+    );
+    // Inactive in Django, inactive here.
+    assert_eq!(
+        login(&service, "bob@example.org", "sleepy passphrase")
+            .await
+            .0,
+        401
+    );
+    let profile = reqwest::Client::new()
+        .get(service.url("/api/me/"))
+        .bearer_auth(tokens["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(profile["username"], "ann");
+}
+
+#[tokio::test]
+async fn settings_changed_at_run_time_reach_the_running_service() {
+    let service = Service::start(&["--reload-interval", "1s"]);
+    register_and_login(&service, "tuned@example.org").await;
+
+    let set = admin(
+        &service.database,
+        &["settings", "set", "access-token-lifetime", "2m"],
+        "",
+    );
+    let refused = admin(
+        &service.database,
+        &["settings", "set", "refresh-retry-grace", "5m"],
+        "",
+    );
+    let unknown = admin(
+        &service.database,
+        &["settings", "set", "nonsense", "1s"],
+        "",
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (status, tokens) = login(&service, "tuned@example.org", PASSWORD).await;
+
+    assert!(set.status.success(), "{set:?}");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("refresh-retry-grace must be between 0s and 1m")
+    );
+    assert!(!unknown.status.success());
+    assert_eq!(status, 200);
+    assert_eq!(tokens["expires_in"], 120);
+    let shown = stdout(&admin(&service.database, &["settings", "show"], ""));
+    assert!(shown.contains("access-token-lifetime\t120s"), "{shown}");
+}
+
+#[tokio::test]
+async fn a_rotated_signing_key_signs_new_tokens_and_old_ones_still_verify() {
+    // No --secret-key: the keys live in the database.
+    let directory = tempfile::tempdir().unwrap();
+    let database = directory.path().join("keys.sqlite3");
+    let service = Service::start_on(directory, database.clone(), &["--reload-interval", "1s"]);
+    let before = register_and_login(&service, "keys@example.org").await;
+    let kid = |tokens: &Value| {
+        let header = tokens["access_token"]
+            .as_str()
+            .unwrap()
+            .split('.')
+            .next()
+            .unwrap()
+            .to_owned();
+        let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header)
+            .unwrap();
+        serde_json::from_slice::<Value>(&header).unwrap()["kid"].clone()
+    };
+
+    let rotated = admin(&database, &["keys", "rotate"], "");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (_, after) = login(&service, "keys@example.org", PASSWORD).await;
+
+    assert!(rotated.status.success(), "{rotated:?}");
+    assert_ne!(kid(&before), kid(&after));
+    assert!(stdout(&rotated).contains(kid(&after).as_str().unwrap()));
+    assert_eq!(
+        me(&service, before["access_token"].as_str().unwrap()).await,
+        200
+    );
+    assert_eq!(
+        me(&service, after["access_token"].as_str().unwrap()).await,
+        200
+    );
+}
+
+#[tokio::test]
+async fn housekeeping_deletes_spent_tokens_and_ended_sessions_but_keeps_live_ones() {
+    let service = Service::start(&[]);
+    let client = reqwest::Client::new();
+    let live = register_and_login(&service, "tidy@example.org").await;
+    let (_, rotated) = post(
+        &client,
+        service.url("/api/refresh/"),
+        json!({"refresh_token": live["refresh_token"]}),
+    )
+    .await;
+    let (_, ended) = login(&service, "tidy@example.org", PASSWORD).await;
+    post(
+        &client,
+        service.url("/api/logout/"),
+        json!({"refresh_token": ended["refresh_token"]}),
+    )
+    .await;
+    let count = |table: &str| -> i64 {
+        rusqlite::Connection::open(&service.database)
+            .unwrap()
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
+                row.get(0)
+            })
+            .unwrap()
+    };
+    assert_eq!((count("sessions"), count("refresh_tokens")), (2, 3));
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let purged = admin(&service.database, &["--retention", "1s", "purge"], "");
+
+    assert!(purged.status.success(), "{purged:?}");
+    assert!(
+        stdout(&purged).contains("Deleted 2 refresh tokens, 1 sessions"),
+        "{purged:?}"
+    );
+    assert_eq!((count("sessions"), count("refresh_tokens")), (1, 1));
+    let (status, _) = post(
+        &client,
+        service.url("/api/refresh/"),
+        json!({"refresh_token": rotated["refresh_token"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "the live session survived");
+}
