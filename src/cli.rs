@@ -4,11 +4,11 @@
 use clap::Subcommand;
 use std::io::IsTerminal;
 
-use crate::auth::Auth;
 use crate::auth::email::Email;
 use crate::auth::password::Password;
 use crate::auth::settings::Setting;
 use crate::auth::username::Username;
+use crate::auth::{Auth, AuthError};
 use crate::config::Cli;
 use crate::store::django::{self, DjangoUser};
 use crate::store::{Account, PostgresStore, SqliteStore, Store, StoreError};
@@ -199,10 +199,10 @@ async fn users<S: Store>(auth: &Auth<S>, command: UserCommand) -> Result<(), Sta
                 .register(email.clone(), password)
                 .await
                 .map_err(|error| match error {
-                    StoreError::EmailTaken => {
+                    AuthError::Store(StoreError::EmailTaken) => {
                         failure(format!("{} is already registered", email.as_str()))
                     }
-                    other => other.into(),
+                    other => failure(other.to_string()),
                 })?;
             println!("Created account {id} for {}.", email.as_str());
         }
@@ -230,7 +230,9 @@ async fn users<S: Store>(auth: &Auth<S>, command: UserCommand) -> Result<(), Sta
         UserCommand::SetPassword { email } => {
             let account = find(auth, &email).await?;
             let password = read_new_password(auth, &parse_email(&account.email)?)?;
-            auth.set_password(account.id, password).await?;
+            auth.set_password(account.id, password)
+                .await
+                .map_err(|error| failure(error.to_string()))?;
             println!("Password of {} changed.", account.email);
         }
     }

@@ -146,6 +146,11 @@ pub struct Config {
     #[arg(long, env = "RESTFUL_AUTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
 
+    /// Password checks allowed to wait for the hashing pool; more are refused at once with 503
+    /// and `Retry-After`, so a login flood cannot queue without bound.
+    #[arg(long, env = "RESTFUL_AUTH_HASH_QUEUE_LIMIT", default_value_t = 64)]
+    pub hash_queue_limit: usize,
+
     /// Log filter: a level (`info`, `debug`) or `tracing` directives (`restful_auth=debug`).
     #[arg(long, env = "RESTFUL_AUTH_LOG", default_value = "info")]
     pub log_level: String,

@@ -69,6 +69,8 @@ pub enum AuthError {
     #[error("throttled for {retry_after} s")]
     Throttled { retry_after: i64 },
     #[error(transparent)]
+    Overloaded(#[from] password::Overloaded),
+    #[error(transparent)]
     Store(#[from] StoreError),
 }
 
@@ -113,7 +115,7 @@ impl<S: Store> Auth<S> {
         let live = Self::load_live(&store, configured_keys.as_deref(), default_lifetimes).await?;
         Ok(Auth {
             store,
-            hasher: Hasher::new(config.hash_concurrency()),
+            hasher: Hasher::new(config.hash_concurrency(), config.hash_queue_limit),
             policy: PasswordPolicy {
                 min_length: config.password_min_length,
             },
@@ -258,8 +260,8 @@ impl<S: Store> Auth<S> {
         }
     }
 
-    pub async fn register(&self, email: Email, password: Password) -> Result<UserId, StoreError> {
-        let password_hash = self.hasher.hash(password).await;
+    pub async fn register(&self, email: Email, password: Password) -> Result<UserId, AuthError> {
+        let password_hash = self.hasher.hash(password).await?;
         self.store
             .create_user(NewUser {
                 email: email.as_str().to_owned(),
@@ -270,6 +272,7 @@ impl<S: Store> Auth<S> {
                 now: now(),
             })
             .await
+            .map_err(AuthError::from)
     }
 
     /// Adds an account with a hash made elsewhere (the Django original's); it verifies at login
@@ -308,15 +311,12 @@ impl<S: Store> Auth<S> {
     }
 
     /// Replaces the password; the caller has checked it against the policy.
-    pub async fn set_password(
-        &self,
-        user_id: UserId,
-        password: Password,
-    ) -> Result<(), StoreError> {
-        let password_hash = self.hasher.hash(password).await;
+    pub async fn set_password(&self, user_id: UserId, password: Password) -> Result<(), AuthError> {
+        let password_hash = self.hasher.hash(password).await?;
         self.store
             .set_password_hash(user_id, password_hash, now())
-            .await
+            .await?;
+        Ok(())
     }
 
     /// Checks the credentials and starts a new session. Unknown email, wrong password and
@@ -352,7 +352,7 @@ impl<S: Store> Auth<S> {
             ),
             None => (None, None),
         };
-        let verification = self.hasher.verify(password.clone(), stored_hash).await;
+        let verification = self.hasher.verify(password.clone(), stored_hash).await?;
         let Some((user_id, true)) = account.filter(|_| verification.matched()) else {
             metrics::counter!("logins_total", "outcome" => "failure").increment(1);
             if !buckets.is_empty() {
@@ -378,7 +378,7 @@ impl<S: Store> Auth<S> {
         if verification == (Verification::Match { rehash: true }) {
             // The one moment the plain password is at hand: replace an imported or outdated
             // hash with our Argon2id, so nobody is asked to reset a password.
-            let password_hash = self.hasher.hash(password).await;
+            let password_hash = self.hasher.hash(password).await?;
             self.store
                 .set_password_hash(user_id, password_hash, now())
                 .await?;
@@ -501,10 +501,10 @@ impl<S: Store> Auth<S> {
         if stored.is_none() {
             return Err(AuthError::InvalidCredentials);
         }
-        if !self.hasher.verify(old, stored).await.matched() {
+        if !self.hasher.verify(old, stored).await?.matched() {
             return Err(AuthError::WrongPassword);
         }
-        let password_hash = self.hasher.hash(new).await;
+        let password_hash = self.hasher.hash(new).await?;
         let now = now();
         self.store
             .set_password_hash(caller.user_id, password_hash, now)

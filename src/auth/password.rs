@@ -4,6 +4,7 @@
 //! are flagged for replacement by our Argon2id.
 
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use argon2::password_hash::rand_core::OsRng;
@@ -130,27 +131,44 @@ fn argon2() -> Argon2<'static> {
 }
 
 /// Hashes and verifies passwords on the blocking pool, at most `concurrency` at a time; other
-/// callers wait for a permit without holding a thread.
+/// callers wait for a permit without holding a thread. At most `max_waiting` wait: beyond that a
+/// flood of logins is shed at once, so the queue (and the memory it holds) stays bounded and
+/// the requests already waiting are answered in time.
 #[derive(Clone)]
 pub struct Hasher {
     permits: Arc<Semaphore>,
+    /// Requests holding or waiting for a permit.
+    admitted: Arc<AtomicUsize>,
+    capacity: usize,
 }
 
+/// The hashing pool is full; the client should retry shortly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too many password checks in progress")]
+pub struct Overloaded;
+
 impl Hasher {
-    pub fn new(concurrency: usize) -> Hasher {
+    pub fn new(concurrency: usize, max_waiting: usize) -> Hasher {
+        let concurrency = concurrency.max(1);
         Hasher {
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            permits: Arc::new(Semaphore::new(concurrency)),
+            admitted: Arc::new(AtomicUsize::new(0)),
+            capacity: concurrency + max_waiting,
         }
     }
 
     /// An Argon2id PHC string of `password` with a fresh salt.
-    pub async fn hash(&self, password: Password) -> String {
+    pub async fn hash(&self, password: Password) -> Result<String, Overloaded> {
         self.run(move || hash_blocking(password.expose())).await
     }
 
     /// Whether `password` matches `stored`. With no stored hash (unknown account) a dummy hash
     /// is verified all the same, so the answer takes as long and tells nobody who is registered.
-    pub async fn verify(&self, password: Password, stored: Option<String>) -> Verification {
+    pub async fn verify(
+        &self,
+        password: Password,
+        stored: Option<String>,
+    ) -> Result<Verification, Overloaded> {
         self.run(move || match stored {
             Some(stored) => verify_blocking(password.expose(), &stored),
             None => {
@@ -161,20 +179,32 @@ impl Hasher {
         .await
     }
 
-    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> T {
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Overloaded> {
+        if self.admitted.fetch_add(1, Ordering::SeqCst) >= self.capacity {
+            self.admitted.fetch_sub(1, Ordering::SeqCst);
+            metrics::counter!("password_hash_shed_total").increment(1);
+            return Err(Overloaded);
+        }
         // Hashes waiting or running: the pool's saturation, for operators.
         let depth = metrics::gauge!("password_hash_queue_depth");
         depth.increment(1.0);
-        // Decremented also when the waiting request is cancelled mid-queue.
-        let _leaving = scopeguard::guard((), move |()| depth.decrement(1.0));
+        // Released also when the waiting request is cancelled mid-queue.
+        let admitted = self.admitted.clone();
+        let _leaving = scopeguard::guard((), move |()| {
+            depth.decrement(1.0);
+            admitted.fetch_sub(1, Ordering::SeqCst);
+        });
         let _permit = self
             .permits
             .acquire()
             .await
             .expect("the hashing semaphore is never closed");
-        tokio::task::spawn_blocking(work)
+        Ok(tokio::task::spawn_blocking(work)
             .await
-            .expect("password hashing does not panic")
+            .expect("password hashing does not panic"))
     }
 }
 
@@ -341,11 +371,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_hash_verifies_its_password_and_no_other() {
-        let hasher = Hasher::new(2);
-        let phc = hasher.hash(Password::new("s3cret-enough".into())).await;
+        let hasher = Hasher::new(2, 8);
+        let phc = hasher
+            .hash(Password::new("s3cret-enough".into()))
+            .await
+            .unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
         let verify = |password: &str, stored: Option<String>| {
-            hasher.verify(Password::new(password.into()), stored)
+            let verification = hasher.verify(Password::new(password.into()), stored);
+            async { verification.await.unwrap() }
         };
         assert_eq!(
             verify("s3cret-enough", Some(phc.clone())).await,
@@ -387,6 +421,29 @@ mod tests {
             Verification::Match { rehash: true }
         );
         assert_eq!(verify_blocking("wrong", &django), Verification::Mismatch);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn beyond_the_queue_bound_hashes_are_shed_at_once() {
+        let hasher = Hasher::new(1, 2);
+        let flood: Vec<_> = (0..12)
+            .map(|_| {
+                let hasher = hasher.clone();
+                tokio::spawn(async move { hasher.hash(Password::new("x".repeat(12))).await })
+            })
+            .collect();
+        let mut shed = 0;
+        for outcome in flood {
+            shed += usize::from(outcome.await.unwrap().is_err());
+        }
+        assert!(
+            shed >= 9,
+            "at most 1 running + 2 waiting were admitted; shed {shed}"
+        );
+        assert!(
+            hasher.hash(Password::new("x".repeat(12))).await.is_ok(),
+            "the pool recovers"
+        );
     }
 
     #[test]

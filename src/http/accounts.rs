@@ -7,9 +7,9 @@ use serde::Serialize;
 
 use super::extract::{Fields, Trim};
 use super::{ApiError, AppState, Json, error::FieldErrors};
-use crate::auth::Client;
 use crate::auth::email::Email;
 use crate::auth::password::{self, Password};
+use crate::auth::{AuthError, Client};
 use crate::store::{Store, StoreError};
 
 pub fn routes<S: Store>() -> MethodRouter<AppState<S>> {
@@ -88,7 +88,7 @@ async fn register<S: Store>(
             },
         )),
         // Lost a race with another registration of the same address.
-        Err(StoreError::EmailTaken) => {
+        Err(AuthError::Store(StoreError::EmailTaken)) => {
             let mut errors = FieldErrors::default();
             errors.add("email", EMAIL_TAKEN);
             Err(ApiError::Fields(errors))

@@ -188,6 +188,7 @@ impl From<AuthError> for ApiError {
             AuthError::InvalidCredentials => ApiError::InvalidCredentials,
             AuthError::InvalidRefreshToken => ApiError::InvalidRefreshToken,
             AuthError::Throttled { retry_after } => ApiError::Throttled { retry_after },
+            AuthError::Overloaded(overloaded) => ApiError::Unavailable(overloaded.to_string()),
             AuthError::WrongPassword => {
                 let mut errors = FieldErrors::default();
                 // Django's PasswordChangeForm message.

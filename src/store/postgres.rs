@@ -677,7 +677,11 @@ impl Store for PostgresStore {
     }
 
     async fn add_signing_key(&self, key: StoredKey) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO signing_keys (kid, secret, created_at) VALUES ($1, $2, $3)")
+        // Strictly newer than every key, even within the same second: the newest signs.
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, secret, created_at)
+             VALUES ($1, $2, GREATEST($3, (SELECT COALESCE(MAX(created_at), 0) + 1 FROM signing_keys)))",
+        )
             .bind(key.kid)
             .bind(key.secret)
             .bind(key.created_at)

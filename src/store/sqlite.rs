@@ -669,7 +669,9 @@ impl Store for SqliteStore {
     async fn add_signing_key(&self, key: StoredKey) -> Result<(), StoreError> {
         self.write(move |conn| {
             conn.execute(
-                "INSERT INTO signing_keys (kid, secret, created_at) VALUES (?1, ?2, ?3)",
+                // Strictly newer than every key, even within the same second: the newest signs.
+                "INSERT INTO signing_keys (kid, secret, created_at)
+                 VALUES (?1, ?2, max(?3, (SELECT coalesce(max(created_at), 0) + 1 FROM signing_keys)))",
                 params![key.kid, key.secret, key.created_at],
             )
             .map(drop)

@@ -526,3 +526,57 @@ async fn past_the_absolute_session_lifetime_a_refresh_fails() {
         json!({"detail": "Token is invalid or expired", "code": "token_not_valid"})
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_flood_beyond_the_hash_queue_is_shed_with_503_and_retry_after() {
+    let app = spawn_app_with(|config| {
+        config.hash_concurrency = std::num::NonZeroUsize::new(1);
+        config.hash_queue_limit = 1;
+        config.throttle_login_account = restful_auth::config::Limit(None);
+    })
+    .await;
+    let (ann, tokens) = app.register_and_login().await;
+
+    let flood: Vec<_> = (0..16)
+        .map(|_| {
+            let (router, email) = (app.router.clone(), ann.email.clone());
+            tokio::spawn(async move {
+                let request = Request::post("/api/login/")
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(
+                        credentials(&email, "wrong password").to_string(),
+                    ))
+                    .unwrap();
+                tower::ServiceExt::oneshot(router, request).await.unwrap()
+            })
+        })
+        .collect();
+    let me_meanwhile = app.get_me(&tokens.access).await;
+    let mut shed = 0;
+    for answer in flood {
+        let answer = answer.await.unwrap();
+        match answer.status() {
+            StatusCode::UNAUTHORIZED => {}
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(answer.headers()[header::RETRY_AFTER], "1");
+                shed += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+
+    assert!(
+        shed >= 10,
+        "one hashing and one waiting at most; shed {shed}"
+    );
+    assert_eq!(
+        me_meanwhile.status,
+        StatusCode::OK,
+        "cheap requests are unaffected"
+    );
+    assert_eq!(
+        app.login(&ann.email, PASSWORD).await.status,
+        StatusCode::OK,
+        "it recovers"
+    );
+}

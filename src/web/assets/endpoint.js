@@ -92,7 +92,7 @@ function requestOf(form) {
     const token = document.getElementById('bearer').value.trim();
     if (token) headers.Authorization = `Bearer ${token}`;
   }
-  return { method: form.dataset.method, path: form.dataset.path, headers, body, sentFields };
+  return { method: form.dataset.method, path: form.dataset.path, bearer: 'bearer' in form.dataset, headers, body, sentFields };
 }
 
 async function send(form) {
@@ -157,10 +157,18 @@ function show(request, response, text, answer, milliseconds) {
     h('dl', { class: 'headers' }, headers),
     h('h3', {}, 'Body'),
     answer === undefined ? h('pre', { class: 'json' }, h('code', {}, text || '(empty)')) : jsonView(answer),
-    nextStep(response),
+    ...[bearerAdvice(request, response), nextStep(response)].filter(Boolean),
   );
   const { top } = panel.getBoundingClientRect();
   if (top > window.innerHeight * 0.6) panel.scrollIntoView({ behavior: 'smooth', block: 'start' });
+}
+
+/** Access tokens last seconds: say what to do when one is missing or spent. */
+function bearerAdvice(request, response) {
+  if (!request.bearer || response.status !== 401) return null;
+  return h('p', { class: 'next-step' }, session.refresh
+    ? 'The access token is missing or no longer valid: get a new one with “Refresh now” above, then send again.'
+    : 'This needs the access token of a login: log in first, then come back.');
 }
 
 /** After a success, the next endpoint of the walk-through, as the navigation orders them. */

@@ -42,6 +42,26 @@ export const session = {
   onChange(listener) { listeners.add(listener); },
 };
 
+/** The contract's endpoint that trades a refresh token for new tokens. */
+const REFRESH_PATH = '/api/refresh/';
+
+/**
+ * Trades the kept refresh token for new tokens: access tokens last seconds, and a page that
+ * needs one should not send its user elsewhere for it. A refused token is spent: forgotten.
+ */
+export async function refreshTokens() {
+  const response = await fetch(REFRESH_PATH, {
+    method: 'POST',
+    headers: { Accept: 'application/json', 'Content-Type': 'application/json' },
+    body: JSON.stringify({ refresh_token: session.refresh }),
+    cache: 'no-store',
+    credentials: 'omit',
+  });
+  if (response.ok) session.keep(await response.json());
+  else if (response.status === 401) session.forget();
+  return response.status;
+}
+
 function changed() {
   for (const listener of listeners) listener();
 }
@@ -52,17 +72,24 @@ const bar = document.getElementById('session');
 
 if (bar) {
   const state = h('span', {});
+  const renew = h('button', { type: 'button', class: 'link-button' }, 'Refresh now');
+  renew.addEventListener('click', async () => {
+    renew.disabled = true;
+    try { await refreshTokens(); } finally { renew.disabled = false; }
+  });
   const forget = h('button', { type: 'button', class: 'link-button' }, 'Forget tokens');
   forget.addEventListener('click', () => session.forget());
-  bar.append(h('span', { class: 'session-dot', 'aria-hidden': 'true' }), state, forget);
+  bar.append(state, renew, forget);
 
   const render = () => {
     bar.hidden = !session.refresh && !session.access;
     const left = session.secondsLeft;
     const access = left === null
       ? 'no access token'
-      : left > 0 ? `access token valid for ${left} s` : 'access token expired: refresh for a new one';
+      : left > 0 ? `access token valid for ${left} s` : 'access token expired';
+    renew.hidden = !session.refresh;
     state.replaceChildren(
+      h('span', { class: 'session-dot', 'aria-hidden': 'true' }),
       h('strong', {}, 'Tokens kept in this tab'),
       ` · ${access}`,
       session.refresh ? ' · refresh token ready' : '',
