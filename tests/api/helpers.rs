@@ -17,6 +17,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use restful_auth::auth::Auth;
+use restful_auth::auth::settings::Setting;
 use restful_auth::config::{Config, SecretKey};
 use restful_auth::store::{SqliteStore, Store};
 use serde_json::{Value, json};
@@ -106,22 +107,25 @@ async fn build_router(config: &Config) -> (Router, Arc<dyn Admin>) {
     )
 }
 
-/// The administrator's operations, whatever the store behind them.
+type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The administrator's operations (what the command line does), whatever the store behind them.
 pub trait Admin: Send + Sync {
-    /// Activates or deactivates an account, as `restful-auth user activate|deactivate` does.
-    fn set_active(
-        &self,
-        user_id: i64,
-        active: bool,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    /// Activates or deactivates an account (`restful-auth user activate|deactivate`).
+    fn set_active(&self, user_id: i64, active: bool) -> Pending<'_, ()>;
+
+    /// Stores a run-time setting (`restful-auth settings set NAME VALUE`).
+    fn set_setting<'a>(&'a self, name: &'a str, value: &'a str) -> Pending<'a, ()>;
+
+    /// Adds a signing key to the database; `None` when the key comes from the configuration.
+    fn rotate_signing_key(&self) -> Pending<'_, Option<String>>;
+
+    /// Picks up what the database holds now, as every instance does every few seconds.
+    fn reload(&self) -> Pending<'_, ()>;
 }
 
 impl<S: Store> Admin for Auth<S> {
-    fn set_active(
-        &self,
-        user_id: i64,
-        active: bool,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+    fn set_active(&self, user_id: i64, active: bool) -> Pending<'_, ()> {
         Box::pin(async move {
             let found = Auth::set_active(self, user_id, active)
                 .await
@@ -129,12 +133,41 @@ impl<S: Store> Admin for Auth<S> {
             assert!(found, "user {user_id} exists");
         })
     }
+
+    fn set_setting<'a>(&'a self, name: &'a str, value: &'a str) -> Pending<'a, ()> {
+        Box::pin(async move {
+            let setting: Setting = name.parse().expect("a known setting");
+            Auth::set_setting(self, setting, value)
+                .await
+                .expect("a valid value");
+        })
+    }
+
+    fn rotate_signing_key(&self) -> Pending<'_, Option<String>> {
+        Box::pin(async move {
+            Auth::rotate_signing_key(self)
+                .await
+                .expect("the store answers")
+        })
+    }
+
+    fn reload(&self) -> Pending<'_, ()> {
+        Box::pin(async move { Auth::reload(self).await.expect("the store answers") })
+    }
 }
 
 impl TestApp {
-    /// Another instance of the service on the same database, as behind a load balancer.
-    pub async fn another_instance(&self) -> Router {
-        build_router(&self.config).await.0
+    /// Another instance of the service on the same database, as behind a load balancer; it
+    /// lives no longer than `self`, which keeps the database.
+    pub async fn another_instance(&self) -> TestApp {
+        let (router, admin) = build_router(&self.config).await;
+        TestApp {
+            router,
+            admin,
+            config: self.config.clone(),
+            secret: self.secret.clone(),
+            _database: Box::new(()),
+        }
     }
 
     /// Deactivates an account the way an administrator does.

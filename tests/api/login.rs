@@ -344,14 +344,10 @@ async fn a_generated_signing_secret_is_kept_in_the_database_and_shared_by_every_
 
     // Act
     let instance = app.another_instance().await;
-    let request = axum::http::Request::get("/api/me/")
-        .header("authorization", format!("Bearer {}", tokens.access))
-        .body(axum::body::Body::empty())
-        .unwrap();
-    let response = tower::ServiceExt::oneshot(instance, request).await.unwrap();
+    let response = instance.get_me(&tokens.access).await;
 
     // Assert
-    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.status, StatusCode::OK, "{response:?}");
 }
 
 #[tokio::test]
@@ -382,4 +378,65 @@ async fn the_configured_secret_signs_the_access_tokens() {
 
     // Assert: the key alone verifies the token, with no database.
     assert_eq!(claims["user_id"], user.id);
+}
+
+#[tokio::test]
+async fn lifetimes_changed_at_run_time_reach_every_instance_sharing_the_database() {
+    // Arrange
+    let app = spawn_app().await;
+    let other = app.another_instance().await;
+    let user = app.register_user("ann@example.org").await;
+    assert_eq!(
+        app.login(&user.email, PASSWORD).await.body["expires_in"],
+        30
+    );
+
+    // Act
+    app.admin.set_setting("access-token-lifetime", "2m").await;
+    app.admin.set_setting("refresh-token-lifetime", "1h").await;
+    other.admin.reload().await;
+
+    // Assert
+    let response = other.login(&user.email, PASSWORD).await;
+    assert_eq!(response.body["expires_in"], 120, "{response:?}");
+    let claims = other.claims_of(&tokens_of(&response).access);
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        120
+    );
+    let lifetimes: Vec<i64> = app
+        .stored_refresh_tokens()
+        .into_iter()
+        .map(|(_, issued_at, expires_at)| expires_at - issued_at)
+        .collect();
+    assert!(lifetimes.contains(&3600), "{lifetimes:?}");
+}
+
+#[tokio::test]
+async fn after_a_key_rotation_new_tokens_name_the_new_key_and_older_ones_stay_valid() {
+    // Arrange
+    let app = spawn_app_with(|config| config.secret_key = None).await;
+    let other = app.another_instance().await;
+    let user = app.register_user("ann@example.org").await;
+    let before = app.login_user(&user).await;
+
+    // Act
+    let rotated = app.admin.rotate_signing_key().await;
+    app.admin.reload().await;
+    other.admin.reload().await;
+    let after = app.login_user(&user).await;
+
+    // Assert
+    assert!(rotated.is_some(), "keys kept in the database rotate");
+    let old_kid = jsonwebtoken::decode_header(&before.access).unwrap().kid;
+    let new_kid = jsonwebtoken::decode_header(&after.access).unwrap().kid;
+    assert!(old_kid.is_some());
+    assert_eq!(new_kid, rotated);
+    assert_ne!(old_kid, new_kid);
+    for instance in [&app, &other] {
+        for tokens in [&before, &after] {
+            let response = instance.get_me(&tokens.access).await;
+            assert_eq!(response.status, StatusCode::OK, "{response:?}");
+        }
+    }
 }

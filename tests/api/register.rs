@@ -182,6 +182,22 @@ async fn an_invalid_email_is_refused() {
 }
 
 #[tokio::test]
+#[ignore = "BUG: addresses Django's EmailValidator (DRF's EmailField) refuses are accepted: \
+            a one-letter top-level domain (a@b.c) and an underscore in the domain (ann@x_y.org)"]
+async fn an_address_djangos_validator_refuses_is_refused() {
+    // Arrange
+    let app = spawn_app().await;
+
+    for email in ["ann@example.c", "ann@x_y.org"] {
+        // Act
+        let response = app.register(email, PASSWORD).await;
+
+        // Assert
+        response.assert(StatusCode::BAD_REQUEST, json!({"email": [INVALID_EMAIL]}));
+    }
+}
+
+#[tokio::test]
 async fn a_number_for_the_email_is_read_as_text_and_is_not_an_address() {
     // Arrange
     let app = spawn_app().await;
