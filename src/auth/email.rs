@@ -53,8 +53,9 @@ impl Email {
     }
 }
 
-/// RFC 5322 syntax (by `email_address`), narrowed as Django's validator: a plain address without
-/// display name, whose domain is a dotted host name or an address literal.
+/// RFC 5322 syntax (by `email_address`), narrowed as Django's `EmailValidator`: a plain address
+/// without display name, whose domain is `localhost`, an address literal, or a host name of
+/// letter-digit-hyphen labels ending in a top-level domain of at least two letters.
 fn is_valid(raw: &str) -> bool {
     let Ok(parsed) = EmailAddress::from_str(raw) else {
         return false;
@@ -63,8 +64,25 @@ fn is_valid(raw: &str) -> bool {
         return false;
     }
     let domain = parsed.domain();
-    let literal = domain.starts_with('[') && domain.ends_with(']');
-    literal || (domain.contains('.') && !domain.ends_with('.') && !domain.starts_with('.'))
+    if domain == "localhost" || (domain.starts_with('[') && domain.ends_with(']')) {
+        return true;
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    let Some((top_level, hosts)) = labels.split_last() else {
+        return false;
+    };
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.chars().count())
+            && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    let top_level_ok = (2..=63).contains(&top_level.chars().count())
+        && (top_level.chars().all(char::is_alphabetic)
+            || top_level.strip_prefix("xn--").is_some_and(|rest| {
+                !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric())
+            }));
+    !hosts.is_empty() && hosts.iter().all(|label| label_ok(label)) && top_level_ok
 }
 
 #[cfg(test)]
@@ -88,8 +106,25 @@ mod tests {
             "Ann <ann@example.org>",
             "ann lee@example.org",
             "ann@example.org.",
+            "ann@example.c",
+            "ann@x_y.org",
+            "ann@-x.org",
+            "ann@example.123",
         ] {
             assert_eq!(Email::parse(raw), Err(INVALID.to_string()), "{raw}");
+        }
+    }
+
+    #[test]
+    fn localhost_literals_and_international_domains_are_accepted() {
+        for raw in [
+            "ann@localhost",
+            "ann@[192.0.2.1]",
+            "ann@bücher.de",
+            "ann@xn--bcher-kva.de",
+            "a@b.co",
+        ] {
+            assert!(Email::parse(raw).is_ok(), "{raw}");
         }
     }
 

@@ -115,6 +115,16 @@ pub enum Trim {
 }
 
 impl Fields {
+    /// A required field of any type; only its presence and non-null-ness are checked.
+    pub fn required_value(&self, field: &'static str, errors: &mut FieldErrors) -> Option<&Value> {
+        match self.0.get(field) {
+            None => errors.add(field, "This field is required."),
+            Some(Value::Null) => errors.add(field, "This field may not be null."),
+            Some(value) => return Some(value),
+        }
+        None
+    }
+
     /// A required text field, checked as DRF's `CharField(allow_blank=False)`; a failure is
     /// recorded in `errors` under `field`. Numbers are read as their text, as DRF does.
     pub fn required_text(

@@ -79,6 +79,7 @@ impl From<TokenPair> for Json<Tokens> {
         (status = 401, description = "The credentials match no active account.",
             body = super::openapi::Detail,
             example = json!({"detail": "No active account found with the given credentials"})),
+        (status = 429, response = super::openapi::Throttled),
     ),
 )]
 async fn login<S: Store>(
@@ -135,7 +136,7 @@ async fn refresh<S: Store>(
     tag = "sessions",
     request_body = super::openapi::RefreshTokenBody,
     responses(
-        (status = 200, description = "The session ended.", body = super::openapi::LoggedOut),
+        (status = 200, description = "The session ended.", body = super::openapi::Success),
         (status = 400, description = "The token is missing or not a UUID.",
             body = super::openapi::BadRequest,
             example = json!({"refresh_token": ["This field is required."]})),
@@ -152,15 +153,20 @@ async fn logout<S: Store>(
     Ok(Json(StatusCode::OK, json!({"success": "User logged out."})))
 }
 
-/// The `refresh_token` field, as DRF's `UUIDField`.
+/// The `refresh_token` field, as DRF's `UUIDField`: anything but a UUID's text, blank
+/// included, is "not a valid UUID".
 fn refresh_token(fields: &Fields) -> Result<RefreshToken, ApiError> {
     let mut errors = FieldErrors::default();
     fields
-        .required_text("refresh_token", Trim::Yes, &mut errors)
-        .and_then(|raw| {
-            RefreshToken::parse(&raw)
-                .ok_or_else(|| errors.add("refresh_token", "Must be a valid UUID."))
-                .ok()
+        .required_value("refresh_token", &mut errors)
+        .and_then(|value| {
+            value
+                .as_str()
+                .and_then(|text| RefreshToken::parse(text.trim()))
+                .or_else(|| {
+                    errors.add("refresh_token", "Must be a valid UUID.");
+                    None
+                })
         })
         .ok_or(ApiError::Fields(errors))
 }

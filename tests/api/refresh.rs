@@ -210,8 +210,6 @@ async fn a_refresh_token_that_is_not_a_uuid_is_refused_with_400() {
 }
 
 #[tokio::test]
-#[ignore = "BUG: a blank refresh_token answers \"This field may not be blank.\"; the contract \
-            (and DRF's UUIDField) answer \"Must be a valid UUID.\""]
 async fn a_blank_refresh_token_is_not_a_valid_uuid() {
     // Arrange
     let app = spawn_app().await;

@@ -182,8 +182,6 @@ async fn an_invalid_email_is_refused() {
 }
 
 #[tokio::test]
-#[ignore = "BUG: addresses Django's EmailValidator (DRF's EmailField) refuses are accepted: \
-            a one-letter top-level domain (a@b.c) and an underscore in the domain (ann@x_y.org)"]
 async fn an_address_djangos_validator_refuses_is_refused() {
     // Arrange
     let app = spawn_app().await;
