@@ -7,7 +7,6 @@
 use std::any::Any;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -19,7 +18,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use restful_auth::auth::Auth;
 use restful_auth::auth::settings::Setting;
 use restful_auth::config::{Config, SecretKey};
-use restful_auth::store::{SqliteStore, Store};
+use restful_auth::store::{PostgresStore, SqliteStore, Store};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -74,11 +73,21 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
-/// A fresh SQLite file in a temporary directory of its own, configured by `configure`.
+/// A fresh database of its own — a SQLite file in a temporary directory, or a PostgreSQL
+/// database when `TEST_DATABASE_URL` names a server — configured by `configure`.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
-    let directory = tempfile::tempdir().expect("a temporary directory");
-    let path = directory.path().join("restful_auth.sqlite3");
-    let mut config = Config::with_database(format!("sqlite://{}", path.display()));
+    let (url, database): (String, Box<dyn Any + Send + Sync>) = match crate::pg::server_url() {
+        Some(server) => {
+            let fresh = crate::pg::FreshDatabase::create(server).await;
+            (fresh.url.clone(), Box::new(fresh))
+        }
+        None => {
+            let directory = tempfile::tempdir().expect("a temporary directory");
+            let path = directory.path().join("restful_auth.sqlite3");
+            (format!("sqlite://{}", path.display()), Box::new(directory))
+        }
+    };
+    let mut config = Config::with_database(url);
     config.secret_key = Some(SECRET.parse::<SecretKey>().expect("a long enough test key"));
     configure(&mut config);
     let (router, admin) = build_router(&config).await;
@@ -87,14 +96,22 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         admin,
         secret: config.secret_key.as_ref().map(|key| key.expose().to_vec()),
         config,
-        _database: Box::new(directory),
+        _database: database,
     }
 }
 
+/// The service on `config`'s database, with a pool of its own, as one instance of several.
 async fn build_router(config: &Config) -> (Router, Arc<dyn Admin>) {
-    let store = SqliteStore::open(&config.database_url)
-        .await
-        .expect("the test database opens");
+    if config.database_url.starts_with("sqlite://") {
+        let store = SqliteStore::open(&config.database_url).await;
+        service_on(store.expect("the test database opens"), config).await
+    } else {
+        let store = PostgresStore::open(&config.database_url, &config.pool_settings()).await;
+        service_on(store.expect("the test database opens"), config).await
+    }
+}
+
+async fn service_on<S: Store>(store: S, config: &Config) -> (Router, Arc<dyn Admin>) {
     let auth = Arc::new(
         Auth::new(store, config)
             .await
@@ -367,125 +384,102 @@ impl TestApp {
 
     // ---- the database, directly ----------------------------------------------------------
 
-    fn sqlite_path(&self) -> PathBuf {
+    /// Runs `sql` (a statement or a query) on the test database, as another tool on it would;
+    /// every cell comes back as text bytes (numbers in decimal) or raw bytes.
+    pub fn query(&self, sql: &str) -> Vec<Vec<Option<Vec<u8>>>> {
         let url = &self.config.database_url;
-        let path = url
-            .strip_prefix("sqlite://")
-            .unwrap_or_else(|| panic!("direct database checks need SQLite, not {url}"));
-        PathBuf::from(path)
+        match url.strip_prefix("sqlite://") {
+            Some(path) => sqlite_query(path, sql),
+            None => crate::pg::query(url, sql),
+        }
     }
 
-    fn read_only(&self) -> rusqlite::Connection {
-        let connection = rusqlite::Connection::open_with_flags(
-            self.sqlite_path(),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .expect("the test database opens read-only");
-        connection
-            .busy_timeout(std::time::Duration::from_secs(5))
-            .expect("a busy timeout");
-        connection
-    }
-
-    /// What an administrator (or another tool on the database) would do; not part of the API.
-    fn execute(&self, sql: &str, params: impl rusqlite::Params) -> usize {
-        let connection =
-            rusqlite::Connection::open(self.sqlite_path()).expect("the test database opens");
-        connection
-            .busy_timeout(std::time::Duration::from_secs(5))
-            .expect("a busy timeout");
-        connection
-            .execute_batch("PRAGMA foreign_keys = ON;")
-            .expect("foreign keys on");
-        connection.execute(sql, params).expect("the statement runs")
+    fn single(&self, sql: &str) -> String {
+        let rows = self.query(sql);
+        let cell = rows
+            .first()
+            .and_then(|row| row.first())
+            .cloned()
+            .flatten()
+            .unwrap_or_else(|| panic!("{sql} gave a value"));
+        String::from_utf8(cell).expect("a text value")
     }
 
     /// Flips `is_active` in the database alone, as another tool on the database might.
     pub fn set_is_active_column(&self, user_id: i64, active: bool) {
-        let changed = self.execute(
-            "UPDATE users SET is_active = ?2 WHERE id = ?1",
-            rusqlite::params![user_id, active],
-        );
-        assert_eq!(changed, 1, "user {user_id} exists");
+        let active = if active { "TRUE" } else { "FALSE" };
+        let changed = self.query(&format!(
+            "UPDATE users SET is_active = {active} WHERE id = {user_id} RETURNING id"
+        ));
+        assert_eq!(changed.len(), 1, "user {user_id} exists");
     }
 
     pub fn delete_user(&self, user_id: i64) {
-        let changed = self.execute("DELETE FROM users WHERE id = ?1", [user_id]);
-        assert_eq!(changed, 1, "user {user_id} exists");
+        let deleted = self.query(&format!(
+            "DELETE FROM users WHERE id = {user_id} RETURNING id"
+        ));
+        assert_eq!(deleted.len(), 1, "user {user_id} exists");
     }
 
     pub fn count_rows(&self, table: &str) -> i64 {
-        self.read_only()
-            .query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
-                row.get(0)
-            })
-            .expect("the table exists")
+        self.single(&format!("SELECT count(*) FROM {table}"))
+            .parse()
+            .expect("a count")
     }
 
     pub fn password_hash_of(&self, user_id: i64) -> String {
-        self.read_only()
-            .query_row(
-                "SELECT password_hash FROM users WHERE id = ?1",
-                [user_id],
-                |row| row.get(0),
-            )
-            .expect("the user exists")
+        self.single(&format!(
+            "SELECT password_hash FROM users WHERE id = {user_id}"
+        ))
     }
 
     /// `(token_hash, issued_at, expires_at)` of every refresh token ever issued.
     pub fn stored_refresh_tokens(&self) -> Vec<(Vec<u8>, i64, i64)> {
-        let connection = self.read_only();
-        let mut select = connection
-            .prepare("SELECT token_hash, issued_at, expires_at FROM refresh_tokens")
-            .expect("the table exists");
-        select
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-            .expect("the query runs")
-            .collect::<Result<_, _>>()
-            .expect("rows read")
+        let number = |cell: &Option<Vec<u8>>| -> i64 {
+            String::from_utf8_lossy(cell.as_deref().expect("a value"))
+                .parse()
+                .expect("a number")
+        };
+        self.query("SELECT token_hash, issued_at, expires_at FROM refresh_tokens")
+            .iter()
+            .map(|row| {
+                (
+                    row[0].clone().expect("a hash"),
+                    number(&row[1]),
+                    number(&row[2]),
+                )
+            })
+            .collect()
     }
 
     /// Every value stored in any column of any table, as text or bytes.
     pub fn every_stored_value(&self) -> Vec<Vec<u8>> {
-        let connection = self.read_only();
-        let tables: Vec<String> = connection
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
-            .and_then(|mut select| {
-                select
-                    .query_map([], |row| row.get(0))?
-                    .collect::<Result<_, _>>()
+        let tables = if self.config.database_url.starts_with("sqlite://") {
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+        } else {
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+        };
+        self.query(tables)
+            .into_iter()
+            .filter_map(|row| row.into_iter().next().flatten())
+            .flat_map(|table| {
+                let table = String::from_utf8(table).expect("a table name");
+                self.query(&format!("SELECT * FROM \"{table}\""))
             })
-            .expect("the schema is readable");
-        let mut values = Vec::new();
-        for table in tables {
-            let mut select = connection
-                .prepare(&format!("SELECT * FROM \"{table}\""))
-                .expect("the table is readable");
-            let columns = select.column_count();
-            let mut rows = select.query([]).expect("the query runs");
-            while let Some(row) = rows.next().expect("a row") {
-                for column in 0..columns {
-                    match row.get_ref(column).expect("a value") {
-                        rusqlite::types::ValueRef::Text(bytes)
-                        | rusqlite::types::ValueRef::Blob(bytes) => values.push(bytes.to_vec()),
-                        _ => {}
-                    }
-                }
-            }
-        }
-        values
+            .flatten()
+            .flatten()
+            .collect()
     }
 
-    /// The bytes of every file of the database (main file, write-ahead log, shared memory).
+    /// The bytes of every file of the database (main file, write-ahead log, shared memory);
+    /// on PostgreSQL, whose files are the server's, every stored value.
     pub fn database_files(&self) -> Vec<u8> {
-        let path = self.sqlite_path();
+        let Some(path) = self.config.database_url.strip_prefix("sqlite://") else {
+            return self.every_stored_value().concat();
+        };
         ["", "-wal", "-shm"]
             .iter()
-            .filter_map(|suffix| {
-                let mut file = path.clone().into_os_string();
-                file.push(suffix);
-                std::fs::read(file).ok()
-            })
+            .filter_map(|suffix| std::fs::read(format!("{path}{suffix}")).ok())
             .flatten()
             .collect()
     }
@@ -644,4 +638,36 @@ impl TestResponse {
         methods.sort();
         methods
     }
+}
+
+fn sqlite_query(path: &str, sql: &str) -> Vec<Vec<Option<Vec<u8>>>> {
+    let connection = rusqlite::Connection::open(path).expect("the test database opens");
+    connection
+        .busy_timeout(std::time::Duration::from_secs(5))
+        .expect("a busy timeout");
+    connection
+        .execute_batch("PRAGMA foreign_keys = ON;")
+        .expect("foreign keys on");
+    let mut statement = connection.prepare(sql).expect("the statement is valid");
+    let columns = statement.column_count();
+    let mut rows = statement.query([]).expect("the statement runs");
+    let mut found = Vec::new();
+    while let Some(row) = rows.next().expect("a row") {
+        found.push(
+            (0..columns)
+                .map(|column| match row.get_ref(column).expect("a value") {
+                    rusqlite::types::ValueRef::Null => None,
+                    rusqlite::types::ValueRef::Integer(number) => {
+                        Some(number.to_string().into_bytes())
+                    }
+                    rusqlite::types::ValueRef::Real(number) => {
+                        Some(number.to_string().into_bytes())
+                    }
+                    rusqlite::types::ValueRef::Text(bytes)
+                    | rusqlite::types::ValueRef::Blob(bytes) => Some(bytes.to_vec()),
+                })
+                .collect(),
+        );
+    }
+    found
 }

@@ -5,6 +5,7 @@ mod helpers;
 mod login;
 mod logout;
 mod me;
+mod pg;
 mod protocol;
 mod refresh;
 mod register;
