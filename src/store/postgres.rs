@@ -111,11 +111,13 @@ fn database_error(error: sqlx::Error) -> StoreError {
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::Protocol(_) => true,
         // Class 08: connection exception; 57: operator intervention (shutdown, terminated
-        // backend, statement timeout); 53: insufficient resources.
+        // backend, statement timeout); 53: insufficient resources; and what a new connection
+        // meets while the database is down or closed to connections: 28 (authorization),
+        // 3D000 (no such database), 55000 (connections not allowed).
         sqlx::Error::Database(database) => database.code().is_some_and(|code| {
-            ["08", "57", "53"]
+            ["08", "57", "53", "28", "3D000", "55000"]
                 .iter()
-                .any(|class| code.starts_with(class))
+                .any(|prefix| code.starts_with(prefix))
         }),
         _ => false,
     };

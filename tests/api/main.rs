@@ -9,4 +9,5 @@ mod pg;
 mod protocol;
 mod refresh;
 mod register;
+mod scale_out;
 mod security;
