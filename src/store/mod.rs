@@ -315,9 +315,9 @@ fn expect_schema(found: i64, expected: usize) -> Result<(), StoreError> {
     }
 }
 
-/// Shared by every implementation: the verdict on a presented token, given what was read.
-fn verdict(token: Option<PresentedToken>, redeem: &Redeem) -> Verdict {
-    token.map_or(Verdict::Reject, |token| {
-        crate::auth::sessions::judge(&token, &redeem.policy, redeem.now)
-    })
+impl Redeem {
+    /// The verdict on the presented token, given what the transaction read of it.
+    fn judge(&self, token: &PresentedToken) -> Verdict {
+        crate::auth::sessions::judge(token, &self.policy, self.now)
+    }
 }

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{
     Account, Credentials, NewSession, NewUser, PoolState, Purge, Purged, Redeem, Redeemed,
-    SessionInfo, SessionScope, Store, StoreError, StoredKey, verdict,
+    SessionInfo, SessionScope, Store, StoreError, StoredKey,
 };
 use crate::auth::sessions::{EndReason, PresentedToken, Redemption, Verdict};
 use crate::auth::{Profile, SessionId, UserId};
@@ -346,7 +346,7 @@ impl Store for PostgresStore {
         let session_id = Uuid::parse_str(&session_text)
             .map_err(|error| StoreError::Database(error.to_string()))?;
         let now = redeem.now;
-        let outcome = match verdict(Some(token), &redeem) {
+        let outcome = match redeem.judge(&token) {
             Verdict::Accept => {
                 let consumed = sqlx::query(
                     "UPDATE refresh_tokens SET consumed_at = $2

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::{
     Account, Credentials, NewSession, NewUser, PoolState, Purge, Purged, Redeem, Redeemed,
-    SessionInfo, SessionScope, Store, StoreError, StoredKey, verdict,
+    SessionInfo, SessionScope, Store, StoreError, StoredKey,
 };
 use crate::auth::sessions::{EndReason, PresentedToken, Redemption, Verdict};
 use crate::auth::tokens::RefreshDigest;
@@ -355,7 +355,7 @@ impl Store for SqliteStore {
                 return Ok(Redeemed::Rejected);
             };
             let now = redeem.now;
-            let outcome = match verdict(Some(token), &redeem) {
+            let outcome = match redeem.judge(&token) {
                 Verdict::Accept => {
                     consume(&tx, &redeem.presented, now)?;
                     match redeem.redemption {

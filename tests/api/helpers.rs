@@ -552,17 +552,8 @@ pub fn now() -> i64 {
 
 /// Base64url without padding (RFC 7515 §2), for hand-made tokens.
 pub fn base64_url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut encoded = String::new();
-    for chunk in bytes.chunks(3) {
-        let group = chunk.iter().enumerate().fold(0u32, |group, (i, &byte)| {
-            group | u32::from(byte) << (16 - 8 * i)
-        });
-        for i in 0..=chunk.len() {
-            encoded.push(ALPHABET[(group >> (18 - 6 * i) & 0x3f) as usize] as char);
-        }
-    }
-    encoded
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 // ---- assertions ------------------------------------------------------------------------------
