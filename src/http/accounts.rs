@@ -47,6 +47,7 @@ struct Registered {
                     "This password is entirely numeric."
                 ]
             })),
+        (status = 429, response = super::openapi::Throttled),
     ),
 )]
 async fn register<S: Store>(

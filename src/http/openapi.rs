@@ -13,8 +13,8 @@ use serde_json::json;
 use utoipa::openapi::path::{HttpMethod, Operation, OperationBuilder, PathItem};
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, HeaderBuilder, OpenApi as Document, Ref, RefOr, Response};
-use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
+use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, Response};
+use utoipa::{Modify, OpenApi, PartialSchema, ToResponse};
 
 use super::{AppState, Json};
 use crate::store::Store;
@@ -64,118 +64,210 @@ async fn schema() -> Json<&'static Document> {
         super::me::show,
         super::me::replace,
         super::me::update,
+        super::sessions::list,
+        super::sessions::end_one,
+        super::sessions::change_password,
         super::tokens::refresh,
         super::tokens::logout,
+        super::sessions::logout_all,
         schema,
         crate::web::docs,
         crate::web::index,
         crate::web::asset,
     ),
-    components(schemas(Detail)),
+    components(
+        schemas(Detail),
+        responses(
+            MethodNotAllowed,
+            NotAuthenticated,
+            PayloadTooLarge,
+            UnsupportedMediaType,
+            ServiceUnavailable,
+            Throttled,
+        ),
+    ),
     modifiers(&BearerToken, &GeneralAnswers, &OperationsEndpoints),
     tags(
-        (name = "accounts", description = "Creating an account."),
+        (name = "accounts", description = "Creating an account: its email is what it logs in \
+            with, and its username until it is changed."),
         (name = "sessions", description = "A login starts a session with an access token (a JWT, \
             valid for seconds) and a refresh token (valid for days, single use). Refreshing trades \
-            the refresh token for new ones; logging out ends the session."),
-        (name = "profile", description = "The caller's own profile, for the bearer of an access \
-            token."),
+            the refresh token for new ones; logging out ends the session. The bearer of an \
+            access token can list their sessions and end any or all of them."),
+        (name = "profile", description = "The caller's own profile and password, for the bearer \
+            of an access token."),
         (name = "documentation", description = "This document, and the pages for people."),
         (name = "operations", description = "For load balancers, orchestrators and monitoring."),
     ),
 )]
 struct ApiDoc;
 
-/// A new account's email and password (a JSON object or a form).
-#[derive(ToSchema)]
-#[schema(example = json!({"email": "ann@example.org", "password": "correct horse battery"}))]
-#[expect(dead_code, reason = "documents a body that `Fields` reads")]
-pub(super) struct NewAccount {
-    /// A valid address of at most 254 characters, unique whatever its case. Stored trimmed,
-    /// with its domain lower-cased; it is also the new account's username.
-    #[schema(format = Email, max_length = 254)]
-    email: String,
-    /// At least 8 characters (configurable) and at most 1024; not a common password, not
-    /// entirely numeric, not too similar to the email.
-    #[schema(format = Password, max_length = 1024)]
-    password: String,
+pub(crate) use shapes::{
+    BadRequest, Credentials, Detail, NewAccount, PasswordChange, ProfileReplacement, ProfileUpdate,
+    RefreshTokenBody, SessionsEnded, Success, Throttled,
+};
+use shapes::{
+    MethodNotAllowed, NotAuthenticated, PayloadTooLarge, ServiceUnavailable, UnsupportedMediaType,
+};
+
+/// The bodies the handlers read with `Fields` or build with `json!`, and the answers many
+/// endpoints share, described for the document. Nothing constructs these types: they exist for
+/// their derives.
+#[expect(dead_code, reason = "these types only describe bodies")]
+mod shapes {
+    use utoipa::{ToResponse, ToSchema};
+
+    /// A new account's email and password (a JSON object or a form).
+    #[derive(ToSchema)]
+    #[schema(example = json!({"email": "ann@example.org", "password": "correct horse battery"}))]
+    pub(crate) struct NewAccount {
+        /// A valid address of at most 254 characters, unique whatever its case. Stored
+        /// trimmed, with its domain lower-cased; it is also the new account's username.
+        #[schema(format = Email, max_length = 254)]
+        email: String,
+        /// At least 8 characters (configurable) and at most 1024; not a common password, not
+        /// entirely numeric, not too similar to the email.
+        #[schema(format = Password, max_length = 1024)]
+        password: String,
+    }
+
+    /// The email and password of an account (a JSON object or a form).
+    #[derive(ToSchema)]
+    #[schema(example = json!({"email": "ann@example.org", "password": "correct horse battery"}))]
+    pub(crate) struct Credentials {
+        /// The address the account was registered with, in any case.
+        #[schema(format = Email)]
+        email: String,
+        #[schema(format = Password)]
+        password: String,
+    }
+
+    /// A refresh token (a JSON object or a form).
+    #[derive(ToSchema)]
+    #[schema(example = json!({"refresh_token": "6f1c2a4e-3b7d-4c8e-9f10-2a3b4c5d6e7f"}))]
+    pub(crate) struct RefreshTokenBody {
+        /// The latest refresh token of the session, as handed out by login or refresh.
+        #[schema(format = "uuid")]
+        refresh_token: String,
+    }
+
+    /// A new username (PUT: required).
+    #[derive(ToSchema)]
+    #[schema(example = json!({"username": "Ann Lee"}))]
+    pub(crate) struct ProfileReplacement {
+        /// 1 to 150 characters after trimming, any but control characters; need not be unique.
+        #[schema(min_length = 1, max_length = 150)]
+        username: String,
+    }
+
+    /// The fields to change (PATCH: any may be left out). `id` and `email` are read-only.
+    #[derive(ToSchema)]
+    #[schema(example = json!({"username": "Ann Lee"}))]
+    pub(crate) struct ProfileUpdate {
+        /// 1 to 150 characters after trimming, any but control characters; need not be unique.
+        #[schema(min_length = 1, max_length = 150, required = false)]
+        username: String,
+    }
+
+    /// The current password and a new one (a JSON object or a form).
+    #[derive(ToSchema)]
+    #[schema(example = json!({
+        "old_password": "correct horse battery",
+        "new_password": "a much longer passphrase"
+    }))]
+    pub(crate) struct PasswordChange {
+        #[schema(format = Password)]
+        old_password: String,
+        /// The rules of a new account's password.
+        #[schema(format = Password, max_length = 1024)]
+        new_password: String,
+    }
+
+    /// It worked.
+    #[derive(ToSchema)]
+    #[schema(example = json!({"success": "User logged out."}))]
+    pub(crate) struct Success {
+        success: String,
+    }
+
+    /// The caller's sessions ended.
+    #[derive(ToSchema)]
+    #[schema(example = json!({"success": "All sessions ended.", "ended": 3}))]
+    pub(crate) struct SessionsEnded {
+        success: String,
+        /// How many sessions there were.
+        ended: u64,
+    }
+
+    /// Every error but invalid fields.
+    #[derive(ToSchema)]
+    #[schema(example = json!({"detail": "Token is invalid or expired", "code": "token_not_valid"}))]
+    pub(crate) struct Detail {
+        /// What went wrong, for a person.
+        detail: String,
+        /// For a program, where SimpleJWT has one (`token_not_valid`,
+        /// `bad_authorization_header`).
+        #[schema(required = false)]
+        code: String,
+    }
+
+    /// Invalid fields (every one at once), or a body that is not JSON.
+    #[derive(ToSchema)]
+    #[serde(untagged)]
+    pub(crate) enum BadRequest {
+        Fields(crate::http::error::FieldErrors),
+        MalformedBody(Detail),
+    }
+
+    /// The endpoint does not answer this method.
+    #[derive(ToResponse)]
+    #[response(
+        headers(("Allow" = String, description = "The methods the endpoint answers.")),
+        example = json!({"detail": "Method \"DELETE\" not allowed."}),
+    )]
+    pub(crate) struct MethodNotAllowed(Detail);
+
+    /// No `Authorization: Bearer …` header (`Authentication credentials were not provided.`),
+    /// or an access token that is malformed, expired, of an ended session or of an inactive
+    /// account (`token_not_valid`).
+    #[derive(ToResponse)]
+    #[response(
+        headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"api\"`.")),
+        example = json!({
+            "detail": "Given token not valid for any token type",
+            "code": "token_not_valid"
+        }),
+    )]
+    pub(crate) struct NotAuthenticated(Detail);
+
+    /// The body is over 64 KiB.
+    #[derive(ToResponse)]
+    #[response(example = json!({"detail": "Request body too large."}))]
+    pub(crate) struct PayloadTooLarge(Detail);
+
+    /// The body is neither JSON nor a form.
+    #[derive(ToResponse)]
+    #[response(example = json!({"detail": "Unsupported media type \"text/plain\" in request."}))]
+    pub(crate) struct UnsupportedMediaType(Detail);
+
+    /// The database cannot be reached, or too many password checks are waiting: try again.
+    #[derive(ToResponse)]
+    #[response(
+        headers(("Retry-After" = String, description = "Seconds to wait: `1`.")),
+        example = json!({"detail": "Service temporarily unavailable, try again later."}),
+    )]
+    pub(crate) struct ServiceUnavailable(Detail);
+
+    /// Too many attempts from this address or on this account.
+    #[derive(ToResponse)]
+    #[response(
+        headers(("Retry-After" = String, description = "Seconds to wait.")),
+        example = json!({"detail": "Request was throttled. Expected available in 60 seconds."}),
+    )]
+    pub(crate) struct Throttled(Detail);
 }
 
-/// The email and password of an account (a JSON object or a form).
-#[derive(ToSchema)]
-#[schema(example = json!({"email": "ann@example.org", "password": "correct horse battery"}))]
-#[expect(dead_code, reason = "documents a body that `Fields` reads")]
-pub(super) struct Credentials {
-    /// The address the account was registered with, in any case.
-    #[schema(format = Email)]
-    email: String,
-    #[schema(format = Password)]
-    password: String,
-}
-
-/// A refresh token (a JSON object or a form).
-#[derive(ToSchema)]
-#[schema(example = json!({"refresh_token": "6f1c2a4e-3b7d-4c8e-9f10-2a3b4c5d6e7f"}))]
-#[expect(dead_code, reason = "documents a body that `Fields` reads")]
-pub(super) struct RefreshTokenBody {
-    /// The latest refresh token of the session, as handed out by login or refresh.
-    #[schema(format = "uuid")]
-    refresh_token: String,
-}
-
-/// A new username (PUT: required).
-#[derive(ToSchema)]
-#[schema(example = json!({"username": "Ann Lee"}))]
-#[expect(dead_code, reason = "documents a body that `Fields` reads")]
-pub(super) struct ProfileReplacement {
-    /// 1 to 150 characters after trimming, any but control characters; need not be unique.
-    #[schema(min_length = 1, max_length = 150)]
-    username: String,
-}
-
-/// The fields to change (PATCH: any may be left out). `id` and `email` are read-only.
-#[derive(ToSchema)]
-#[schema(example = json!({"username": "Ann Lee"}))]
-#[expect(dead_code, reason = "documents a body that `Fields` reads")]
-pub(super) struct ProfileUpdate {
-    /// 1 to 150 characters after trimming, any but control characters; need not be unique.
-    #[schema(min_length = 1, max_length = 150, required = false)]
-    username: String,
-}
-
-/// The answer to a logout.
-#[derive(ToSchema)]
-#[schema(example = json!({"success": "User logged out."}))]
-#[expect(dead_code, reason = "documents the body `logout` builds with `json!`")]
-pub(super) struct LoggedOut {
-    success: String,
-}
-
-/// Every error but invalid fields.
-#[derive(ToSchema)]
-#[schema(example = json!({"detail": "Token is invalid or expired", "code": "token_not_valid"}))]
-#[expect(
-    dead_code,
-    reason = "documents the body `ApiError` builds with `json!`"
-)]
-pub(crate) struct Detail {
-    /// What went wrong, for a person.
-    detail: String,
-    /// For a program, where SimpleJWT has one (`token_not_valid`, `bad_authorization_header`).
-    #[schema(required = false)]
-    code: String,
-}
-
-/// Invalid fields (every one at once), or a body that is not JSON.
-#[derive(ToSchema)]
-#[serde(untagged)]
-#[expect(dead_code, reason = "documents the bodies of `ApiError`'s 400s")]
-pub(super) enum BadRequest {
-    Fields(super::error::FieldErrors),
-    MalformedBody(Detail),
-}
-
-/// `/api/me/` is for the bearer of an access token.
+/// The caller's own endpoints (profile, password, sessions) need an access token.
 struct BearerToken;
 
 impl Modify for BearerToken {
@@ -203,91 +295,8 @@ impl Modify for BearerToken {
 /// than on every handler.
 struct GeneralAnswers;
 
-impl GeneralAnswers {
-    const METHOD_NOT_ALLOWED: &str = "MethodNotAllowed";
-    const NOT_AUTHENTICATED: &str = "NotAuthenticated";
-    const TOO_LARGE: &str = "PayloadTooLarge";
-    const UNSUPPORTED_MEDIA_TYPE: &str = "UnsupportedMediaType";
-    const UNAVAILABLE: &str = "ServiceUnavailable";
-
-    fn shared_responses() -> [(&'static str, Response); 5] {
-        let detail = |description: &str, example: serde_json::Value| {
-            ResponseBuilder::new().description(description).content(
-                "application/json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("Detail")))
-                    .example(Some(example))
-                    .build(),
-            )
-        };
-        let header = |description: &str| {
-            HeaderBuilder::new()
-                .schema(Some(String::schema()))
-                .description(Some(description))
-                .build()
-        };
-        [
-            (
-                Self::METHOD_NOT_ALLOWED,
-                detail(
-                    "The endpoint does not answer this method.",
-                    json!({"detail": "Method \"DELETE\" not allowed."}),
-                )
-                .header("Allow", header("The methods the endpoint answers."))
-                .build(),
-            ),
-            (
-                Self::NOT_AUTHENTICATED,
-                detail(
-                    "No `Authorization: Bearer …` header (`Authentication credentials were not \
-                     provided.`), or an access token that is malformed, expired, of an ended \
-                     session or of an inactive account (`token_not_valid`).",
-                    json!({
-                        "detail": "Given token not valid for any token type",
-                        "code": "token_not_valid"
-                    }),
-                )
-                .header("WWW-Authenticate", header("`Bearer realm=\"api\"`."))
-                .build(),
-            ),
-            (
-                Self::TOO_LARGE,
-                detail(
-                    "The body is over 64 KiB.",
-                    json!({"detail": "Request body too large."}),
-                )
-                .build(),
-            ),
-            (
-                Self::UNSUPPORTED_MEDIA_TYPE,
-                detail(
-                    "The body is neither JSON nor a form.",
-                    json!({"detail": "Unsupported media type \"text/plain\" in request."}),
-                )
-                .build(),
-            ),
-            (
-                Self::UNAVAILABLE,
-                detail(
-                    "The database cannot be reached; try again.",
-                    json!({"detail": "Service temporarily unavailable, try again later."}),
-                )
-                .header("Retry-After", header("Seconds to wait: `1`."))
-                .build(),
-            ),
-        ]
-    }
-}
-
 impl Modify for GeneralAnswers {
     fn modify(&self, document: &mut Document) {
-        let components = document.components.get_or_insert_with(Default::default);
-        for (name, response) in Self::shared_responses() {
-            components
-                .responses
-                .insert(name.to_owned(), response.into());
-        }
-        let shared = |name: &str| RefOr::Ref(Ref::new(format!("#/components/responses/{name}")));
         for (path, item) in &mut document.paths.paths {
             if !path.starts_with("/api/") {
                 continue;
@@ -295,9 +304,9 @@ impl Modify for GeneralAnswers {
             for operation in operations_mut(item) {
                 let is_contract = !is_tagged(operation, "documentation");
                 let responses = &mut operation.responses.responses;
-                responses.insert("405".into(), shared(Self::METHOD_NOT_ALLOWED));
+                responses.insert("405".into(), shared::<MethodNotAllowed>());
                 if operation.security.is_some() {
-                    responses.insert("401".into(), shared(Self::NOT_AUTHENTICATED));
+                    responses.insert("401".into(), shared::<NotAuthenticated>());
                 }
                 if let Some(RefOr::T(body)) = &mut operation.request_body {
                     // DRF's parsers: whatever a JSON body may hold, a form may too.
@@ -305,15 +314,23 @@ impl Modify for GeneralAnswers {
                         body.content
                             .insert("application/x-www-form-urlencoded".into(), json);
                     }
-                    responses.insert("413".into(), shared(Self::TOO_LARGE));
-                    responses.insert("415".into(), shared(Self::UNSUPPORTED_MEDIA_TYPE));
+                    responses.insert("413".into(), shared::<PayloadTooLarge>());
+                    responses.insert("415".into(), shared::<UnsupportedMediaType>());
                 }
                 if is_contract {
-                    responses.insert("503".into(), shared(Self::UNAVAILABLE));
+                    responses.insert("503".into(), shared::<ServiceUnavailable>());
                 }
             }
         }
     }
+}
+
+/// A reference to the shared answer `R`, which the document lists under `components`.
+fn shared<'r, R: ToResponse<'r>>() -> RefOr<Response> {
+    RefOr::Ref(Ref::new(format!(
+        "#/components/responses/{}",
+        R::response().0
+    )))
 }
 
 fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {

@@ -33,10 +33,22 @@ pub fn password_routes<S: Store>() -> MethodRouter<AppState<S>> {
 }
 
 /// A live session as its owner sees it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "id": "0b6f9a54-5d43-4b6e-a1c9-3f0e7d2a8b11",
+    "created": "2026-05-04T09:12:44Z",
+    "last_seen": "2026-05-04T09:40:02Z",
+    "user_agent": "Mozilla/5.0 (X11; Linux x86_64)",
+    "ip": "203.0.113.7",
+    "current": true
+}))]
 struct Session {
+    #[schema(format = "uuid")]
     id: String,
+    #[schema(format = DateTime)]
     created: String,
+    /// When its tokens were last issued.
+    #[schema(format = DateTime)]
     last_seen: String,
     user_agent: Option<String>,
     ip: Option<String>,
@@ -49,6 +61,17 @@ fn rfc3339(unix_seconds: i64) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
 
+/// List my sessions
+///
+/// Every live session of the caller's account, each with where and when it started.
+#[utoipa::path(
+    get,
+    path = "/api/sessions/",
+    tag = "sessions",
+    operation_id = "list_sessions",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The live sessions.", body = Vec<Session>)),
+)]
 async fn list<S: Store>(
     State(auth): State<AppState<S>>,
     caller: AuthUser,
@@ -68,7 +91,23 @@ async fn list<S: Store>(
     Ok(Json(StatusCode::OK, shown))
 }
 
-/// Another user's session, or no session at all, is simply not found.
+/// End one of my sessions
+///
+/// Its refresh token and access tokens stop working at once. Another user's session, or no
+/// session at all, is simply not found.
+#[utoipa::path(
+    delete,
+    path = "/api/sessions/{id}/",
+    tag = "sessions",
+    operation_id = "end_session",
+    security(("bearer" = [])),
+    params(("id" = String, Path, format = "uuid", description = "The id of a session, as listed.")),
+    responses(
+        (status = 204, description = "The session ended."),
+        (status = 404, description = "The caller has no such live session.",
+            body = super::openapi::Detail, example = json!({"detail": "Not found."})),
+    ),
+)]
 async fn end_one<S: Store>(
     State(auth): State<AppState<S>>,
     caller: AuthUser,
@@ -82,6 +121,16 @@ async fn end_one<S: Store>(
     }
 }
 
+/// Log out everywhere
+///
+/// Ends every session of the caller's account, this one included.
+#[utoipa::path(
+    post,
+    path = "/api/logout/all/",
+    tag = "sessions",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Every session ended.", body = super::openapi::SessionsEnded)),
+)]
 async fn logout_all<S: Store>(
     State(auth): State<AppState<S>>,
     caller: AuthUser,
@@ -93,8 +142,26 @@ async fn logout_all<S: Store>(
     ))
 }
 
-/// `{"old_password", "new_password"}`: the new one meets the registration rules; on success
-/// every other session ends (whoever else held one may have known the old password).
+/// Change my password
+///
+/// The new password meets the rules of a new account's. Every other session ends: whoever
+/// held one may have known the old password.
+#[utoipa::path(
+    post,
+    path = "/api/me/password/",
+    tag = "profile",
+    security(("bearer" = [])),
+    request_body = super::openapi::PasswordChange,
+    responses(
+        (status = 200, description = "The password changed.", body = super::openapi::Success,
+            example = json!({"success": "Password changed."})),
+        (status = 400, description = "The old password is wrong, or the new one breaks a rule.",
+            body = super::openapi::BadRequest,
+            example = json!({
+                "old_password": ["Your old password was entered incorrectly. Please enter it again."]
+            })),
+    ),
+)]
 async fn change_password<S: Store>(
     State(auth): State<AppState<S>>,
     caller: AuthUser,

@@ -26,6 +26,8 @@ pub struct Operation {
     pub description: Prose,
     /// Sent with the access token of a login.
     pub bearer: bool,
+    /// The parameters in the path, such as `{id}`.
+    pub path_fields: Vec<Field>,
     /// The request body's fields, when it has one.
     pub fields: Vec<Field>,
     /// A request body that works, as compact JSON.
@@ -124,7 +126,8 @@ impl Endpoint {
             .and_then(|candidate| candidate["description"].as_str())
             .map(Prose::parse)
             .unwrap_or_default();
-        let answers_json = item
+        // The pages themselves (`/api/docs/`) answer HTML; every other endpoint gets a page.
+        let is_page = item
             .as_object()
             .into_iter()
             .flatten()
@@ -134,26 +137,22 @@ impl Endpoint {
                     .into_iter()
                     .flatten()
                     .any(|(status, response)| {
-                        status.starts_with('2')
-                            && response.pointer("/content/application~1json").is_some()
+                        status.starts_with('2') && response.pointer("/content/text~1html").is_some()
                     })
             });
         Endpoint {
             path: path.to_owned(),
-            browsable: path.starts_with("/api/") && answers_json,
+            browsable: path.starts_with("/api/") && !is_page,
             tag,
             tag_description,
             operations,
         }
     }
 
-    /// `/api/login/` → `login`, for the navigation.
+    /// `/api/me/password/` → `me/password`, for the navigation.
     pub fn name(&self) -> &str {
-        self.path
-            .trim_end_matches('/')
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
+        let path = self.path.strip_prefix("/api/").unwrap_or(&self.path);
+        path.trim_end_matches('/')
     }
 
     /// Something for a browser to visit: the endpoint's page, or a plain path that answers GET.
@@ -171,11 +170,14 @@ impl Endpoint {
         self.operations.iter().any(|operation| operation.bearer)
     }
 
-    /// What the endpoint is for: the summary of its first method.
-    pub fn summary(&self) -> &str {
-        self.operations
-            .first()
-            .map_or("", |operation| operation.summary.as_str())
+    /// What the endpoint is for: what each of its methods does.
+    pub fn summary(&self) -> String {
+        let summaries: Vec<&str> = self
+            .operations
+            .iter()
+            .map(|operation| operation.summary.as_str())
+            .collect();
+        summaries.join(" · ")
     }
 }
 
@@ -184,7 +186,8 @@ impl Operation {
         let body = operation
             .pointer("/requestBody/content/application~1json/schema")
             .map(|schema| resolve(document, schema));
-        // A password sent to create something (201) is a new one, for password managers.
+        // For password managers: a password sent to create something (201), or named new, is a
+        // new one.
         let creates = operation.pointer("/responses/201").is_some();
         let required: Vec<&str> = body
             .and_then(|schema| schema["required"].as_array())
@@ -200,13 +203,26 @@ impl Operation {
                 Field::read(name, property, required.contains(&name.as_str()), creates)
             })
             .collect();
+        let path_fields = operation["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|parameter| parameter["in"] == "path")
+            .filter_map(|parameter| {
+                let name = parameter["name"].as_str()?;
+                let mut property = parameter["schema"].clone();
+                property["description"] = parameter["description"].clone();
+                Some(Field::read(name, &property, true, false))
+            })
+            .collect();
         Operation {
             method: method.to_ascii_uppercase(),
+            path_fields,
             summary: operation["summary"].as_str().unwrap_or_default().to_owned(),
             description: Prose::parse(operation["description"].as_str().unwrap_or_default()),
             bearer: operation["security"]
                 .as_array()
-                .is_some_and(|s| !s.is_empty()),
+                .is_some_and(|requirements| !requirements.is_empty()),
             fields,
             example: body
                 .and_then(|schema| schema.get("example"))
@@ -220,7 +236,7 @@ impl Field {
         let format = property["format"].as_str().unwrap_or_default();
         let (input_type, autocomplete) = match format {
             "email" => ("email", "username"),
-            "password" if creates => ("password", "new-password"),
+            "password" if creates || name.starts_with("new_") => ("password", "new-password"),
             "password" => ("password", "current-password"),
             _ => ("text", "off"),
         };

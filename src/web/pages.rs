@@ -10,7 +10,7 @@ use crate::http::ApiError;
 
 /// Only the service's own scripts, styles and connections; no inline code, no frames, no
 /// forms posted elsewhere: an injected tag could neither run nor send a token away.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
     style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; \
     base-uri 'none'; frame-ancestors 'none'";
 
@@ -18,6 +18,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 #[template(path = "index.html")]
 struct IndexPage<'a> {
     site: &'a Catalogue,
+    /// The path the navigation marks as this page.
     current: &'a str,
 }
 
@@ -78,6 +79,7 @@ pub fn endpoint(site: &Catalogue, endpoint: &Endpoint, request: &Request) -> Res
             site,
             current: &endpoint.path,
             endpoint,
+            // The scheme a proxy in front may have terminated is unknown here: an example only.
             origin: format!("http://{host}"),
         },
     )
@@ -127,10 +129,9 @@ impl EndpointPage<'_> {
         if operation.method != "GET" {
             command += &format!(" -X {}", operation.method);
         }
-        command += &format!(
-            " {}",
-            shell_quote(&format!("{}{}", self.origin, self.endpoint.path))
-        );
+        // `{id}` would be a glob to curl; `<id>` reads as a blank to fill in.
+        let path = self.endpoint.path.replace('{', "<").replace('}', ">");
+        command += &format!(" {}", shell_quote(&format!("{}{path}", self.origin)));
         if operation.bearer {
             command += " \\\n     -H \"Authorization: Bearer $ACCESS_TOKEN\"";
         }
@@ -145,4 +146,15 @@ impl EndpointPage<'_> {
 /// `text` as one shell word.
 fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quote;
+
+    #[test]
+    fn a_quoted_word_survives_single_quotes_inside_it() {
+        assert_eq!(shell_quote(r#"{"a":"b"}"#), r#"'{"a":"b"}'"#);
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
 }

@@ -1,7 +1,7 @@
 // The API reference: this service's OpenAPI document, fetched as JSON and drawn as a page. The
 // server-rendered list of endpoints stays in place until the document has arrived.
 
-import { h, jsonView, prose } from './render.js';
+import { h, inlineProse, jsonView, prose } from './render.js';
 
 const root = document.getElementById('reference');
 const METHODS = ['get', 'put', 'post', 'patch', 'delete'];
@@ -51,7 +51,7 @@ function render(document_) {
   const schemaView = (schema, { named = true } = {}) => {
     const target = resolve(schema);
     const properties = Object.entries(target.properties ?? {});
-    const intro = named && schema?.$ref ? h('p', { class: 'schema-name' }, typeOf(schema), target.description ? ` — ${firstLine(target.description)}` : '') : null;
+    const intro = named && schema?.$ref ? h('p', { class: 'schema-name' }, typeOf(schema), target.description ? [' — ', inlineProse(target.description)] : null) : null;
     if (properties.length === 0) return h('div', {}, intro, h('p', {}, 'Type: ', h('code', {}, typeOf(target))));
     const required = new Set(target.required ?? []);
     return h('div', {}, intro, h('div', { class: 'table-wrap' }, h('table', {},
@@ -79,8 +79,8 @@ function render(document_) {
   const responseView = (status, response, { open = false } = {}) => {
     const headers = Object.entries(response.headers ?? {});
     return h('details', { class: 'response-doc', open },
-      h('summary', {}, status ? h('span', { class: `status-badge status-${status[0]}xx` }, status) : null, ' ', firstLine(response.description ?? '')),
-      headers.length ? h('p', { class: 'hint' }, 'Headers: ', joinNodes(headers.map(([name, header]) => joinNodes([h('code', {}, name), header.description ? ` — ${header.description.replace(/`/g, '')}` : ''])), '; ')) : null,
+      h('summary', {}, status ? h('span', { class: `status-badge status-${status[0]}xx` }, status) : null, ' ', inlineProse(response.description)),
+      headers.map(([name, header]) => h('p', { class: 'hint' }, 'Header ', h('code', {}, name), header.description ? [': ', inlineProse(header.description)] : null)),
       mediaView(response.content),
     );
   };
@@ -139,17 +139,13 @@ function render(document_) {
     h('section', { id: 'general-answers', class: 'tag' }, h('h2', {}, 'general answers'),
       h('p', {}, 'Answers that any endpoint may give where the rule applies.'),
       Object.entries(document_.components?.responses ?? {}).map(([name, response]) => h('article', { class: 'card', id: `response-${name}` },
-        h('h3', {}, h('code', {}, name)), responseView(sharedStatus.get(name) ?? '', response, { open: true })))),
+        h('h3', {}, h('code', {}, name)), responseView(sharedStatus.get(name) ?? '', response)))),
     h('section', { id: 'schemas', class: 'tag' }, h('h2', {}, 'schemas'),
       schemas.map(([name, schema]) => h('article', { class: 'card', id: `schema-${name}` },
         h('h3', {}, h('code', {}, name)), ...prose(schema.description), schemaView(schema, { named: false })))),
     h('details', { class: 'card raw-document' }, h('summary', {}, 'The whole document as JSON'), jsonView(document_)),
   ].flat());
   if (location.hash) document.getElementById(location.hash.slice(1))?.scrollIntoView();
-}
-
-function firstLine(text) {
-  return String(text).split(/\n\s*\n/)[0].replace(/\s+/g, ' ').replace(/`/g, '');
 }
 
 function joinNodes(nodes, separator = '') {

@@ -31,8 +31,8 @@ for (const form of document.querySelectorAll('form.operation')) {
   form.addEventListener('change', (event) => {
     if (event.target.name === 'mode') switchBodyMode(form, event.target.value);
   });
-  // Sending needs this script: the buttons stay disabled without it, so that a form can never
-  // be submitted the old way (into a URL or the server's logs).
+  // The buttons stay disabled without this script: a plain form post would only bring this
+  // page back, having sent a password for nothing.
   form.querySelector('button[type=submit]').disabled = false;
 }
 
@@ -61,7 +61,6 @@ function switchBodyMode(form, mode) {
   const raw = form.elements.json;
   if (mode === 'json') {
     if (!raw.value.trim()) raw.value = JSON.stringify(fieldValues(form, { keepEmpty: true }), null, 2);
-    raw.focus();
     return;
   }
   try {
@@ -92,7 +91,12 @@ function requestOf(form) {
     const token = document.getElementById('bearer').value.trim();
     if (token) headers.Authorization = `Bearer ${token}`;
   }
-  return { method: form.dataset.method, path: form.dataset.path, bearer: 'bearer' in form.dataset, headers, body, sentFields };
+  // `/api/sessions/{id}/`: each parameter from its field, encoded so it stays one segment.
+  const path = form.dataset.path.replace(/\{(\w+)\}/g, (_, name) => {
+    const input = [...form.querySelectorAll('.path-fields input')].find((field) => field.name === name);
+    return encodeURIComponent(input?.value.trim() ?? '');
+  });
+  return { method: form.dataset.method, path, bearer: 'bearer' in form.dataset, headers, body, sentFields };
 }
 
 async function send(form) {

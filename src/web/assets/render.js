@@ -8,7 +8,7 @@ export function h(tag, attributes = {}, ...children) {
     if (value === false || value === null || value === undefined) continue;
     element.setAttribute(name, value === true ? '' : String(value));
   }
-  element.append(...children.flat().filter((child) => child !== null && child !== undefined && child !== false));
+  element.append(...children.flat(Infinity).filter((child) => child !== null && child !== undefined && child !== false));
   return element;
 }
 
@@ -19,6 +19,12 @@ export function prose(text) {
     .map((paragraph) => paragraph.replace(/\s+/g, ' ').trim())
     .filter(Boolean)
     .map((paragraph) => h('p', {}, ...paragraph.split('`').map((part, index) => (index % 2 ? h('code', {}, part) : part))));
+}
+
+/** The first paragraph of `text`, inline: for a heading or a summary. */
+export function inlineProse(text) {
+  const [first] = prose(text);
+  return first ? [...first.childNodes] : [];
 }
 
 /** `value` as indented JSON whose keys, strings, numbers and literals are told apart by colour. */

@@ -1,0 +1,291 @@
+// The browsable API, used as a person would use it: headless Chromium (Debian's `chromium`)
+// registers, logs in, reads and renames the profile, refreshes and logs out through the pages
+// only, and leaves a screenshot of every step, at desktop and phone widths, under
+// `target/browser/`. The service is the real binary, on a free port and a fresh SQLite file.
+//
+// Run: `cargo build && (cd tests/browser && npm ci && npm test)`; `.ci/run` does it.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const ROOT = path.resolve(import.meta.dirname, '..', '..');
+const TARGET = path.resolve(ROOT, process.env.CARGO_TARGET_DIR ?? 'target');
+const SCREENSHOTS = path.join(TARGET, 'browser');
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+// What works on our machines: no sandbox (we run as root), no GPU, nothing fetched in the
+// background; the profile is a fresh directory (launchPersistentContext's first argument).
+const CHROMIUM_FLAGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+];
+const DESKTOP = { width: 1280, height: 860 };
+const PHONE = { width: 390, height: 844 };
+
+const EMAIL = `ann.${Date.now()}@example.org`;
+const PASSWORD = 'correct horse battery staple';
+const USERNAME = 'Ann Lee';
+
+let service;
+let serviceLog = '';
+let base;
+let workDirectory;
+let context;
+let page;
+const problems = [];
+const visited = [];
+let step = 0;
+
+before(async () => {
+  fs.rmSync(SCREENSHOTS, { recursive: true, force: true });
+  fs.mkdirSync(SCREENSHOTS, { recursive: true });
+  workDirectory = fs.mkdtempSync(path.join(os.tmpdir(), 'restful-auth-browser-'));
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  service = spawn(serviceBinary(), [
+    '--database-url', `sqlite://${path.join(workDirectory, 'restful_auth.sqlite3')}`,
+    '--bind', `127.0.0.1:${port}`,
+    // The walk-through takes longer than the default 30 s between a login and its last use.
+    '--access-token-lifetime', '10m',
+  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  for (const stream of [service.stdout, service.stderr]) stream.on('data', (chunk) => { serviceLog += chunk; });
+  await serviceAnswers();
+
+  context = await chromium.launchPersistentContext(path.join(workDirectory, 'chromium-profile'), {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_FLAGS,
+    viewport: DESKTOP,
+  });
+  page = context.pages()[0] ?? (await context.newPage());
+  page.setDefaultTimeout(15_000);
+  // A console error is a broken page (a script error, or the CSP refusing something), except
+  // the browser's own note on each 4xx answer that a step asks for on purpose.
+  page.on('console', (message) => {
+    if (message.type() === 'error' && !/Failed to load resource: .* status of 4\d\d/.test(message.text())) {
+      problems.push(`console: ${message.text()}`);
+    }
+  });
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  page.on('request', (request) => visited.push(request.url()));
+});
+
+after(async () => {
+  await context?.close();
+  if (service && service.exitCode === null) {
+    service.kill('SIGTERM');
+    await new Promise((resolve) => service.once('exit', resolve));
+  }
+  if (workDirectory) fs.rmSync(workDirectory, { recursive: true, force: true });
+});
+
+test('a newcomer makes every call of the API from the pages alone', async (t) => {
+  let loginTokens;
+
+  await t.test('the index lists the endpoints in order', async () => {
+    const response = await page.goto(`${base}/`);
+    assert.equal(response.status(), 200);
+    assert.match(response.headers()['content-security-policy'], /default-src 'none'/);
+    await assertHeading('restful-auth');
+    await screenshot('index');
+    await page.getByRole('link', { name: /\/api\/register\// }).first().click();
+    await page.waitForURL(`${base}/api/register/`);
+  });
+
+  await t.test('registers', async () => {
+    const form = operation('Create an account');
+    await form.getByLabel('Email').fill(EMAIL);
+    await form.getByLabel('Password').fill(PASSWORD);
+    await form.getByRole('button', { name: 'Send POST' }).click();
+    await expectAnswer('201 Created');
+    assert.equal((await answerBody()).email, EMAIL);
+    await screenshot('register');
+  });
+
+  await t.test('a wrong password is refused, and the error shows', async () => {
+    await page.getByRole('link', { name: '/api/login/' }).click(); // "Next: /api/login/"
+    await page.waitForURL(`${base}/api/login/`);
+    const form = operation('Log in');
+    assert.equal(await form.getByLabel('Email').inputValue(), EMAIL, 'the email of the registration is filled in');
+    await form.getByLabel('Password').fill('not the password');
+    await form.getByRole('button', { name: 'Send POST' }).click();
+    await expectAnswer('401 Unauthorized');
+    assert.deepEqual(await answerBody(), { detail: 'No active account found with the given credentials' });
+    assert.equal(await storedTokens(), null, 'a refused login keeps no token');
+    await screenshot('login-refused');
+  });
+
+  await t.test('logs in, and the tab keeps the tokens', async () => {
+    const form = operation('Log in');
+    await form.getByLabel('Password').fill(PASSWORD);
+    await form.getByRole('button', { name: 'Send POST' }).click();
+    await expectAnswer('200 OK');
+    const body = await answerBody();
+    assert.equal(body.token_type, 'Bearer');
+    loginTokens = await storedTokens();
+    assert.deepEqual(loginTokens, { access: body.access_token, refresh: body.refresh_token });
+    await page.getByText('Tokens kept in this tab').waitFor();
+    await screenshot('login');
+  });
+
+  await t.test('reads the profile in one click: the bearer token is filled in', async () => {
+    await page.getByRole('link', { name: '/api/me/' }).click(); // "Next: /api/me/"
+    await page.waitForURL(`${base}/api/me/`);
+    assert.equal(await page.getByLabel('Access token').inputValue(), loginTokens.access);
+    await operation('Show my profile').getByRole('button', { name: 'Send GET' }).click();
+    await expectAnswer('200 OK');
+    assert.deepEqual(await answerBody(), { id: 1, username: EMAIL, email: EMAIL });
+    await screenshot('me');
+  });
+
+  await t.test('changes the username', async () => {
+    const form = operation('Replace my username');
+    await form.getByLabel('Username').fill(USERNAME);
+    await form.getByRole('button', { name: 'Send PUT' }).click();
+    await expectAnswer('200 OK');
+    assert.equal((await answerBody()).username, USERNAME);
+    await screenshot('me-renamed');
+  });
+
+  await t.test('"Refresh now" renews the access token in place', async () => {
+    await page.getByRole('button', { name: 'Refresh now' }).click();
+    await page.waitForFunction((old) => document.getElementById('bearer').value !== old, loginTokens.access);
+    const renewed = await storedTokens();
+    assert.notEqual(renewed.refresh, loginTokens.refresh, 'the refresh token rotated');
+    assert.equal(await page.getByLabel('Access token').inputValue(), renewed.access);
+    await operation('Show my profile').getByRole('button', { name: 'Send GET' }).click();
+    await expectAnswer('200 OK');
+    assert.equal((await answerBody()).username, USERNAME);
+    loginTokens = renewed;
+  });
+
+  await t.test('refreshes with the kept refresh token, and keeps the new ones', async () => {
+    await page.getByRole('navigation', { name: 'Endpoints' }).getByRole('link', { name: 'refresh', exact: true }).click();
+    await page.waitForURL(`${base}/api/refresh/`);
+    const form = operation('Refresh the tokens');
+    assert.equal(await form.getByLabel('Refresh token').inputValue(), loginTokens.refresh);
+    await form.getByRole('button', { name: 'Send POST' }).click();
+    await expectAnswer('200 OK');
+    const body = await answerBody();
+    const renewed = await storedTokens();
+    assert.deepEqual(renewed, { access: body.access_token, refresh: body.refresh_token });
+    assert.notEqual(renewed.refresh, loginTokens.refresh, 'the refresh token rotated');
+    assert.equal(await form.getByLabel('Refresh token').inputValue(), renewed.refresh);
+    loginTokens = renewed;
+    await screenshot('refresh');
+  });
+
+  await t.test('logs out, and the tab forgets the tokens', async () => {
+    await page.getByRole('link', { name: '/api/logout/' }).click(); // "Next: /api/logout/"
+    await page.waitForURL(`${base}/api/logout/`);
+    const form = operation('Log out');
+    assert.equal(await form.getByLabel('Refresh token').inputValue(), loginTokens.refresh);
+    await form.getByRole('button', { name: 'Send POST' }).click();
+    await expectAnswer('200 OK');
+    assert.deepEqual(await answerBody(), { success: 'User logged out.' });
+    assert.equal(await storedTokens(), null);
+    assert.equal(await form.getByLabel('Refresh token').inputValue(), '');
+    await screenshot('logout');
+  });
+
+  await t.test('after the logout, the profile asks for credentials', async () => {
+    await page.getByRole('navigation', { name: 'Endpoints' }).getByRole('link', { name: 'me', exact: true }).click();
+    await page.waitForURL(`${base}/api/me/`);
+    assert.equal(await page.getByLabel('Access token').inputValue(), '');
+    await operation('Show my profile').getByRole('button', { name: 'Send GET' }).click();
+    await expectAnswer('401 Unauthorized');
+    assert.deepEqual(await answerBody(), { detail: 'Authentication credentials were not provided.' });
+    await screenshot('me-logged-out');
+  });
+
+  await t.test('the reference renders the OpenAPI document', async () => {
+    await page.getByRole('navigation', { name: 'Endpoints' }).getByRole('link', { name: 'docs', exact: true }).click();
+    await page.waitForURL(`${base}/api/docs/`);
+    await page.locator('#tag-sessions').waitFor();
+    for (const path of ['/api/register/', '/api/login/', '/api/me/', '/api/refresh/', '/api/logout/']) {
+      assert.ok(await page.locator('.operation-doc h3', { hasText: path }).count() > 0, `the reference shows ${path}`);
+    }
+    await screenshot('docs', { fullPage: false });
+  });
+
+  await t.test('no page broke, and no secret went into a URL or a log line', async () => {
+    assert.deepEqual(problems, []);
+    const secrets = [PASSWORD, loginTokens.access, loginTokens.refresh];
+    for (const url of visited) {
+      for (const secret of secrets) assert.ok(!decodeURIComponent(url).includes(secret), `a URL holds a secret: ${url}`);
+    }
+    for (const secret of secrets) assert.ok(!serviceLog.includes(secret), 'the service logged a secret');
+  });
+});
+
+// ---- helpers --------------------------------------------------------------------------------
+
+function serviceBinary() {
+  const candidates = [process.env.RESTFUL_AUTH_BIN, ...['release', 'debug'].map((profile) => path.join(TARGET, profile, 'restful-auth'))]
+    .filter((candidate) => candidate && fs.existsSync(candidate));
+  assert.ok(candidates.length, `no restful-auth binary under ${TARGET}: run \`cargo build\` first (or set RESTFUL_AUTH_BIN)`);
+  // The newest build, so that a stale release binary never hides the change under test.
+  return candidates.sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs)[0];
+}
+
+async function freePort() {
+  const server = net.createServer();
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+async function serviceAnswers() {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    assert.equal(service.exitCode, null, `the service stopped:\n${serviceLog}`);
+    try {
+      if ((await fetch(`${base}/healthz`)).ok) return;
+    } catch {
+      // Not listening yet.
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.fail(`the service did not answer within 30 s:\n${serviceLog}`);
+}
+
+async function assertHeading(name) {
+  await page.getByRole('heading', { level: 1, name }).waitFor();
+}
+
+/** The form of the operation whose heading reads `summary`. */
+function operation(summary) {
+  return page.getByRole('form', { name: summary });
+}
+
+async function expectAnswer(status) {
+  await page.locator('#response-summary', { hasText: status }).waitFor();
+}
+
+async function answerBody() {
+  return JSON.parse(await page.locator('#response-detail pre.json').innerText());
+}
+
+async function storedTokens() {
+  return page.evaluate(() => {
+    const access = sessionStorage.getItem('restful-auth.access_token');
+    const refresh = sessionStorage.getItem('restful-auth.refresh_token');
+    return access || refresh ? { access, refresh } : null;
+  });
+}
+
+/** The page as it looks now, on a desktop and on a phone. */
+async function screenshot(name, { fullPage = true } = {}) {
+  step += 1;
+  const file = (size) => path.join(SCREENSHOTS, `${String(step).padStart(2, '0')}-${name}-${size}.png`);
+  await page.screenshot({ path: file('desktop'), fullPage });
+  await page.setViewportSize(PHONE);
+  await page.screenshot({ path: file('phone'), fullPage });
+  await page.setViewportSize(DESKTOP);
+}
