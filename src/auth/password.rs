@@ -5,11 +5,11 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{self, Output, ParamsString, PasswordHash, Salt, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::Semaphore;
 
 /// Longest password accepted: hashing cost grows with length, so it is bounded.
@@ -210,10 +210,65 @@ impl Hasher {
 
 fn hash_blocking(password: &str) -> String {
     let salt = SaltString::generate(&mut OsRng);
-    argon2()
-        .hash_password(password.as_bytes(), &salt)
-        .expect("Argon2id accepts any password of bounded length")
-        .to_string()
+    let params = argon2_params();
+    let hash = argon2_output(
+        &argon2(),
+        params,
+        password,
+        salt.as_salt(),
+        Params::DEFAULT_OUTPUT_LEN,
+    )
+    .expect("Argon2id accepts any password of bounded length");
+    PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).expect("our parameters encode"),
+        salt: Some(salt.as_salt()),
+        hash: Some(hash),
+    }
+    .to_string()
+}
+
+/// Argon2 into working memory taken from [`WORKING_MEMORY`] rather than allocated per hash.
+fn argon2_output(
+    argon2: &Argon2<'_>,
+    params: &Params,
+    password: &str,
+    salt: Salt<'_>,
+    output_len: usize,
+) -> Result<Output, password_hash::Error> {
+    let mut salt_bytes = [0u8; Salt::MAX_LENGTH];
+    let salt = salt.decode_b64(&mut salt_bytes)?;
+    Output::init_with(output_len, |out| {
+        with_working_memory(params.block_count(), |blocks| {
+            argon2.hash_password_into_with_memory(password.as_bytes(), salt, out, blocks)
+        })
+        .map_err(password_hash::Error::from)
+    })
+}
+
+/// Argon2's 19 MiB of working memory, kept between hashes. Freed after each hash, it stayed
+/// in the process anyway: glibc raised its mmap threshold past 19 MiB after the first free,
+/// so each later buffer came from a heap and fragmented them (3 GiB resident after 500
+/// logins). At most as many buffers exist as hashes ever ran at once.
+static WORKING_MEMORY: Mutex<Vec<Vec<Block>>> = Mutex::new(Vec::new());
+
+fn with_working_memory<T>(blocks: usize, work: impl FnOnce(&mut [Block]) -> T) -> T {
+    let reused = WORKING_MEMORY
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .pop()
+        .filter(|buffer| buffer.len() >= blocks);
+    let mut buffer = reused.unwrap_or_else(|| vec![Block::default(); blocks]);
+    let result = work(&mut buffer[..blocks]);
+    // Only buffers of our own size are kept: an imported hash with a larger cost is rare.
+    if buffer.len() == argon2_params().block_count() {
+        WORKING_MEMORY
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(buffer);
+    }
+    result
 }
 
 /// The outcome of checking a password against a stored hash.
@@ -243,10 +298,7 @@ fn verify_blocking(password: &str, stored: &str) -> Verification {
     let Ok(parsed) = PasswordHash::new(phc) else {
         return Verification::Mismatch;
     };
-    if argon2()
-        .verify_password(password.as_bytes(), &parsed)
-        .is_err()
-    {
+    if !argon2_matches(password, &parsed) {
         return Verification::Mismatch;
     }
     let current = parsed.algorithm == Algorithm::Argon2id.ident()
@@ -257,6 +309,23 @@ fn verify_blocking(password: &str, stored: &str) -> Verification {
         })
         && phc.len() == stored.len();
     Verification::Match { rehash: !current }
+}
+
+/// Recomputes `parsed` with its own algorithm, version and parameters; compares in constant
+/// time (`Output`'s equality).
+fn argon2_matches(password: &str, parsed: &PasswordHash<'_>) -> bool {
+    let (Ok(algorithm), Ok(version), Ok(params), Some(salt), Some(expected)) = (
+        Algorithm::try_from(parsed.algorithm),
+        parsed.version.map_or(Ok(Version::V0x13), Version::try_from),
+        Params::try_from(parsed),
+        parsed.salt,
+        parsed.hash,
+    ) else {
+        return false;
+    };
+    let argon2 = Argon2::new(algorithm, version, params.clone());
+    argon2_output(&argon2, &params, password, salt, expected.len())
+        .is_ok_and(|computed| computed == expected)
 }
 
 /// Django's `pbkdf2_sha256$<iterations>$<salt>$<base64 hash>`.
