@@ -38,6 +38,7 @@ pub struct Config {
     #[arg(
         long,
         env = "DATABASE_URL",
+        hide_env_values = true,
         default_value = "sqlite://restful_auth.sqlite3"
     )]
     pub database_url: String,

@@ -147,6 +147,8 @@ async fn shutdown_signal() {
 
 /// A database URL fit for a log line: `postgres://app:secret@db/auth` → `postgres://app:***@db/auth`.
 pub(crate) fn redact_password(url: &str) -> String {
+    // A password may also come as a query parameter (`?password=…`): drop the whole query.
+    let url = url.split('?').next().unwrap_or_default();
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
@@ -172,5 +174,9 @@ mod tests {
         );
         assert_eq!(redact_password("postgres://db/auth"), "postgres://db/auth");
         assert_eq!(redact_password("sqlite://x.db"), "sqlite://x.db");
+        assert_eq!(
+            redact_password("postgres://db/auth?user=app&password=s3cret"),
+            "postgres://db/auth"
+        );
     }
 }

@@ -63,9 +63,21 @@ fn is_valid(raw: &str) -> bool {
     if parsed.as_str() != raw || raw.contains(char::is_whitespace) {
         return false;
     }
+    // Django's local part is ASCII: look-alike letters (Cyrillic "а" for Latin "a") and
+    // invisible characters would make two addresses that read the same.
+    if !parsed.local_part().is_ascii() {
+        return false;
+    }
     let domain = parsed.domain();
-    if domain == "localhost" || (domain.starts_with('[') && domain.ends_with(']')) {
+    if domain == "localhost" {
         return true;
+    }
+    if let Some(literal) = domain
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+    {
+        let address = literal.strip_prefix("IPv6:").unwrap_or(literal);
+        return address.parse::<std::net::IpAddr>().is_ok();
     }
     let labels: Vec<&str> = domain.split('.').collect();
     let Some((top_level, hosts)) = labels.split_last() else {
@@ -110,6 +122,10 @@ mod tests {
             "ann@x_y.org",
             "ann@-x.org",
             "ann@example.123",
+            "аnn@example.org",
+            "ann\u{200b}@example.org",
+            "ann@[garbage]",
+            "ann@[999.999.999.999]",
         ] {
             assert_eq!(Email::parse(raw), Err(INVALID.to_string()), "{raw}");
         }

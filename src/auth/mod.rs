@@ -79,7 +79,12 @@ pub enum AuthError {
 struct Live {
     keyring: Keyring,
     lifetimes: Lifetimes,
+    /// The secret refresh-token successors are derived from.
+    successor_key: Vec<u8>,
 }
+
+/// Where the successor key is kept: in the database only, shared by the instances.
+const SUCCESSOR_KEY: &str = "internal:refresh-successor-key";
 
 /// The service's operations; cheap to share behind an `Arc`.
 pub struct Auth<S> {
@@ -143,10 +148,27 @@ impl<S: Store> Auth<S> {
                 })
                 .collect(),
         };
-        let lifetimes = defaults.with_stored(&store.settings().await?);
+        let mut stored = store.settings().await?;
+        let successor_key = match stored.iter().find(|(name, _)| name == SUCCESSOR_KEY) {
+            Some((_, key)) => key.clone(),
+            None => {
+                // First start. Several instances starting at once may each store one; the
+                // last stands, and all use it from their next reload on.
+                let key = generate_key().secret;
+                store
+                    .put_setting(SUCCESSOR_KEY.to_owned(), key.clone())
+                    .await?;
+                stored = store.settings().await?;
+                stored
+                    .iter()
+                    .find(|(name, _)| name == SUCCESSOR_KEY)
+                    .map_or(key, |(_, key)| key.clone())
+            }
+        };
         Ok(Live {
             keyring: Keyring::hs256(&keys),
-            lifetimes,
+            lifetimes: defaults.with_stored(&stored),
+            successor_key: successor_key.into_bytes(),
         })
     }
 
@@ -327,6 +349,12 @@ impl<S: Store> Auth<S> {
         password: Password,
         client: Client,
     ) -> Result<TokenPair, AuthError> {
+        // Longer than any account's email or password: refused without a hash or a bucket.
+        if email.chars().count() > email::MAX_LEN
+            || password.expose().chars().count() > password::MAX_LEN
+        {
+            return Err(AuthError::InvalidCredentials);
+        }
         let email_key = Email::lookup_key(email);
         let buckets: Vec<Bucket> = [
             Bucket::new(
@@ -427,7 +455,10 @@ impl<S: Store> Auth<S> {
     ) -> Result<(UserId, SessionId, RefreshToken), AuthError> {
         let (successor, policy) = {
             let live = self.live.load();
-            (live.keyring.successor(&presented), live.lifetimes.session)
+            (
+                presented.successor(&live.successor_key),
+                live.lifetimes.session,
+            )
         };
         let redeem = Redeem {
             presented: presented.digest(),

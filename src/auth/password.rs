@@ -191,20 +191,27 @@ impl Hasher {
         // Hashes waiting or running: the pool's saturation, for operators.
         let depth = metrics::gauge!("password_hash_queue_depth");
         depth.increment(1.0);
-        // Released also when the waiting request is cancelled mid-queue.
+        // Released when the hash is done, or when a request cancelled while waiting drops it.
         let admitted = self.admitted.clone();
-        let _leaving = scopeguard::guard((), move |()| {
+        let leaving = scopeguard::guard((), move |()| {
             depth.decrement(1.0);
             admitted.fetch_sub(1, Ordering::SeqCst);
         });
-        let _permit = self
+        let permit = self
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .expect("the hashing semaphore is never closed");
-        Ok(tokio::task::spawn_blocking(work)
-            .await
-            .expect("password hashing does not panic"))
+        // The permit and the admission travel with the work: a client that hangs up while its
+        // hash runs cannot free a slot for another hash before this one is done.
+        Ok(tokio::task::spawn_blocking(move || {
+            let result = work();
+            drop((permit, leaving));
+            result
+        })
+        .await
+        .expect("password hashing does not panic"))
     }
 }
 

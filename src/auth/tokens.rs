@@ -68,8 +68,6 @@ impl fmt::Debug for SigningKey {
 pub struct Keyring {
     header: Header,
     encoding: EncodingKey,
-    /// The newest secret, from which refresh-token successors are derived.
-    derivation: Vec<u8>,
     decoding: Vec<(String, DecodingKey)>,
     validation: Validation,
 }
@@ -87,7 +85,6 @@ impl Keyring {
         Keyring {
             header,
             encoding: EncodingKey::from_secret(&newest.secret),
-            derivation: newest.secret.clone(),
             decoding: keys
                 .iter()
                 .map(|key| (key.kid.clone(), DecodingKey::from_secret(&key.secret)))
@@ -123,20 +120,6 @@ impl Keyring {
             .ok_or(InvalidAccessToken::UnknownKey)?;
         Ok(jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation)?.claims)
     }
-
-    /// The token that replaces `token` at rotation. Derived, not drawn: a retry of the same
-    /// rotation (see the retry grace) finds the same successor, which the store only knows by
-    /// its digest.
-    pub fn successor(&self, token: &RefreshToken) -> RefreshToken {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.derivation)
-            .expect("HMAC takes keys of any length");
-        mac.update(b"refresh-token-successor:");
-        mac.update(token.0.as_bytes());
-        let bytes: [u8; 16] = mac.finalize().into_bytes()[..16]
-            .try_into()
-            .expect("SHA-256 is longer than 16 bytes");
-        RefreshToken(uuid::Builder::from_random_bytes(bytes).into_uuid())
-    }
 }
 
 /// An opaque refresh token. Only its holder knows it; the store keeps its [`digest`](Self::digest).
@@ -154,6 +137,21 @@ impl RefreshToken {
     /// Any spelling of a UUID that Python's `uuid.UUID` (and so the original) accepts.
     pub fn parse(raw: &str) -> Option<RefreshToken> {
         Uuid::try_parse(raw).ok().map(RefreshToken)
+    }
+
+    /// The token that replaces this one at rotation. Derived, not drawn: a retry of the same
+    /// rotation (see the retry grace) finds the same successor, which the store only knows by
+    /// its digest. `key` is a secret of this service alone (never an access-token key, which
+    /// other services may hold): with it and one token, the whole chain would follow.
+    pub fn successor(&self, key: &[u8]) -> RefreshToken {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+        mac.update(b"refresh-token-successor:");
+        mac.update(self.0.as_bytes());
+        let bytes: [u8; 16] = mac.finalize().into_bytes()[..16]
+            .try_into()
+            .expect("SHA-256 is longer than 16 bytes");
+        RefreshToken(uuid::Builder::from_random_bytes(bytes).into_uuid())
     }
 
     /// Digest of the canonical form, so every spelling of one token is the same token.
@@ -229,12 +227,15 @@ mod tests {
 
     #[test]
     fn a_successor_is_derived_the_same_way_twice_and_differs_per_token() {
-        let keys = Keyring::hs256(&[SigningKey::from_secret(SECRET)]);
         let (a, b) = (RefreshToken::generate(), RefreshToken::generate());
-        assert_eq!(keys.successor(&a).digest(), keys.successor(&a).digest());
-        assert_ne!(keys.successor(&a).digest(), keys.successor(&b).digest());
-        assert_ne!(keys.successor(&a).digest(), a.digest());
-        assert_eq!(keys.successor(&a).0.get_version_num(), 4);
+        assert_eq!(a.successor(SECRET).digest(), a.successor(SECRET).digest());
+        assert_ne!(a.successor(SECRET).digest(), b.successor(SECRET).digest());
+        assert_ne!(
+            a.successor(SECRET).digest(),
+            a.successor(b"another key").digest()
+        );
+        assert_ne!(a.successor(SECRET).digest(), a.digest());
+        assert_eq!(a.successor(SECRET).0.get_version_num(), 4);
     }
 
     fn claims(token_type: &str, exp: i64) -> serde_json::Value {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{Map, Value};
 
@@ -33,18 +33,23 @@ impl<S: Send + Sync> FromRequest<S> for Fields {
             .get(header::CONTENT_TYPE)
             .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
         let body = read_limited(request).await?;
-        // DRF reads no parser for an empty body: the fields are simply missing.
-        if body.is_empty() {
-            return Ok(Fields::default());
-        }
-        let Some(content_type) = content_type else {
-            return Ok(Fields::default());
-        };
-        match media_type(&content_type).as_deref() {
-            Some("application/json") => parse_json(&body),
-            Some("application/x-www-form-urlencoded") => Ok(parse_form(&body)),
-            _ => Err(ApiError::UnsupportedMediaType(content_type)),
-        }
+        parse_body(content_type.as_deref(), &body)
+    }
+}
+
+/// The fields of a body already read whole, given its `Content-Type` as sent: what the
+/// [`Fields`] extractor does after reading. Public as the fuzzing entry point.
+pub fn parse_body(content_type: Option<&str>, body: &[u8]) -> Result<Fields, ApiError> {
+    // DRF reads no parser for an empty body: the fields are simply missing.
+    if body.is_empty() {
+        return Ok(Fields::default());
+    }
+    // DRF finds no parser for a body without a media type: 415 naming "".
+    let content_type = content_type.unwrap_or_default();
+    match media_type(content_type).as_deref() {
+        Some("application/json") => parse_json(body),
+        Some("application/x-www-form-urlencoded") => Ok(parse_form(body)),
+        _ => Err(ApiError::UnsupportedMediaType(content_type.to_owned())),
     }
 }
 
@@ -207,8 +212,13 @@ impl<S: Store> FromRequestParts<Arc<Auth<S>>> for AuthUser {
 /// SimpleJWT's reading of `Authorization`: another scheme means "no credentials" (another
 /// authenticator might own it); `Bearer` must be followed by exactly one token.
 fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
-    let header = parts
-        .headers
+    parse_bearer(&parts.headers)
+}
+
+/// The token of the `Authorization` header in `headers`, read as [`AuthUser`] reads it.
+/// Public as the fuzzing entry point.
+pub fn parse_bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let header = headers
         .get(header::AUTHORIZATION)
         .ok_or(ApiError::NotAuthenticated)?;
     let mut words = header
@@ -271,18 +281,22 @@ fn client_ip(
     let Some(trusted) = trusted.filter(|trusted| trusted.contains(&peer)) else {
         return peer;
     };
-    let hops: Vec<IpAddr> = forwarded
+    // From the right, each hop was written by the proxy after it; the first one that is not
+    // a trusted proxy (or not an address at all: then the last trusted one) is the client.
+    let hops: Vec<&str> = forwarded
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .map_while(|hop| hop.trim().parse().ok())
         .collect();
-    hops.iter()
-        .rev()
-        .find(|hop| !trusted.contains(hop))
-        .or(hops.first())
-        .copied()
-        .unwrap_or(peer)
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(hop) if trusted.contains(&hop) => client = hop,
+            Ok(hop) => return hop,
+            Err(_) => return client,
+        }
+    }
+    client
 }
 
 #[cfg(test)]
@@ -322,6 +336,12 @@ mod tests {
             "198.51.100.7"
         );
         assert_eq!(ip(proxy, "garbage", Some(&trusted)), "10.0.0.1");
+        // A client cannot hide behind junk of its own: the proxy's hop is read first.
+        assert_eq!(
+            ip(proxy, "6.6.6.6, junk, 198.51.100.7", Some(&trusted)),
+            "198.51.100.7"
+        );
+        assert_eq!(ip(proxy, "6.6.6.6, junk", Some(&trusted)), "10.0.0.1");
     }
 
     #[test]

@@ -127,7 +127,13 @@ pub fn router_with<S: Store>(auth: AppState<S>, options: &Options) -> Router {
         router = router.layer(
             CorsLayer::new()
                 .allow_origin(options.cors_origins.clone())
-                .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH])
+                .allow_methods([
+                    Method::GET,
+                    Method::POST,
+                    Method::PUT,
+                    Method::PATCH,
+                    Method::DELETE,
+                ])
                 .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
                 .max_age(std::time::Duration::from_secs(600)),
         );
@@ -181,10 +187,14 @@ impl<T: Serialize> IntoResponse for Json<T> {
         match serde_json::to_vec(&self.1) {
             Ok(body) => (
                 self.0,
-                [(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json; charset=utf-8"),
-                )],
+                [
+                    (
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json; charset=utf-8"),
+                    ),
+                    // Tokens and profiles are nobody's to cache (RFC 6749 §5.1).
+                    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                ],
                 body,
             )
                 .into_response(),

@@ -318,6 +318,13 @@ fn expect_schema(found: i64, expected: usize) -> Result<(), StoreError> {
 impl Redeem {
     /// The verdict on the presented token, given what the transaction read of it.
     fn judge(&self, token: &PresentedToken) -> Verdict {
-        crate::auth::sessions::judge(token, &self.policy, self.now)
+        match crate::auth::sessions::judge(token, &self.policy, self.now) {
+            // The grace repeats a rotation; a logout with a consumed token is a replay like
+            // any other, and its session ends.
+            Verdict::Repeat if matches!(self.redemption, Redemption::EndSession) => {
+                Verdict::EndSessionForReuse
+            }
+            verdict => verdict,
+        }
     }
 }

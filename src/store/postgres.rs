@@ -151,6 +151,25 @@ fn account_row(row: &sqlx::postgres::PgRow) -> Result<Account, sqlx::Error> {
     })
 }
 
+async fn select_signing_keys(
+    executor: impl sqlx::PgExecutor<'_>,
+) -> Result<Vec<StoredKey>, StoreError> {
+    let keys: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT kid, secret, created_at FROM signing_keys ORDER BY created_at DESC, kid",
+    )
+    .fetch_all(executor)
+    .await
+    .map_err(database_error)?;
+    Ok(keys
+        .into_iter()
+        .map(|(kid, secret, created_at)| StoredKey {
+            kid,
+            secret,
+            created_at,
+        })
+        .collect())
+}
+
 fn uuid_text(id: &SessionId) -> String {
     id.hyphenated().to_string()
 }
@@ -303,8 +322,14 @@ impl Store for PostgresStore {
 
     async fn redeem_refresh_token(&self, redeem: Redeem) -> Result<Redeemed, StoreError> {
         let mut tx = self.pool.begin().await.map_err(database_error)?;
-        // The row lock makes concurrent redeemers of one token wait; each then re-reads the
-        // committed row, so only the first sees it unconsumed.
+        // Lock the token row first: concurrent redeemers of one token wait here. The judging
+        // read below is a statement of its own, so its snapshot shows what the winner
+        // committed (its successor, an ended session), not only the re-read locked row.
+        sqlx::query("SELECT 1 FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE")
+            .bind(&redeem.presented[..])
+            .execute(&mut *tx)
+            .await
+            .map_err(database_error)?;
         let found = sqlx::query(
             "SELECT t.session_id::text, s.user_id, t.expires_at, t.consumed_at, s.created_at,
                     s.ended_at IS NOT NULL, u.is_active,
@@ -314,8 +339,7 @@ impl Store for PostgresStore {
              FROM refresh_tokens t
              JOIN sessions s ON s.id = t.session_id
              JOIN users u ON u.id = s.user_id
-             WHERE t.token_hash = $1
-             FOR UPDATE OF t",
+             WHERE t.token_hash = $1",
         )
         .bind(&redeem.presented[..])
         .bind(&redeem.successor[..])
@@ -645,7 +669,12 @@ impl Store for PostgresStore {
     }
 
     async fn signing_keys(&self, generated: StoredKey) -> Result<Vec<StoredKey>, StoreError> {
-        // Inserted only into an empty table; the lock makes concurrent first starts agree.
+        // Every reload reads; only a first start writes, under a lock so that concurrent
+        // first starts agree on one key.
+        let keys = select_signing_keys(&self.pool).await?;
+        if !keys.is_empty() {
+            return Ok(keys);
+        }
         let mut tx = self.pool.begin().await.map_err(database_error)?;
         sqlx::query("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE")
             .execute(&mut *tx)
@@ -661,21 +690,9 @@ impl Store for PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(database_error)?;
-        let keys: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT kid, secret, created_at FROM signing_keys ORDER BY created_at DESC, kid",
-        )
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(database_error)?;
+        let keys = select_signing_keys(&mut *tx).await?;
         tx.commit().await.map_err(database_error)?;
-        Ok(keys
-            .into_iter()
-            .map(|(kid, secret, created_at)| StoredKey {
-                kid,
-                secret,
-                created_at,
-            })
-            .collect())
+        Ok(keys)
     }
 
     async fn add_signing_key(&self, key: StoredKey) -> Result<(), StoreError> {

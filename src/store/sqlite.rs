@@ -638,30 +638,19 @@ impl Store for SqliteStore {
     }
 
     async fn signing_keys(&self, generated: StoredKey) -> Result<Vec<StoredKey>, StoreError> {
+        // Every reload reads; only a first start writes.
+        let keys = self.read(select_signing_keys).await?;
+        if !keys.is_empty() {
+            return Ok(keys);
+        }
         self.write(move |conn| {
-            let tx = conn.transaction().map_err(database_error)?;
-            tx.execute(
+            conn.execute(
                 "INSERT INTO signing_keys (kid, secret, created_at)
                  SELECT ?1, ?2, ?3 WHERE NOT EXISTS (SELECT 1 FROM signing_keys)",
                 params![generated.kid, generated.secret, generated.created_at],
             )
-            .map_err(database_error)?;
-            let keys = tx
-                .prepare("SELECT kid, secret, created_at FROM signing_keys ORDER BY created_at DESC, kid")
-                .and_then(|mut select| {
-                    select
-                        .query_map([], |row| {
-                            Ok(StoredKey {
-                                kid: row.get(0)?,
-                                secret: row.get(1)?,
-                                created_at: row.get(2)?,
-                            })
-                        })?
-                        .collect::<rusqlite::Result<Vec<_>>>()
-                })
-                .map_err(database_error)?;
-            tx.commit().map_err(database_error)?;
-            Ok(keys)
+            .and_then(|_| select_signing_keys(conn))
+            .map_err(database_error)
         })
         .await
     }
@@ -702,6 +691,20 @@ const PURGE_KEYS: &str = "DELETE FROM signing_keys
       AND (SELECT max(created_at) FROM signing_keys) < ?1";
 
 const PURGE_THROTTLE: &str = "DELETE FROM throttle_buckets WHERE window_start < ?1";
+
+fn select_signing_keys(conn: &Connection) -> rusqlite::Result<Vec<StoredKey>> {
+    conn.prepare_cached(
+        "SELECT kid, secret, created_at FROM signing_keys ORDER BY created_at DESC, kid",
+    )?
+    .query_map([], |row| {
+        Ok(StoredKey {
+            kid: row.get(0)?,
+            secret: row.get(1)?,
+            created_at: row.get(2)?,
+        })
+    })?
+    .collect()
+}
 
 const ACCOUNT_COLUMNS: &str = "SELECT u.id, u.email, u.username, u.is_active, u.created_at,
         (SELECT count(*) FROM sessions s WHERE s.user_id = u.id AND s.ended_at IS NULL)

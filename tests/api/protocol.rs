@@ -260,6 +260,36 @@ async fn another_media_type_is_415_naming_it() {
 }
 
 #[tokio::test]
+async fn a_body_without_a_media_type_is_415_naming_none() {
+    let app = spawn_app().await;
+    let request = Request::post("/api/login/")
+        .body(Body::from(
+            r#"{"email": "ann@example.org", "password": "x"}"#,
+        ))
+        .unwrap();
+
+    let response = app.send(request).await;
+
+    assert_eq!(response.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(
+        response.body,
+        json!({"detail": "Unsupported media type \"\" in request."})
+    );
+}
+
+#[tokio::test]
+async fn every_json_answer_is_marked_no_store() {
+    let app = spawn_app().await;
+    let (_, tokens) = app.register_and_login().await;
+    for response in [
+        app.get_me(&tokens.access).await,
+        app.refresh(&tokens.refresh).await,
+    ] {
+        assert_eq!(response.headers[header::CACHE_CONTROL], "no-store");
+    }
+}
+
+#[tokio::test]
 async fn json_with_a_charset_parameter_is_json() {
     // Arrange
     let app = spawn_app().await;
