@@ -1,0 +1,279 @@
+//! The processes under load: the service (built and started on a fresh database, or one the
+//! user runs) and the bare server that measures the HTTP stack's ceiling.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// The workspace root: the service's package and where `BENCHMARKS.md` lives.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("loadtest/ sits in the workspace")
+        .to_path_buf()
+}
+
+/// Builds the service's release binary and returns its path. Asking cargo for the artifact
+/// (rather than guessing `target/release/`) honours `CARGO_TARGET_DIR` and `build.target-dir`.
+pub fn build_service() -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!("building the service: cargo build --release --bin restful-auth");
+    let output = Command::new(cargo)
+        .current_dir(workspace_root())
+        .args([
+            "build",
+            "--release",
+            "--package",
+            "restful-auth",
+            "--bin",
+            "restful-auth",
+            "--message-format=json-render-diagnostics",
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running cargo build")?;
+    if !output.status.success() {
+        bail!("cargo build --release failed ({})", output.status);
+    }
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|message| {
+            message["reason"] == "compiler-artifact" && message["target"]["name"] == "restful-auth"
+        })
+        .find_map(|message| message["executable"].as_str().map(PathBuf::from))
+        .context("cargo build named no restful-auth executable")
+}
+
+/// The flags the benchmark starts the service with: the user's `--service-arg`s, and the
+/// registration throttle switched off where the binary has one (the benchmark registers
+/// thousands of accounts from one address; the throttle is a policy, not a cost to measure).
+pub fn benchmark_flags(binary: &Path, user_args: &[String]) -> anyhow::Result<Vec<String>> {
+    let help = Command::new(binary)
+        .arg("--help")
+        .output()
+        .with_context(|| format!("running {} --help", binary.display()))?;
+    let help = String::from_utf8_lossy(&help.stdout);
+    let mut flags = Vec::new();
+    let user_sets = |flag: &str| user_args.iter().any(|arg| arg.starts_with(flag));
+    if help.contains("--throttle-register-ip") && !user_sets("--throttle-register-ip") {
+        flags.extend(["--throttle-register-ip".to_owned(), "off".to_owned()]);
+    }
+    flags.extend(user_args.iter().cloned());
+    Ok(flags)
+}
+
+/// A child process that is killed when dropped, so no run leaves one behind.
+pub struct Guarded {
+    child: Child,
+    /// Where its output goes, to show when it fails.
+    log: Option<PathBuf>,
+}
+
+impl Guarded {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills it at once (SIGKILL): nothing it has not yet written survives.
+    pub fn kill(mut self) -> anyhow::Result<()> {
+        self.child.kill().context("killing the service")?;
+        self.child.wait().context("reaping the service")?;
+        Ok(())
+    }
+
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// The end of its log, for an error message.
+    pub fn log_tail(&self) -> String {
+        let Some(log) = &self.log else {
+            return String::new();
+        };
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The service, started by us on a database of its own.
+pub struct Service {
+    pub process: Guarded,
+    pub address: SocketAddr,
+}
+
+/// Starts `binary` on `database` (a file path) on a free loopback port and waits until it
+/// answers HTTP. Its log goes to `log`.
+pub async fn start_service(
+    binary: &Path,
+    database: &Path,
+    log: &Path,
+    extra_args: &[String],
+    address: Option<SocketAddr>,
+) -> anyhow::Result<Service> {
+    // A free port is free when we ask; another process taking it before the service binds is
+    // retried with another one. A given address (a restart) is not.
+    let attempts = if address.is_some() { 1 } else { 5 };
+    for _ in 0..attempts {
+        let address = match address {
+            Some(address) => address,
+            None => free_port()?,
+        };
+        let output = File::options().create(true).append(true).open(log)?;
+        let child = Command::new(binary)
+            .arg("--bind")
+            .arg(address.to_string())
+            .arg("--database-url")
+            .arg(format!("sqlite://{}", database.display()))
+            .args(extra_args)
+            .stdin(Stdio::null())
+            .stdout(output.try_clone()?)
+            .stderr(output)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let mut process = Guarded {
+            child,
+            log: Some(log.to_path_buf()),
+        };
+        match wait_until_answering(address, &mut process).await {
+            Ok(()) => return Ok(Service { process, address }),
+            Err(error) if process.exited().is_some() && process.log_tail().contains("listen") => {
+                eprintln!("the service could not listen on {address} ({error:#}); another port");
+            }
+            Err(error) => bail!("{error:#}\nservice log:\n{}", process.log_tail()),
+        }
+    }
+    bail!("no free port the service could listen on")
+}
+
+fn free_port() -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?)
+}
+
+/// Polls until `address` answers an HTTP request (any status), within 30 s.
+async fn wait_until_answering(address: SocketAddr, process: &mut Guarded) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Some(status) = process.exited() {
+            bail!("the service exited ({status}) before answering");
+        }
+        let answered = crate::load::once(
+            address,
+            hyper::Method::GET,
+            "/api/me/",
+            None,
+            hyper::StatusCode::UNAUTHORIZED,
+        )
+        .await;
+        if answered.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("the service did not answer on {address} within 30 s")
+}
+
+/// A URL given with `--url`: `http://HOST:PORT`, which must be a loopback address, since a
+/// load test sends traffic only to this machine.
+pub fn loopback_target(url: &str) -> anyhow::Result<SocketAddr> {
+    let authority = url
+        .strip_prefix("http://")
+        .context("--url must start with http://")?
+        .trim_end_matches('/');
+    if authority.contains('/') {
+        bail!("--url is the service's root, e.g. http://127.0.0.1:8000");
+    }
+    let address = authority
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {authority}"))?
+        .next()
+        .with_context(|| format!("{authority} resolves to nothing"))?;
+    if !address.ip().is_loopback() {
+        bail!("--url must be a loopback address (127.0.0.0/8 or [::1]); got {address}");
+    }
+    Ok(address)
+}
+
+/// Starts this program's own bare server (`loadtest bare-server`) in a process of its own,
+/// like the service, and returns it with the address it listens on.
+pub fn start_bare_server() -> anyhow::Result<(Guarded, SocketAddr)> {
+    let exe = std::env::current_exe().context("locating the loadtest binary")?;
+    let mut child = Command::new(exe)
+        .arg("bare-server")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting the bare server")?;
+    let mut first_line = String::new();
+    let stdout = child.stdout.take().context("bare server stdout")?;
+    BufReader::new(stdout).read_line(&mut first_line)?;
+    let process = Guarded { child, log: None };
+    let address = first_line
+        .trim()
+        .parse()
+        .with_context(|| format!("the bare server said {first_line:?}, not its address"))?;
+    Ok((process, address))
+}
+
+/// The bare server: the service's HTTP stack (`axum::serve` on a default multi-threaded tokio
+/// runtime, one worker per core) answering a constant JSON body of the size of a `/api/me/`
+/// answer, with no routing depth, middleware, database or token check.
+pub fn serve_bare() -> anyhow::Result<()> {
+    use axum::Router;
+    use axum::http::header::CONTENT_TYPE;
+    use axum::routing::get;
+
+    const BODY: &str = r#"{"id":1,"username":"bench@example.org","email":"bench@example.org"}"#;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let answer = || async { ([(CONTENT_TYPE, "application/json; charset=utf-8")], BODY) };
+        let app = Router::new().route("/bare", get(answer).post(answer));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        println!("{}", listener.local_addr()?);
+        axum::serve(listener, app).await?;
+        Ok(())
+    })
+}
+
+/// A process's memory figures (kB) from `/proc/<pid>/status`: peak resident (VmHWM) and
+/// resident now (VmRSS).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Memory {
+    pub peak_kib: u64,
+    pub now_kib: u64,
+}
+
+pub fn memory(pid: u32) -> Option<Memory> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    };
+    Some(Memory {
+        peak_kib: field("VmHWM:")?,
+        now_kib: field("VmRSS:")?,
+    })
+}

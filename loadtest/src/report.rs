@@ -1,0 +1,583 @@
+//! The report: every phase against its ceiling, every target met or missed, and the machine
+//! and command that produced them, as the Markdown of `BENCHMARKS.md`.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::Args;
+use crate::load::Outcome;
+use crate::processes::Memory;
+
+pub const BARE: &str = "bare ceiling: `GET /bare`";
+pub const ME: &str = "`GET /api/me/`";
+pub const REFRESH: &str = "`POST /api/refresh/`";
+pub const LOGIN: &str = "`POST /api/login/`";
+pub const REGISTER: &str = "`POST /api/register/`";
+pub const ME_UNDER_LOGINS: &str = "`GET /api/me/` while logins saturate hashing";
+pub const LOGINS_BESIDE: &str = "`POST /api/login/` beside it";
+
+/// The Django original, for context (the issue's figure for a 2-core machine).
+const DJANGO_ME_PER_SECOND: &str = "270–300";
+
+/// The targets of a 2-core machine.
+const ME_SHARE: f64 = 0.50;
+const ME_P99_MS: f64 = 5.0;
+const REFRESH_SHARE: f64 = 0.25;
+const HASH_SHARE: f64 = 0.90;
+const ME_P99_GROWTH: f64 = 3.0;
+const MEMORY_MIB: f64 = 64.0;
+
+/// After the refresh phase the service is killed (SIGKILL) and restarted: how many of the
+/// chains' last tokens, each answered before the kill, still refresh.
+#[derive(Debug, Clone, Copy)]
+pub struct Durability {
+    pub survived: u64,
+    pub presented: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Verdict {
+    Met,
+    Missed,
+    NotJudged,
+}
+
+struct Target {
+    what: String,
+    measured: String,
+    verdict: Verdict,
+}
+
+pub struct Report {
+    date: String,
+    machine: String,
+    command: String,
+    service: String,
+    settings: String,
+    smoke: bool,
+    connections: usize,
+    cores: usize,
+    hash_time: Duration,
+    outcomes: Vec<Outcome>,
+    targets: Vec<Target>,
+    pub durability: Option<Durability>,
+    pub memory: Option<Memory>,
+    /// The service's memory once seeded, before the first phase.
+    pub memory_at_start: Option<Memory>,
+    /// Hashes per second with every core hashing at once.
+    pub parallel_hashes: Option<f64>,
+    /// Cores other processes kept busy while the hashes were timed.
+    pub hash_others: Option<f64>,
+}
+
+impl Report {
+    pub fn new(
+        args: &Args,
+        cores: usize,
+        hash_time: Duration,
+        service_flags: Option<&[String]>,
+        target: SocketAddr,
+    ) -> Report {
+        let service = match service_flags {
+            Some(flags) => format!(
+                "{}, started by the benchmark on a fresh SQLite file (WAL) with {}",
+                match &args.bin {
+                    Some(binary) => format!("restful-auth binary `{}`", binary.display()),
+                    None => format!(
+                        "restful-auth{}, release build",
+                        revision()
+                            .map(|rev| format!(" at {rev}"))
+                            .unwrap_or_default()
+                    ),
+                },
+                if flags.is_empty() {
+                    "its default flags".to_owned()
+                } else {
+                    format!("its default flags but `{}`", flags.join(" "))
+                }
+            ),
+            None => format!("restful-auth already running at http://{target} (`--url`)"),
+        };
+        let login_connections = args.login_connections.unwrap_or(2 * cores);
+        Report {
+            date: date(),
+            machine: machine(cores),
+            command: command_line(),
+            service,
+            settings: format!(
+                "{} connections per phase ({login_connections} more logging in during the mixed \
+                 phase), {} warm-up + {} measured per phase, HTTP/1.1 keep-alive, closed loop",
+                args.connections,
+                humantime::format_duration(args.warmup),
+                humantime::format_duration(args.duration),
+            ),
+            smoke: args.smoke,
+            connections: args.connections,
+            cores,
+            hash_time,
+            outcomes: Vec::new(),
+            targets: Vec::new(),
+            durability: None,
+            memory: None,
+            memory_at_start: None,
+            parallel_hashes: None,
+            hash_others: None,
+        }
+    }
+
+    pub fn add(&mut self, outcomes: Vec<Outcome>) {
+        for outcome in &outcomes {
+            eprintln!(
+                "  {}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, {} failed",
+                outcome.name,
+                outcome.throughput(),
+                outcome.ms(0.50),
+                outcome.ms(0.99),
+                outcome.ms(0.999),
+                outcome.failed()
+            );
+            if let Some(sample) = &outcome.failure_sample {
+                eprintln!("    a failing answer: {sample}");
+            }
+        }
+        self.outcomes.extend(outcomes);
+    }
+
+    pub fn failed_requests(&self) -> u64 {
+        self.outcomes.iter().map(Outcome::failed).sum()
+    }
+
+    pub fn missed_targets(&self) -> usize {
+        self.targets
+            .iter()
+            .filter(|target| target.verdict == Verdict::Missed)
+            .count()
+    }
+
+    pub fn durable(&self) -> bool {
+        self.durability
+            .is_none_or(|durability| durability.survived == durability.presented)
+    }
+
+    fn find(&self, name: &str) -> Option<&Outcome> {
+        self.outcomes.iter().find(|outcome| outcome.name == name)
+    }
+
+    /// Requests per second that bound `name`: the bare route for cheap requests, hashing
+    /// (cores ÷ one hash time) for those that hash a password.
+    fn ceiling(&self, name: &str) -> Option<f64> {
+        match name {
+            ME | REFRESH | ME_UNDER_LOGINS => self.find(BARE).map(Outcome::throughput),
+            LOGIN | REGISTER | LOGINS_BESIDE => Some(self.hash_ceiling()),
+            _ => None,
+        }
+    }
+
+    fn hash_ceiling(&self) -> f64 {
+        self.cores as f64 / self.hash_time.as_secs_f64()
+    }
+
+    fn share(&self, name: &str) -> Option<f64> {
+        Some(self.find(name)?.throughput() / self.ceiling(name)?)
+    }
+
+    /// Judges every target from the figures.
+    pub fn finish(&mut self) {
+        let judge = |met: bool| {
+            if self.smoke {
+                Verdict::NotJudged
+            } else if met {
+                Verdict::Met
+            } else {
+                Verdict::Missed
+            }
+        };
+        let mut targets = Vec::new();
+        let mut share_target = |name: &str, what: String, wanted: f64| {
+            if let Some(share) = self.share(name) {
+                targets.push(Target {
+                    what,
+                    measured: format!("{:.0}%", share * 100.0),
+                    verdict: judge(share >= wanted),
+                });
+            }
+        };
+        share_target(
+            ME,
+            format!("{ME} ≥ {:.0}% of the bare ceiling", ME_SHARE * 100.0),
+            ME_SHARE,
+        );
+        share_target(
+            REFRESH,
+            format!(
+                "{REFRESH} ≥ {:.0}% of the bare ceiling",
+                REFRESH_SHARE * 100.0
+            ),
+            REFRESH_SHARE,
+        );
+        share_target(
+            LOGIN,
+            format!(
+                "{LOGIN} ≥ {:.0}% of the hash-bound ceiling",
+                HASH_SHARE * 100.0
+            ),
+            HASH_SHARE,
+        );
+        share_target(
+            REGISTER,
+            format!(
+                "{REGISTER} ≥ {:.0}% of the hash-bound ceiling",
+                HASH_SHARE * 100.0
+            ),
+            HASH_SHARE,
+        );
+        if let Some(me) = self.find(ME) {
+            let p99 = me.ms(0.99);
+            let at = if self.connections == 32 {
+                String::new()
+            } else {
+                format!(" (run at {} connections, not 32)", self.connections)
+            };
+            targets.push(Target {
+                what: format!("{ME} p99 < {ME_P99_MS} ms at 32 connections"),
+                measured: format!("{p99:.2} ms{at}"),
+                verdict: if self.connections == 32 {
+                    judge(p99 < ME_P99_MS)
+                } else {
+                    Verdict::NotJudged
+                },
+            });
+        }
+        if let (Some(alone), Some(loaded)) = (self.find(ME), self.find(ME_UNDER_LOGINS)) {
+            let growth = loaded.ms(0.99) / alone.ms(0.99);
+            targets.push(Target {
+                what: format!(
+                    "{ME} p99 while logins saturate hashing ≤ {ME_P99_GROWTH}× its unloaded p99"
+                ),
+                measured: format!(
+                    "{:.2} ms vs {:.2} ms = {growth:.1}×",
+                    loaded.ms(0.99),
+                    alone.ms(0.99)
+                ),
+                verdict: judge(growth <= ME_P99_GROWTH),
+            });
+        }
+        targets.push(match self.durability {
+            Some(Durability {
+                survived,
+                presented,
+            }) => Target {
+                what: format!("{REFRESH}: each rotation committed before it is answered"),
+                measured: format!(
+                    "{survived} of {presented} last tokens refreshed after `kill -9` and restart"
+                ),
+                // Not a performance figure: judged in smoke runs too.
+                verdict: if survived == presented {
+                    Verdict::Met
+                } else {
+                    Verdict::Missed
+                },
+            },
+            None => Target {
+                what: format!("{REFRESH}: each rotation committed before it is answered"),
+                measured: "not checked: the benchmark did not start the service".into(),
+                verdict: Verdict::NotJudged,
+            },
+        });
+        targets.push(match self.memory {
+            Some(memory) => Target {
+                what: format!("service resident memory < {MEMORY_MIB} MiB"),
+                measured: format!(
+                    "peak (VmHWM) {:.1} MiB; at the end (VmRSS) {:.1} MiB",
+                    mib(memory.peak_kib),
+                    mib(memory.now_kib)
+                ),
+                verdict: judge(mib(memory.peak_kib) < MEMORY_MIB),
+            },
+            None => Target {
+                what: format!("service resident memory < {MEMORY_MIB} MiB"),
+                measured: "not measured: give `--pid` with `--url`".into(),
+                verdict: Verdict::NotJudged,
+            },
+        });
+        self.targets = targets;
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut out = String::new();
+        let w = &mut out;
+        let _ = writeln!(w, "# Benchmarks\n");
+        let _ = writeln!(
+            w,
+            "Written by the load benchmark in [`loadtest/`](loadtest/) itself; rerun it rather \
+             than edit the figures.\n"
+        );
+        let _ = writeln!(w, "{}", HOW_TO);
+        let title = if self.smoke {
+            "Smoke run"
+        } else {
+            "Latest run"
+        };
+        let _ = writeln!(w, "## {title}\n");
+        let _ = writeln!(w, "| | |\n|---|---|");
+        let _ = writeln!(w, "| date | {} |", self.date);
+        let _ = writeln!(w, "| machine | {} |", self.machine);
+        let _ = writeln!(w, "| command | `{}` |", self.command);
+        let _ = writeln!(w, "| service | {} |", self.service);
+        let _ = writeln!(
+            w,
+            "| load generator | this machine, sharing its cores with the service; one tokio \
+             runtime, HTTP/1.1 on hyper |"
+        );
+        let _ = writeln!(w, "| load | {} |", self.settings);
+        let _ = writeln!(
+            w,
+            "| one Argon2id hash | {:.1} ms (m=19456 KiB, t=2, p=1; median of 9, memory reused; \
+             other processes busy meanwhile: {} cores) → hash-bound ceiling {} cores ÷ {:.1} ms = \
+             {:.1} hashes/s |",
+            ms(self.hash_time),
+            cores(self.hash_others),
+            self.cores,
+            ms(self.hash_time),
+            self.hash_ceiling()
+        );
+        if let Some(rate) = self.parallel_hashes {
+            let reached: Vec<String> = [LOGIN, REGISTER]
+                .into_iter()
+                .filter_map(|name| {
+                    let share = self.find(name)?.throughput() / rate * 100.0;
+                    Some(format!("{name} reached {share:.0}% of it"))
+                })
+                .collect();
+            let _ = writeln!(
+                w,
+                "| {} hashes at once | {rate:.1} hashes/s measured, {:.0}% of that ceiling (the \
+                 cores share caches and memory bandwidth); {} |",
+                self.cores,
+                rate / self.hash_ceiling() * 100.0,
+                reached.join(", ")
+            );
+        }
+        let _ = writeln!(w, "\n### Throughput and latency\n");
+        let _ = writeln!(
+            w,
+            "| phase | conns | req/s | p50 ms | p99 ms | p99.9 ms | non-2xx | ceiling req/s | \
+             of ceiling | server CPU | loadgen CPU | other CPU | service RSS MiB |"
+        );
+        let _ = writeln!(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+        for outcome in &self.outcomes {
+            let ceiling = self.ceiling(&outcome.name);
+            let _ = writeln!(
+                w,
+                "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} | {} |",
+                outcome.name,
+                outcome.connections,
+                outcome.throughput(),
+                outcome.ms(0.50),
+                outcome.ms(0.99),
+                outcome.ms(0.999),
+                outcome.failed(),
+                ceiling.map_or("—".into(), |ceiling| format!("{ceiling:.0}")),
+                self.share(&outcome.name)
+                    .map_or("—".into(), |share| format!("{:.0}%", share * 100.0)),
+                cores(outcome.server_cores),
+                cores(outcome.client_cores),
+                cores(others(outcome)),
+                outcome
+                    .service_memory
+                    .map_or("—".into(), |memory| format!("{:.1}", mib(memory.now_kib))),
+            );
+        }
+        let _ = writeln!(
+            w,
+            "\nCPU columns: cores busy during the measured time in the server process (the \
+             service, or the bare server), in the load generator, and in every other process \
+             (and kernel thread) of the machine; it has {}. Phases that run together share one \
+             measurement. Service RSS: its VmRSS right after the phase{}.",
+            self.cores,
+            self.memory_at_start.map_or(String::new(), |memory| format!(
+                " ({:.1} MiB once started and seeded, before the first phase)",
+                mib(memory.now_kib)
+            ))
+        );
+        let busiest = self
+            .outcomes
+            .iter()
+            .filter_map(others)
+            .chain(self.hash_others)
+            .fold(0.0_f64, f64::max);
+        if busiest > SHARED_MACHINE_CORES {
+            let _ = writeln!(
+                w,
+                "\n**The machine was not idle**: other processes kept up to {busiest:.2} cores \
+                 busy during a measured phase or the hash timing. The figures are lower than an \
+                 idle machine gives, and the ratios less certain; rerun on an idle one to compare."
+            );
+        }
+        let failures: Vec<_> = self
+            .outcomes
+            .iter()
+            .flat_map(|outcome| {
+                outcome
+                    .failures
+                    .iter()
+                    .map(move |(kind, count)| format!("- {}: {count} × {kind}", outcome.name))
+            })
+            .collect();
+        if !failures.is_empty() {
+            let _ = writeln!(w, "\n**Failed requests** (the run fails):\n");
+            let _ = writeln!(w, "{}", failures.join("\n"));
+        }
+
+        let _ = writeln!(w, "\n### Targets (2-core machine, load generator on it)\n");
+        let _ = writeln!(w, "| target | measured | result |\n|---|---|---|");
+        for target in &self.targets {
+            let verdict = match target.verdict {
+                Verdict::Met => "met",
+                Verdict::Missed => "**missed**",
+                Verdict::NotJudged if self.smoke => "not judged (smoke run)",
+                Verdict::NotJudged => "not judged",
+            };
+            let _ = writeln!(w, "| {} | {} | {verdict} |", target.what, target.measured);
+        }
+        if let Some(me) = self.find(ME) {
+            let _ = writeln!(
+                w,
+                "\nFor scale: the Django original answers about {DJANGO_ME_PER_SECOND} `/api/me/` \
+                 requests per second on a 2-core machine; this run answered {:.0}.",
+                me.throughput()
+            );
+        }
+        out
+    }
+}
+
+const HOW_TO: &str = "\
+## How to reproduce
+
+    cargo run --release -p loadtest
+
+On a 2-core machine it takes about two minutes: it builds the service (`cargo build --release`),
+starts it on a fresh SQLite file in a temporary directory with its default flags (but the
+registration throttle off: the benchmark registers thousands of accounts from one address), and
+loads it from this machine's loopback interface, phase after phase, each with its own warm-up:
+
+1. **bare ceiling**: the same HTTP stack (axum 0.8 `axum::serve` on a multi-threaded tokio
+   runtime, in a process of its own) answering a constant JSON body: what no endpoint can beat;
+2. **`GET /api/me/`** with one session's access token (renewed in the background);
+3. **`POST /api/refresh/`**: each connection chains its own session, presenting each new refresh
+   token exactly once. Right after, the service is killed with SIGKILL and restarted on the same
+   file, and every chain's last token must refresh: a rotation is committed before it is answered;
+4. **`POST /api/login/`** and 5. **`POST /api/register/`** (a new address each time), both bound by
+   Argon2id: their ceiling is cores ÷ the time of one hash with the service's parameters;
+6. **`GET /api/me/` while logins saturate the hashing pool** (more logins in flight than cores).
+
+Latency is from sending a request to reading the last byte of its answer (HDR histogram).
+The service's peak resident memory is its VmHWM from `/proc/<pid>/status` (the largest of the
+two processes the restart makes). Any answer other than 2xx fails the run.
+
+Options (`cargo run --release -p loadtest -- --help`): `--duration 10s`, `--warmup 1s`,
+`--connections 32`, `--url http://127.0.0.1:PORT --pid PID` (a running service; loopback only),
+`--bin PATH` (a built binary), `--service-arg=--log-level=warn` (a flag for the started service),
+`--smoke` (a few seconds, writes nothing: what CI runs), `--no-write`, `--require-targets`.
+";
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// Cores busy in other processes than the server and the load generator.
+fn others(outcome: &Outcome) -> Option<f64> {
+    let others = outcome.machine_cores? - outcome.server_cores? - outcome.client_cores?;
+    Some(others.max(0.0))
+}
+
+/// Other processes busier than this (on average, in cores) make the figures unrepresentative.
+const SHARED_MACHINE_CORES: f64 = 0.1;
+
+fn cores(used: Option<f64>) -> String {
+    used.map_or("—".into(), |used| format!("{used:.2}"))
+}
+
+/// What `date` says, as the issue asks the report to record.
+fn date() -> String {
+    Command::new("date")
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The processor from `/proc/cpuinfo`, the cores `nproc` counts, memory and kernel.
+fn machine(cores: usize) -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|line| line.strip_prefix("model name"))
+        .and_then(|rest| rest.split_once(':'))
+        .map_or("unknown processor", |(_, model)| model.trim())
+        .to_owned();
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|meminfo| {
+            let kib: f64 = meminfo
+                .lines()
+                .find_map(|line| line.strip_prefix("MemTotal:"))?
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .ok()?;
+            Some(format!(", {:.1} GiB memory", kib / 1024.0 / 1024.0))
+        })
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|release| format!(", Linux {}", release.trim()))
+        .unwrap_or_default();
+    format!("{model} (`/proc/cpuinfo`), {cores} cores (`nproc`){memory}{kernel}")
+}
+
+/// How this run was started, as someone would type it.
+fn command_line() -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut line = String::from("cargo run --release -p loadtest");
+    if std::env::var_os("CARGO").is_none() {
+        line = std::env::args().next().unwrap_or_else(|| "loadtest".into());
+    } else if !args.is_empty() {
+        line.push_str(" --");
+    }
+    for arg in args {
+        line.push(' ');
+        line.push_str(&arg);
+    }
+    line
+}
+
+/// The commit measured, and whether the working tree differed from it.
+fn revision() -> Option<String> {
+    let root = crate::processes::workspace_root();
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .current_dir(&root)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|output| output.status.success())
+            .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    };
+    let commit = git(&["rev-parse", "--short", "HEAD"])?;
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+        .is_some_and(|status| !status.is_empty());
+    Some(if dirty {
+        format!("commit {commit} + uncommitted changes")
+    } else {
+        format!("commit {commit}")
+    })
+}
