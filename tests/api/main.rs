@@ -2,10 +2,12 @@
 //! the real router. One binary, so the crate is linked once and the tests share `helpers`.
 
 mod helpers;
+mod hostile;
 mod login;
 mod logout;
 mod me;
 mod pg;
+mod properties;
 mod protocol;
 mod refresh;
 mod register;
