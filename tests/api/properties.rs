@@ -204,6 +204,7 @@ fn arbitrary_requests_never_get_a_server_error() {
     let app = runtime.block_on(spawn_app());
     let user = runtime.block_on(app.register_user("ann@example.org"));
     let access = Mutex::new(runtime.block_on(app.login_user(&user)).access);
+    let answers = Mutex::new(std::collections::BTreeMap::<u16, usize>::new());
     let strategy = (
         prop::sample::select(ROUTES.as_slice()),
         credentials(),
@@ -232,6 +233,11 @@ fn arbitrary_requests_never_get_a_server_error() {
                 builder = builder.header(header::CONTENT_TYPE, value);
             }
             let response = runtime.block_on(send(&app, builder.body(Body::from(body)).unwrap()));
+            *answers
+                .lock()
+                .unwrap()
+                .entry(response.status.as_u16())
+                .or_default() += 1;
 
             prop_assert!(
                 response.status.as_u16() < 500,
@@ -252,6 +258,10 @@ fn arbitrary_requests_never_get_a_server_error() {
             }
             Ok(())
         },
+    );
+    println!(
+        "arbitrary requests, by answer: {:?}",
+        answers.lock().unwrap()
     );
 }
 
