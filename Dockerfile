@@ -8,6 +8,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY src src
 COPY migrations migrations
 COPY templates templates
+COPY loadtest loadtest
 RUN cargo build --release --locked --bin restful-auth
 
 FROM debian:bookworm-slim

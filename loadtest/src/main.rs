@@ -164,27 +164,11 @@ fn benchmark(args: &Args) -> anyhow::Result<Report> {
         Some(binary) => processes::benchmark_flags(binary, &args.service_args)?,
         None => Vec::new(),
     };
-    eprintln!("timing one Argon2id hash (m=19456 KiB, t=2, p=1)");
-    let started = Instant::now();
-    let busy_before = load::machine_busy_seconds();
-    let ours_before = load::cpu_seconds(std::process::id());
-    let hash_time = hash_time()?;
-    let parallel_hashes = parallel_hash_rate(cores)?;
-    // Cores other processes kept busy meanwhile: they slow the hashes and lower the ceiling.
-    let others = || {
-        let busy = load::machine_busy_seconds()? - busy_before?;
-        let ours = load::cpu_seconds(std::process::id())? - ours_before?;
-        Some(((busy - ours) / started.elapsed().as_secs_f64()).max(0.0))
-    };
-    let hash_others = others();
-
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.client_threads)
         .enable_all()
         .build()?;
-    let mut report = runtime.block_on(run(args, binary, &service_args, cores, hash_time))?;
-    report.parallel_hashes = Some(parallel_hashes);
-    report.hash_others = hash_others;
+    let mut report = runtime.block_on(run(args, binary, &service_args, cores))?;
     report.finish();
     let text = report.markdown();
     println!("{text}");
@@ -223,18 +207,44 @@ fn hash_memory() -> Vec<argon2::Block> {
     vec![argon2::Block::default(); HASH_KIB as usize]
 }
 
-/// The median of nine hashes, after one to warm up.
-fn hash_time() -> anyhow::Result<Duration> {
+/// What the hashing ceiling is made of, timed in this process while the service is idle.
+pub struct HashTiming {
+    /// Single hashes, one after another on one core.
+    pub samples: Vec<Duration>,
+    /// Hashes per second with one thread per core hashing at once.
+    pub parallel_rate: f64,
+    /// Cores other processes kept busy meanwhile: they slow the hashes and lower the ceiling.
+    pub others: Option<f64>,
+}
+
+/// Fifteen single hashes after half a second of hashing to warm up (an idle core may start
+/// slow: its clock, its caches, the hypervisor's scheduling), then every core hashing at once.
+fn time_hashes(cores: usize) -> anyhow::Result<HashTiming> {
+    let started = Instant::now();
+    let busy_before = load::machine_busy_seconds();
+    let ours_before = load::cpu_seconds(std::process::id());
     let mut memory = hash_memory();
-    hash_once(&mut memory)?;
-    let mut times = (0..9)
+    while started.elapsed() < Duration::from_millis(500) {
+        hash_once(&mut memory)?;
+    }
+    let samples = (0..15)
         .map(|_| {
-            let started = Instant::now();
-            hash_once(&mut memory).map(|()| started.elapsed())
+            let hashing = Instant::now();
+            hash_once(&mut memory).map(|()| hashing.elapsed())
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    times.sort();
-    Ok(times[times.len() / 2])
+    drop(memory);
+    let parallel_rate = parallel_hash_rate(cores)?;
+    let others = || {
+        let busy = load::machine_busy_seconds()? - busy_before?;
+        let ours = load::cpu_seconds(std::process::id())? - ours_before?;
+        Some(((busy - ours) / started.elapsed().as_secs_f64()).max(0.0))
+    };
+    Ok(HashTiming {
+        samples,
+        parallel_rate,
+        others: others(),
+    })
 }
 
 /// Hashes per second with one thread per core hashing at once: what the machine sustains when
@@ -269,7 +279,6 @@ async fn run(
     binary: Option<PathBuf>,
     service_args: &[String],
     cores: usize,
-    hash_time: Duration,
 ) -> anyhow::Result<Report> {
     let workdir = tempfile::Builder::new()
         .prefix("restful-auth-bench-")
@@ -301,7 +310,7 @@ async fn run(
     let login_connections = args.login_connections.unwrap_or(2 * cores).max(1);
 
     let flags = binary.as_ref().map(|_| service_args);
-    let mut report = Report::new(args, cores, hash_time, flags, target);
+    let mut report = Report::new(args, cores, flags, target);
 
     // One account; one session for /api/me/ (its access token renewed in the background), and
     // one per connection for the refresh chains. Each login costs a hash, so no more than that.
@@ -406,6 +415,13 @@ async fn run(
     }
     report.add(refreshed);
 
+    // The hashing ceiling, timed on either side of the phases it bounds: a virtual machine's
+    // cores do not keep one speed for minutes.
+    let time_hashes_now = async || {
+        eprintln!("timing Argon2id hashes (m=19456 KiB, t=2, p=1)");
+        tokio::task::spawn_blocking(move || time_hashes(cores)).await?
+    };
+    report.hash_timings.push(time_hashes_now().await?);
     let pid = service_pid(&service);
     report.add(
         measure(
@@ -428,6 +444,7 @@ async fn run(
         )
         .await,
     );
+    report.hash_timings.push(time_hashes_now().await?);
     report.add(
         measure(
             vec![

@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::Args;
 use crate::load::Outcome;
 use crate::processes::Memory;
+use crate::{Args, HashTiming};
 
 pub const BARE: &str = "bare ceiling: `GET /bare`";
 pub const ME: &str = "`GET /api/me/`";
@@ -59,24 +59,20 @@ pub struct Report {
     smoke: bool,
     connections: usize,
     cores: usize,
-    hash_time: Duration,
     outcomes: Vec<Outcome>,
     targets: Vec<Target>,
     pub durability: Option<Durability>,
     pub memory: Option<Memory>,
     /// The service's memory once seeded, before the first phase.
     pub memory_at_start: Option<Memory>,
-    /// Hashes per second with every core hashing at once.
-    pub parallel_hashes: Option<f64>,
-    /// Cores other processes kept busy while the hashes were timed.
-    pub hash_others: Option<f64>,
+    /// The hashing ceiling, timed before the login phase and after the register phase.
+    pub hash_timings: Vec<HashTiming>,
 }
 
 impl Report {
     pub fn new(
         args: &Args,
         cores: usize,
-        hash_time: Duration,
         service_flags: Option<&[String]>,
         target: SocketAddr,
     ) -> Report {
@@ -116,14 +112,12 @@ impl Report {
             smoke: args.smoke,
             connections: args.connections,
             cores,
-            hash_time,
             outcomes: Vec::new(),
             targets: Vec::new(),
             durability: None,
             memory: None,
             memory_at_start: None,
-            parallel_hashes: None,
-            hash_others: None,
+            hash_timings: Vec::new(),
         }
     }
 
@@ -176,7 +170,35 @@ impl Report {
     }
 
     fn hash_ceiling(&self) -> f64 {
-        self.cores as f64 / self.hash_time.as_secs_f64()
+        self.cores as f64 / self.hash_time().as_secs_f64()
+    }
+
+    /// The median of every single hash timed.
+    fn hash_time(&self) -> Duration {
+        let mut samples: Vec<Duration> = self
+            .hash_timings
+            .iter()
+            .flat_map(|timing| timing.samples.iter().copied())
+            .collect();
+        samples.sort();
+        samples
+            .get(samples.len() / 2)
+            .copied()
+            .unwrap_or(Duration::MAX)
+    }
+
+    /// Hashes per second with every core hashing at once, the mean of its timings.
+    fn parallel_hashes(&self) -> Option<f64> {
+        let rates: Vec<f64> = self.hash_timings.iter().map(|t| t.parallel_rate).collect();
+        (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64)
+    }
+
+    /// The most cores other processes kept busy while hashes were timed.
+    fn hash_others(&self) -> Option<f64> {
+        self.hash_timings
+            .iter()
+            .filter_map(|timing| timing.others)
+            .reduce(f64::max)
     }
 
     fn share(&self, name: &str) -> Option<f64> {
@@ -334,16 +356,21 @@ impl Report {
         let _ = writeln!(w, "| load | {} |", self.settings);
         let _ = writeln!(
             w,
-            "| one Argon2id hash | {:.1} ms (m=19456 KiB, t=2, p=1; median of 9, memory reused; \
-             other processes busy meanwhile: {} cores) → hash-bound ceiling {} cores ÷ {:.1} ms = \
-             {:.1} hashes/s |",
-            ms(self.hash_time),
-            cores(self.hash_others),
+            "| one Argon2id hash | {:.1} ms (m=19456 KiB, t=2, p=1; median of {} hashes timed \
+             in this process, half before the login phase and half after the register phase, \
+             each after 0.5 s of warm-up, memory reused; other processes busy meanwhile: {} \
+             cores) → hash-bound ceiling {} cores ÷ {:.1} ms = {:.1} hashes/s |",
+            ms(self.hash_time()),
+            self.hash_timings
+                .iter()
+                .map(|t| t.samples.len())
+                .sum::<usize>(),
+            cores(self.hash_others()),
             self.cores,
-            ms(self.hash_time),
+            ms(self.hash_time()),
             self.hash_ceiling()
         );
-        if let Some(rate) = self.parallel_hashes {
+        if let Some(rate) = self.parallel_hashes() {
             let reached: Vec<String> = [LOGIN, REGISTER]
                 .into_iter()
                 .filter_map(|name| {
@@ -406,7 +433,7 @@ impl Report {
             .outcomes
             .iter()
             .filter_map(others)
-            .chain(self.hash_others)
+            .chain(self.hash_others())
             .fold(0.0_f64, f64::max);
         if busiest > SHARED_MACHINE_CORES {
             let _ = writeln!(
@@ -471,7 +498,9 @@ loads it from this machine's loopback interface, phase after phase, each with it
    token exactly once. Right after, the service is killed with SIGKILL and restarted on the same
    file, and every chain's last token must refresh: a rotation is committed before it is answered;
 4. **`POST /api/login/`** and 5. **`POST /api/register/`** (a new address each time), both bound by
-   Argon2id: their ceiling is cores ÷ the time of one hash with the service's parameters;
+   Argon2id: their ceiling is cores ÷ the time of one hash with the service's parameters,
+   timed in the benchmark's own process just before the login phase and after the register
+   phase (a virtual machine's cores do not keep one speed for minutes);
 6. **`GET /api/me/` while logins saturate the hashing pool** (more logins in flight than cores).
 
 Latency is from sending a request to reading the last byte of its answer (HDR histogram).
