@@ -104,6 +104,10 @@ async function send(form) {
   const button = form.querySelector('button[type=submit]');
   button.disabled = true;
   button.setAttribute('aria-busy', 'true');
+  // The last answer goes at once, so it is never mistaken for this request's.
+  summary.className = 'status status-pending';
+  summary.replaceChildren(methodBadge(request), ' ', h('code', {}, request.path), ' → sending…');
+  detail.replaceChildren();
   const started = performance.now();
   try {
     const response = await fetch(request.path, {
@@ -148,7 +152,7 @@ function show(request, response, text, answer, milliseconds) {
   const reason = response.statusText || REASONS[response.status] || '';
   summary.className = `status status-${family}`;
   summary.replaceChildren(
-    h('span', { class: `method method-${request.method.toLowerCase()}` }, request.method), ' ',
+    methodBadge(request), ' ',
     h('code', {}, request.path), ' → ',
     h('strong', {}, `${response.status} ${reason}`.trim()),
     h('span', { class: 'timing' }, ` in ${milliseconds} ms`),
@@ -165,6 +169,10 @@ function show(request, response, text, answer, milliseconds) {
   );
   const { top } = panel.getBoundingClientRect();
   if (top > window.innerHeight * 0.6) panel.scrollIntoView({ behavior: 'smooth', block: 'start' });
+}
+
+function methodBadge(request) {
+  return h('span', { class: `method method-${request.method.toLowerCase()}` }, request.method);
 }
 
 /** Access tokens last seconds: say what to do when one is missing or spent. */
