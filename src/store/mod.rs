@@ -147,7 +147,7 @@ pub struct PoolState {
     pub idle: u32,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("an account with this email already exists")]
     EmailTaken,
