@@ -206,12 +206,34 @@ impl Hasher {
         // The permit and the admission travel with the work: a client that hangs up while its
         // hash runs cannot free a slot for another hash before this one is done.
         Ok(tokio::task::spawn_blocking(move || {
+            yield_to_requests();
             let result = work();
             drop((permit, leaving));
             result
         })
         .await
         .expect("password hashing does not panic"))
+    }
+}
+
+/// Hashing threads run at a lower priority (nice 10) than the threads that serve requests:
+/// while logins keep every core busy with Argon2, cheap requests still get a core at once, and
+/// hashes take whatever is left. Lowered once per thread, for good (raising it back needs
+/// privileges); the blocking pool's other work is start-up and imports, which may wait too.
+fn yield_to_requests() {
+    thread_local!(static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    if LOWERED.replace(true) {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: setpriority reads only its integer arguments. On Linux the nice value belongs
+        // to a thread, named here by its id.
+        let lowered =
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10) };
+        if lowered != 0 {
+            tracing::debug!("password hashing keeps the normal priority: setpriority failed");
+        }
     }
 }
 
