@@ -97,11 +97,22 @@ impl SqliteStore {
             .test_on_check_out(false)
             .build(manager)
             .map_err(|error| StoreError::Unavailable(error.to_string()))?;
+        // The writer only appends to the log; the checkpointer copies it into the file.
+        writer
+            .pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(database_error)?;
+        let checkpointer = Connection::open(path).map_err(database_error)?;
+        checkpointer
+            .execute_batch(CONNECTION_PRAGMAS)
+            .map_err(database_error)?;
+        let (checkpoint_due, checkpoint_requests) = mpsc::sync_channel(1);
+        spawn_thread("sqlite-checkpointer", move || {
+            run_checkpointer(checkpointer, checkpoint_requests)
+        })?;
         let (writes, queue) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("sqlite-writer".into())
-            .spawn(move || run_writer(writer, queue))
-            .map_err(|error| StoreError::Database(error.to_string()))?;
+        spawn_thread("sqlite-writer", move || {
+            run_writer(writer, queue, checkpoint_due)
+        })?;
         Ok(SqliteStore { readers, writes })
     }
 
@@ -164,9 +175,40 @@ impl SqliteStore {
     }
 }
 
+fn spawn_thread(name: &str, body: impl FnOnce() + Send + 'static) -> Result<(), StoreError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(body)
+        .map(drop)
+        .map_err(|error| StoreError::Database(error.to_string()))
+}
+
+/// How often, at most, the write-ahead log is copied into the database file. Between two
+/// checkpoints a page written many times is copied once; the log grows by what is written
+/// meanwhile (a few MiB at full load).
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Checkpoints after commits, off the writer thread: a checkpoint copies pages and syncs the
+/// file, which in the writer's turn (SQLite's automatic checkpoint) held every write up.
+/// PASSIVE never waits for readers or the writer; what it cannot copy now, the next one does.
+/// Ends with the writer thread, which holds the other end of `requests`.
+fn run_checkpointer(conn: Connection, requests: mpsc::Receiver<()>) {
+    while requests.recv().is_ok() {
+        if let Err(error) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
+            tracing::warn!(%error, "checkpointing the write-ahead log failed; will retry");
+        }
+        std::thread::sleep(CHECKPOINT_INTERVAL);
+    }
+}
+
 /// The writer thread: takes what is queued, commits it together, answers; until every handle
-/// to the store is gone.
-fn run_writer(conn: Connection, queue: mpsc::Receiver<Write>) {
+/// to the store is gone. After each commit a checkpoint is due (a request already pending
+/// covers it).
+fn run_writer(
+    conn: Connection,
+    queue: mpsc::Receiver<Write>,
+    checkpoint_due: mpsc::SyncSender<()>,
+) {
     let mut batch = Vec::with_capacity(MAX_WRITES_PER_COMMIT);
     while let Ok(first) = queue.recv() {
         let mut next = Some(first);
@@ -185,6 +227,7 @@ fn run_writer(conn: Connection, queue: mpsc::Receiver<Write>) {
             }
         }
         commit_batch(&conn, &mut batch);
+        let _ = checkpoint_due.try_send(());
     }
 }
 
