@@ -6,7 +6,7 @@ use restful_auth::config::Cli;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    restful_auth::telemetry::init(&cli.config.log_level, cli.config.log_format);
+    let _logging = restful_auth::telemetry::init(&cli.config.log_level, cli.config.log_format);
     match restful_auth::cli::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -1,23 +1,35 @@
 //! Logging: one line per request (method, path, status, latency) from `tower-http`'s trace
 //! layer. Bodies and headers are never logged, so no password or token can reach a log line.
 
-use std::io::IsTerminal;
+use std::io::{BufWriter, IsTerminal};
+
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber; `filter` is a level or `tracing` directives.
-pub fn init(filter: &str, format: LogFormat) {
+/// Installs the global subscriber; `filter` is a level or `tracing` directives. Lines are
+/// written to stdout by a thread of their own, in as few writes as keep up: a request's thread
+/// only queues its line. The queue holds 128k lines; beyond that, logging waits rather than
+/// drop lines. Keep the guard until the process ends: dropping it writes out what is queued.
+#[must_use = "dropping the guard stops logging"]
+pub fn init(filter: &str, format: LogFormat) -> WorkerGuard {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|error| {
         eprintln!("warning: log filter {filter:?} not understood ({error}); using \"info\"");
         EnvFilter::new("info")
     });
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("log-writer")
+        .finish(BufWriter::new(std::io::stdout()));
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_writer(writer)
         .with_ansi(std::io::stdout().is_terminal());
     match format {
         LogFormat::Pretty => subscriber.init(),
         LogFormat::Json => subscriber.json().init(),
     }
+    guard
 }
