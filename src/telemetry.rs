@@ -9,10 +9,14 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
+/// Lines the log queue holds: seconds' worth at full load. Its slots are allocated up front,
+/// so the default (128k) would take 4 MiB of memory for good.
+const QUEUED_LINES: usize = 16 * 1024;
+
 /// Installs the global subscriber; `filter` is a level or `tracing` directives. Lines are
 /// written to stdout by a thread of their own, in as few writes as keep up: a request's thread
-/// only queues its line. The queue holds 128k lines; beyond that, logging waits rather than
-/// drop lines. Keep the guard until the process ends: dropping it writes out what is queued.
+/// only queues its line. The queue holds [`QUEUED_LINES`]; beyond that, logging waits rather
+/// than drop lines. Keep the guard until the process ends: dropping it writes out what is queued.
 #[must_use = "dropping the guard stops logging"]
 pub fn init(filter: &str, format: LogFormat) -> WorkerGuard {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|error| {
@@ -21,6 +25,7 @@ pub fn init(filter: &str, format: LogFormat) -> WorkerGuard {
     });
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(false)
+        .buffered_lines_limit(QUEUED_LINES)
         .thread_name("log-writer")
         .finish(BufWriter::new(std::io::stdout()));
     let subscriber = tracing_subscriber::fmt()

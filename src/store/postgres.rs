@@ -390,7 +390,8 @@ impl Store for PostgresStore {
                             "WITH next AS (
                                  INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at)
                                  VALUES ($1, $2::uuid, $3, $4))
-                             UPDATE sessions SET last_seen_at = $3 WHERE id = $2::uuid",
+                             UPDATE sessions SET last_seen_at = $3
+                             WHERE id = $2::uuid AND last_seen_at <> $3",
                         )
                         .bind(&redeem.successor[..])
                         .bind(&session_text)

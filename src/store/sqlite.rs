@@ -12,7 +12,8 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
@@ -76,6 +77,13 @@ impl SqliteStore {
 
     fn open_blocking(path: &Path) -> Result<SqliteStore, StoreError> {
         let mut writer = Connection::open(path).map_err(database_error)?;
+        // A new file gets 1 KiB pages (an existing one keeps its size). Rows here are small and
+        // found by random keys (token digests, session ids): a refresh changes a few rows on
+        // different pages, and each commit copies every page it changed into the log, so
+        // smaller pages write a quarter of the bytes of SQLite's default 4 KiB.
+        writer
+            .pragma_update(None, "page_size", 1024)
+            .map_err(database_error)?;
         writer
             .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
             .map_err(database_error)?;
@@ -99,19 +107,21 @@ impl SqliteStore {
             .map_err(|error| StoreError::Unavailable(error.to_string()))?;
         // The writer only appends to the log; the checkpointer copies it into the file.
         writer
-            .pragma_update(None, "wal_autocheckpoint", 0)
+            .execute_batch(WRITER_PRAGMAS)
             .map_err(database_error)?;
         let checkpointer = Connection::open(path).map_err(database_error)?;
         checkpointer
             .execute_batch(CONNECTION_PRAGMAS)
             .map_err(database_error)?;
+        let checkpoints = Checkpoints::default();
         let (checkpoint_due, checkpoint_requests) = mpsc::sync_channel(1);
-        spawn_thread("sqlite-checkpointer", move || {
-            run_checkpointer(checkpointer, checkpoint_requests)
+        spawn_thread("sqlite-checkpointer", {
+            let checkpoints = checkpoints.clone();
+            move || run_checkpointer(checkpointer, checkpoint_requests, checkpoints)
         })?;
         let (writes, queue) = mpsc::channel();
         spawn_thread("sqlite-writer", move || {
-            run_writer(writer, queue, checkpoint_due)
+            run_writer(writer, queue, checkpoint_due, checkpoints)
         })?;
         Ok(SqliteStore { readers, writes })
     }
@@ -183,31 +193,59 @@ fn spawn_thread(name: &str, body: impl FnOnce() + Send + 'static) -> Result<(), 
         .map_err(|error| StoreError::Database(error.to_string()))
 }
 
+/// The writer never checkpoints by itself (the checkpointer does), and a log that grew in a
+/// burst is cut back to 32 MiB once it starts over.
+const WRITER_PRAGMAS: &str = "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 33554432;";
+
 /// How often, at most, the write-ahead log is copied into the database file. Between two
-/// checkpoints a page written many times is copied once; the log grows by what is written
-/// meanwhile (a few MiB at full load).
+/// checkpoints a page written many times is copied once.
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Log frames (pages) beyond which the log should start over, which needs a checkpoint that
+/// copies all of it: 8 MiB of 1 KiB pages.
+const LOG_FRAMES_BEFORE_RESTART: i64 = 8 * 1024;
+
+/// What the checkpointer tells the writer.
+#[derive(Clone, Default)]
+struct Checkpoints {
+    /// The log is long: the writer should finish a checkpoint in its own turn.
+    log_is_long: Arc<AtomicBool>,
+}
 
 /// Checkpoints after commits, off the writer thread: a checkpoint copies pages and syncs the
 /// file, which in the writer's turn (SQLite's automatic checkpoint) held every write up.
 /// PASSIVE never waits for readers or the writer; what it cannot copy now, the next one does.
 /// Ends with the writer thread, which holds the other end of `requests`.
-fn run_checkpointer(conn: Connection, requests: mpsc::Receiver<()>) {
+fn run_checkpointer(conn: Connection, requests: mpsc::Receiver<()>, checkpoints: Checkpoints) {
     while requests.recv().is_ok() {
-        if let Err(error) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
-            tracing::warn!(%error, "checkpointing the write-ahead log failed; will retry");
+        match checkpoint(&conn) {
+            Ok(log_frames) if log_frames >= LOG_FRAMES_BEFORE_RESTART => {
+                checkpoints.log_is_long.store(true, Ordering::Relaxed);
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, "checkpointing the write-ahead log failed; will retry");
+            }
         }
         std::thread::sleep(CHECKPOINT_INTERVAL);
     }
 }
 
+/// A PASSIVE checkpoint; how many frames the log holds.
+fn checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))
+}
+
 /// The writer thread: takes what is queued, commits it together, answers; until every handle
 /// to the store is gone. After each commit a checkpoint is due (a request already pending
-/// covers it).
+/// covers it). The log starts over only once a checkpoint has copied all of it, which one
+/// running beside a busy writer never does; so when it has grown long, the writer finishes
+/// the checkpoint itself between two commits (the checkpointer has copied most of it).
 fn run_writer(
     conn: Connection,
     queue: mpsc::Receiver<Write>,
     checkpoint_due: mpsc::SyncSender<()>,
+    checkpoints: Checkpoints,
 ) {
     let mut batch = Vec::with_capacity(MAX_WRITES_PER_COMMIT);
     while let Ok(first) = queue.recv() {
@@ -227,6 +265,11 @@ fn run_writer(
             }
         }
         commit_batch(&conn, &mut batch);
+        if checkpoints.log_is_long.swap(false, Ordering::Relaxed)
+            && let Err(error) = checkpoint(&conn)
+        {
+            tracing::warn!(%error, "checkpointing the write-ahead log failed; will retry");
+        }
         let _ = checkpoint_due.try_send(());
     }
 }
@@ -546,7 +589,9 @@ impl Store for SqliteStore {
                                 expires_at,
                             )?;
                             conn.prepare_cached(
-                                "UPDATE sessions SET last_seen_at = ?2 WHERE id = ?1",
+                                // Within the same second there is nothing to write.
+                                "UPDATE sessions SET last_seen_at = ?2
+                                 WHERE id = ?1 AND last_seen_at <> ?2",
                             )
                             .and_then(|mut touch| {
                                 touch.execute(params![session_id.as_bytes(), now])
