@@ -1074,4 +1074,37 @@ mod tests {
         // The writer thread outlived the panics.
         store.put_setting("after".into(), "1".into()).await.unwrap();
     }
+
+    /// Under a steady stream of writes a checkpoint beside the writer never copies the whole
+    /// log, and a log starts over only after one that did: the writer finishes one itself.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_write_ahead_log_starts_over_under_a_steady_stream_of_writes() {
+        let (directory, store) = open_temporary().await;
+        let value = "x".repeat(900);
+        let mut in_flight = tokio::task::JoinSet::<Result<(), StoreError>>::new();
+        // Each write changes a page or two of 1 KiB: several times the length that restarts.
+        for n in 0..(4 * LOG_FRAMES_BEFORE_RESTART) {
+            if in_flight.len() >= 64 {
+                in_flight.join_next().await.unwrap().unwrap().unwrap();
+            }
+            let store = store.clone();
+            let value = value.clone();
+            in_flight.spawn(async move { store.put_setting(format!("key {n}"), value).await });
+        }
+        while let Some(written) = in_flight.join_next().await {
+            written.unwrap().unwrap();
+        }
+
+        let log = std::fs::metadata(directory.path().join("db.sqlite3-wal")).unwrap();
+        let written = (4 * LOG_FRAMES_BEFORE_RESTART * 1024) as u64;
+        assert!(
+            log.len() < written / 2,
+            "the log holds {} bytes of the {written} written",
+            log.len()
+        );
+        assert_eq!(
+            store.settings().await.unwrap().len(),
+            4 * LOG_FRAMES_BEFORE_RESTART as usize
+        );
+    }
 }
