@@ -49,7 +49,19 @@ pub fn parse_body(content_type: Option<&str>, body: &[u8]) -> Result<Fields, Api
     match media_type(content_type).as_deref() {
         Some("application/json") => parse_json(body),
         Some("application/x-www-form-urlencoded") => Ok(parse_form(body)),
-        _ => Err(ApiError::UnsupportedMediaType(content_type.to_owned())),
+        _ => Err(ApiError::UnsupportedMediaType(quoted_media_type(
+            content_type,
+        ))),
+    }
+}
+
+/// The media type as the 415 message repeats it: the header may be as long as hyper allows
+/// (kilobytes), the message need not be.
+fn quoted_media_type(content_type: &str) -> String {
+    const SHOWN: usize = 100;
+    match content_type.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{}…", &content_type[..cut]),
+        None => content_type.to_owned(),
     }
 }
 

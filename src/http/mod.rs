@@ -122,7 +122,8 @@ pub fn router_with<S: Store>(auth: AppState<S>, options: &Options) -> Router {
         )
         // Outermost: the id exists before the log span opens, and is echoed on every answer.
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid));
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(middleware::map_request(forget_unusable_request_id));
     if !options.cors_origins.is_empty() {
         router = router.layer(
             CorsLayer::new()
@@ -143,6 +144,23 @@ pub fn router_with<S: Store>(auth: AppState<S>, options: &Options) -> Router {
 
 /// Taken from the client when it sends one, else generated; echoed on the answer.
 const REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+
+/// A client's request id is logged and echoed: one that is long or not printable ASCII is
+/// replaced by a generated one rather than carried into every log line of the request.
+async fn forget_unusable_request_id(mut request: Request) -> Request {
+    const LONGEST: usize = 128;
+    let usable = |id: &HeaderValue| {
+        !id.is_empty() && id.len() <= LONGEST && id.as_bytes().iter().all(u8::is_ascii_graphic)
+    };
+    if request
+        .headers()
+        .get(REQUEST_ID)
+        .is_some_and(|id| !usable(id))
+    {
+        request.headers_mut().remove(REQUEST_ID);
+    }
+    request
+}
 
 /// `/metrics` alone, for serving on an address that only the monitoring system reaches.
 pub fn metrics_router<S: Store>(auth: AppState<S>) -> Router {

@@ -260,6 +260,60 @@ async fn another_media_type_is_415_naming_it() {
 }
 
 #[tokio::test]
+async fn an_overlong_media_type_is_named_only_in_part() {
+    // Arrange
+    let app = spawn_app().await;
+    let content_type = format!("application/{}", "x".repeat(4000));
+
+    // Act
+    let response = app
+        .request(
+            Method::POST,
+            "/api/login/",
+            None,
+            Some((&content_type, b"{}".to_vec())),
+        )
+        .await;
+
+    // Assert
+    let shown: String = content_type.chars().take(100).collect();
+    response.assert(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        json!({"detail": format!("Unsupported media type \"{shown}…\" in request.")}),
+    );
+}
+
+#[tokio::test]
+async fn a_request_id_is_echoed_only_when_short_and_printable() {
+    // Arrange
+    let app = spawn_app().await;
+    let short = "trace-me-42".to_owned();
+    let unusable = [
+        "x".repeat(129),
+        "two words".to_owned(),
+        "tab\there".to_owned(),
+    ];
+
+    for given in std::iter::once(&short).chain(&unusable) {
+        // Act
+        let request = Request::get("/api/me/")
+            .header("x-request-id", given.as_str())
+            .body(Body::empty())
+            .unwrap();
+        let response = app.send(request).await;
+
+        // Assert
+        let echoed = response.headers["x-request-id"].to_str().unwrap();
+        if given == &short {
+            assert_eq!(echoed, short);
+        } else {
+            assert_ne!(echoed, given);
+            assert!(uuid::Uuid::try_parse(echoed).is_ok(), "generated: {echoed}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_body_without_a_media_type_is_415_naming_none() {
     let app = spawn_app().await;
     let request = Request::post("/api/login/")
