@@ -140,6 +140,31 @@ fn assert_page(answer: &Answer, status: StatusCode) -> String {
 // ---- content negotiation --------------------------------------------------------------------
 
 #[tokio::test]
+async fn answers_that_depend_on_accept_say_so() {
+    // Arrange
+    let app = spawn_app().await;
+
+    for path in ["/api/me/", "/api/login/", "/no/such/page/"] {
+        for accept in [None, Some("application/json"), Some(BROWSER)] {
+            // Act
+            let answer = app.call(Method::GET, path, accept, None).await;
+
+            // Assert
+            assert_eq!(
+                answer.header(header::VARY),
+                Some("Accept"),
+                "{path} {accept:?}"
+            );
+        }
+    }
+    // The same for every client: nothing to say.
+    for path in ["/", "/healthz"] {
+        let answer = app.call(Method::GET, path, Some(BROWSER), None).await;
+        assert_eq!(answer.header(header::VARY), None, "{path}");
+    }
+}
+
+#[tokio::test]
 async fn a_browser_gets_the_page_of_every_api_endpoint_whatever_the_method() {
     // Arrange: every documented endpoint under /api/ but the reference, itself a page.
     let app = spawn_app().await;
@@ -223,9 +248,10 @@ async fn json_clients_get_exactly_the_api_answers() {
             Some("application/json; charset=utf-8"),
             "{method} {path}"
         );
-        for page_header in [header::CONTENT_SECURITY_POLICY, header::VARY] {
-            assert!(plain.header(page_header).is_none(), "{method} {path}");
-        }
+        assert!(
+            plain.header(header::CONTENT_SECURITY_POLICY).is_none(),
+            "{method} {path}"
+        );
     }
     let wrong_method = app
         .call(Method::GET, "/api/login/", Some("*/*"), None)

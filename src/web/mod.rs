@@ -11,6 +11,7 @@ use std::sync::LazyLock;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Path, Request};
+use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
@@ -40,17 +41,24 @@ pub fn docs_routes<S: Store>() -> MethodRouter<AppState<S>> {
 /// DRF's browsable API does; an unknown URL gets a page that says so. Every other request,
 /// and every client that does not prefer HTML, goes on to the endpoint untouched.
 pub async fn browsable(request: Request, next: Next) -> Response {
-    if !negotiation::prefers_html(request.headers()) {
-        return next.run(request).await;
-    }
     let route = request.extensions().get::<MatchedPath>();
-    let Some(route) = route else {
-        return pages::not_found(catalogue());
+    // Answers that differ by `Accept` say so, so that no cache serves a page to a JSON client.
+    let negotiated = route.is_none_or(|route| catalogue().browsable(route.as_str()).is_some());
+    let mut response = if !negotiation::prefers_html(request.headers()) {
+        next.run(request).await
+    } else {
+        match route.map(|route| catalogue().browsable(route.as_str())) {
+            None => pages::not_found(catalogue()),
+            Some(Some(endpoint)) => pages::endpoint(catalogue(), endpoint, &request),
+            Some(None) => next.run(request).await,
+        }
     };
-    match catalogue().browsable(route.as_str()) {
-        Some(endpoint) => pages::endpoint(catalogue(), endpoint, &request),
-        None => next.run(request).await,
+    if negotiated {
+        response
+            .headers_mut()
+            .append(header::VARY, HeaderValue::from_static("Accept"));
     }
+    response
 }
 
 /// The endpoints, with a form for each

@@ -114,7 +114,6 @@ fn html(status: StatusCode, page: impl Template) -> Response {
                 HeaderValue::from_static("no-referrer"),
             ),
             // The URL also answers JSON: no cache may hand this page to an API client.
-            (header::VARY, HeaderValue::from_static("Accept")),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         ],
         body,
