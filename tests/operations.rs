@@ -468,14 +468,18 @@ async fn user_commands_create_list_and_deactivate_accounts() {
 
     let activated = admin(&database, &["user", "activate", "admin@example.org"], "");
     assert!(activated.status.success());
-    assert_eq!(login(&service, "admin@example.org", PASSWORD).await.0, 200);
+    let (status, tokens) = login(&service, "admin@example.org", PASSWORD).await;
+    assert_eq!(status, 200);
+    let access = tokens["access_token"].as_str().unwrap();
 
+    // A password reset ends the account's sessions, as a thief's may be among them.
     let changed = admin(
         &database,
         &["user", "set-password", "admin@example.org"],
         "a brand new passphrase",
     );
     assert!(changed.status.success(), "{changed:?}");
+    assert_eq!(me(&service, access).await, 401);
     assert_eq!(login(&service, "admin@example.org", PASSWORD).await.0, 401);
     assert_eq!(
         login(&service, "admin@example.org", "a brand new passphrase")

@@ -254,32 +254,39 @@ impl<S: Store> Auth<S> {
         else {
             return Ok(());
         };
-        self.check_throttle(std::slice::from_ref(&bucket), "registration")
-            .await?;
-        self.store
-            .throttle_hit(vec![(bucket.key, bucket.limit.window)], now())
-            .await?;
-        Ok(())
+        self.take_throttle(vec![bucket], "registration").await
     }
 
-    /// Refuses when any bucket is full; `Ok` with what was read otherwise.
-    async fn check_throttle(
+    /// Counts the attempt in each bucket before it is made, so that concurrent attempts cannot
+    /// all pass a check that none of them has counted in yet; refuses it when a bucket is full.
+    async fn take_throttle(
         &self,
-        buckets: &[Bucket],
+        buckets: Vec<Bucket>,
         limit: &'static str,
-    ) -> Result<Vec<(String, i64, i64)>, AuthError> {
+    ) -> Result<(), AuthError> {
         if buckets.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
-        let keys = buckets.iter().map(|bucket| bucket.key.clone()).collect();
-        let counts = self.store.throttle_buckets(keys).await?;
-        match throttle::wait(buckets, &counts, now()) {
+        match self.store.throttle_take(buckets, now()).await? {
             Some(retry_after) => {
                 metrics::counter!("throttled_requests_total", "limit" => limit).increment(1);
                 Err(AuthError::Throttled { retry_after })
             }
-            None => Ok(counts),
+            None => Ok(()),
         }
+    }
+
+    async fn settle_throttle(
+        &self,
+        reset: Option<String>,
+        give_back: Vec<String>,
+    ) -> Result<(), AuthError> {
+        if reset.is_some() || !give_back.is_empty() {
+            self.store
+                .throttle_settle(reset.into_iter().collect(), give_back)
+                .await?;
+        }
+        Ok(())
     }
 
     pub async fn register(&self, email: Email, password: Password) -> Result<UserId, AuthError> {
@@ -332,11 +339,12 @@ impl<S: Store> Auth<S> {
         self.store.set_active(user_id, active, now()).await
     }
 
-    /// Replaces the password; the caller has checked it against the policy.
+    /// Replaces the password (an administrator's reset) and ends every session of the account;
+    /// the caller has checked it against the policy.
     pub async fn set_password(&self, user_id: UserId, password: Password) -> Result<(), AuthError> {
         let password_hash = self.hasher.hash(password).await?;
         self.store
-            .set_password_hash(user_id, password_hash, now())
+            .set_password_hash(user_id, password_hash, Some(SessionScope::All), now())
             .await?;
         Ok(())
     }
@@ -356,21 +364,20 @@ impl<S: Store> Auth<S> {
             return Err(AuthError::InvalidCredentials);
         }
         let email_key = Email::lookup_key(email);
-        let buckets: Vec<Bucket> = [
-            Bucket::new(
-                "login-account",
-                &email_key,
-                self.throttle.login_failures_per_account,
-            ),
-            client
-                .ip
-                .as_deref()
-                .and_then(|ip| Bucket::new("login-ip", ip, self.throttle.login_failures_per_ip)),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        let counts = self.check_throttle(&buckets, "login").await?;
+        let account_bucket = Bucket::new(
+            "login-account",
+            &email_key,
+            self.throttle.login_failures_per_account,
+        );
+        let ip_bucket = client
+            .ip
+            .as_deref()
+            .and_then(|ip| Bucket::new("login-ip", ip, self.throttle.login_failures_per_ip));
+        let account_key = account_bucket.as_ref().map(|bucket| bucket.key.clone());
+        let ip_key = ip_bucket.as_ref().map(|bucket| bucket.key.clone());
+        // Counted as a failure until it succeeds.
+        let buckets = account_bucket.into_iter().chain(ip_bucket).collect();
+        self.take_throttle(buckets, "login").await?;
 
         let credentials = self.store.credentials(email_key).await?;
         let (stored_hash, account) = match credentials {
@@ -380,35 +387,31 @@ impl<S: Store> Auth<S> {
             ),
             None => (None, None),
         };
-        let verification = self.hasher.verify(password.clone(), stored_hash).await?;
+        let verification = match self.hasher.verify(password.clone(), stored_hash).await {
+            Ok(verification) => verification,
+            Err(overloaded) => {
+                // Shed before any password was tried: it was no attempt.
+                self.settle_throttle(None, [account_key, ip_key].into_iter().flatten().collect())
+                    .await?;
+                return Err(overloaded.into());
+            }
+        };
         let Some((user_id, true)) = account.filter(|_| verification.matched()) else {
             metrics::counter!("logins_total", "outcome" => "failure").increment(1);
-            if !buckets.is_empty() {
-                let hits = buckets
-                    .into_iter()
-                    .map(|bucket| (bucket.key, bucket.limit.window))
-                    .collect();
-                self.store.throttle_hit(hits, now()).await?;
-            }
             return Err(AuthError::InvalidCredentials);
         };
         metrics::counter!("logins_total", "outcome" => "success").increment(1);
-        // A success forgives the account's failures (never the address's: a success from an
-        // address guessing across accounts proves nothing).
-        if let Some(account_bucket) = buckets.first().filter(|bucket| {
-            bucket.key.starts_with("login-account:")
-                && counts.iter().any(|(key, _, _)| *key == bucket.key)
-        }) {
-            self.store
-                .throttle_clear(account_bucket.key.clone())
-                .await?;
-        }
+        // A success forgives the account's failures, and is no failure of the address (whose
+        // earlier failures stay: a success from an address guessing across accounts proves
+        // nothing).
+        self.settle_throttle(account_key, ip_key.into_iter().collect())
+            .await?;
         if verification == (Verification::Match { rehash: true }) {
             // The one moment the plain password is at hand: replace an imported or outdated
             // hash with our Argon2id, so nobody is asked to reset a password.
             let password_hash = self.hasher.hash(password).await?;
             self.store
-                .set_password_hash(user_id, password_hash, now())
+                .set_password_hash(user_id, password_hash, None, now())
                 .await?;
         }
 
@@ -528,24 +531,38 @@ impl<S: Store> Auth<S> {
         old: Password,
         new: Password,
     ) -> Result<(), AuthError> {
+        // Guessing the old password with a stolen access token is throttled like logins.
+        let bucket = Bucket::new(
+            "password-change",
+            &caller.user_id.to_string(),
+            self.throttle.login_failures_per_account,
+        );
+        let key = bucket.as_ref().map(|bucket| bucket.key.clone());
+        self.take_throttle(bucket.into_iter().collect(), "password-change")
+            .await?;
         let stored = self.store.password_hash(caller.user_id).await?;
         if stored.is_none() {
             return Err(AuthError::InvalidCredentials);
         }
-        if !self.hasher.verify(old, stored).await?.matched() {
+        let verification = match self.hasher.verify(old, stored).await {
+            Ok(verification) => verification,
+            Err(overloaded) => {
+                self.settle_throttle(None, key.into_iter().collect())
+                    .await?;
+                return Err(overloaded.into());
+            }
+        };
+        if !verification.matched() {
             return Err(AuthError::WrongPassword);
         }
+        self.settle_throttle(key, Vec::new()).await?;
         let password_hash = self.hasher.hash(new).await?;
-        let now = now();
         self.store
-            .set_password_hash(caller.user_id, password_hash, now)
-            .await?;
-        self.store
-            .end_sessions(
+            .set_password_hash(
                 caller.user_id,
-                SessionScope::AllBut(caller.sid),
-                EndReason::PasswordChanged,
-                now,
+                password_hash,
+                Some(SessionScope::AllBut(caller.sid)),
+                now(),
             )
             .await?;
         Ok(())

@@ -38,6 +38,14 @@ impl FromStr for RateLimit {
     }
 }
 
+impl RateLimit {
+    /// An attempt took a bucket to `hits` in the window that started at `window_start`: if
+    /// that is past the limit, the seconds until the window ends (at least one).
+    pub fn wait_after(&self, window_start: i64, hits: i64, now: i64) -> Option<i64> {
+        (hits > self.hits).then(|| (window_start + self.window - now).max(1))
+    }
+}
+
 impl fmt::Display for RateLimit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}s", self.hits, self.window)
@@ -71,19 +79,6 @@ impl Bucket {
     }
 }
 
-/// Seconds until every full bucket has a free slot again, if any is full. `counts` are the
-/// stored `(key, window_start, hits)`.
-pub fn wait(buckets: &[Bucket], counts: &[(String, i64, i64)], now: i64) -> Option<i64> {
-    buckets
-        .iter()
-        .filter_map(|bucket| {
-            let (_, window_start, hits) = counts.iter().find(|(key, _, _)| *key == bucket.key)?;
-            let window_end = window_start + bucket.limit.window;
-            (window_end > now && *hits >= bucket.limit.hits).then_some(window_end - now)
-        })
-        .max()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,28 +99,22 @@ mod tests {
     }
 
     #[test]
-    fn a_full_bucket_waits_for_the_end_of_its_window() {
+    fn an_attempt_past_the_limit_waits_for_the_end_of_its_window() {
         let limit = RateLimit {
             hits: 3,
             window: 60,
         };
-        let buckets = [
-            Bucket::new("a", "x", Some(limit)).unwrap(),
-            Bucket::new("b", "y", Some(limit)).unwrap(),
-        ];
         let now = 1_000;
-        let counts = |hits_a, start_a| {
-            vec![
-                ("a:x".to_owned(), start_a, hits_a),
-                ("b:y".to_owned(), now - 50, 1),
-            ]
-        };
-        assert_eq!(wait(&buckets, &counts(2, now - 10), now), None);
-        assert_eq!(wait(&buckets, &counts(3, now - 10), now), Some(50));
         assert_eq!(
-            wait(&buckets, &counts(9, now - 60), now),
+            limit.wait_after(now - 10, 3, now),
             None,
-            "the window has passed"
+            "the third of three"
+        );
+        assert_eq!(limit.wait_after(now - 10, 4, now), Some(50));
+        assert_eq!(
+            limit.wait_after(now - 60, 4, now),
+            Some(1),
+            "a window ending now still makes the client wait a second"
         );
         assert!(Bucket::new("c", "z", None).is_none());
     }

@@ -4,6 +4,7 @@
 use std::future::Future;
 
 use crate::auth::sessions::{EndReason, PresentedToken, Redemption, SessionPolicy, Verdict};
+use crate::auth::throttle::Bucket;
 use crate::auth::tokens::RefreshDigest;
 use crate::auth::{Profile, SessionId, UserId};
 
@@ -193,11 +194,13 @@ pub trait Store: Clone + Send + Sync + 'static {
         now: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Replaces the user's password hash.
+    /// Replaces the user's password hash and, in the same transaction, ends the sessions that
+    /// `end` selects (a changed password must not leave a thief's session alive).
     fn set_password_hash(
         &self,
         user_id: UserId,
         password_hash: String,
+        end: Option<SessionScope>,
         now: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
@@ -235,21 +238,23 @@ pub trait Store: Clone + Send + Sync + 'static {
         now: i64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
-    /// Throttle buckets by key, as `(key, window_start, hits)`; absent keys are left out.
-    fn throttle_buckets(
+    /// Counts one attempt in each bucket, opening a new window where the last one has passed,
+    /// unless that takes a bucket past its limit: then nothing is counted, and the answer is
+    /// the seconds until each such bucket has room again. One transaction, so that of
+    /// concurrent attempts no more pass than the limit allows.
+    fn throttle_take(
         &self,
-        keys: Vec<String>,
-    ) -> impl Future<Output = Result<Vec<(String, i64, i64)>, StoreError>> + Send;
-
-    /// Counts one hit in each bucket, opening a new window where the last one (of the given
-    /// length in seconds) has passed.
-    fn throttle_hit(
-        &self,
-        buckets: Vec<(String, i64)>,
+        buckets: Vec<Bucket>,
         now: i64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
 
-    fn throttle_clear(&self, key: String) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Forgets the `reset` buckets, and gives back one attempt counted in each `give_back`
+    /// bucket.
+    fn throttle_settle(
+        &self,
+        reset: Vec<String>,
+        give_back: Vec<String>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Deletes what is no longer needed; see [`Purge`].
     fn purge(&self, purge: Purge) -> impl Future<Output = Result<Purged, StoreError>> + Send;

@@ -14,6 +14,7 @@ use super::{
     SessionInfo, SessionScope, Store, StoreError, StoredKey,
 };
 use crate::auth::sessions::{EndReason, PresentedToken, Redemption, Verdict};
+use crate::auth::throttle::Bucket;
 use crate::auth::{Profile, SessionId, UserId};
 
 /// Schema versions, applied in order and recorded in `schema_migrations`.
@@ -286,16 +287,21 @@ impl Store for PostgresStore {
         &self,
         user_id: UserId,
         password_hash: String,
+        end: Option<SessionScope>,
         now: i64,
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(database_error)?;
         sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
             .bind(user_id)
             .bind(password_hash)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
-            .map(drop)
-            .map_err(database_error)
+            .map_err(database_error)?;
+        if let Some(scope) = end {
+            end_user_sessions(&mut *tx, user_id, scope, EndReason::PasswordChanged, now).await?;
+        }
+        tx.commit().await.map_err(database_error)
     }
 
     async fn start_session(&self, session: NewSession) -> Result<(), StoreError> {
@@ -463,66 +469,58 @@ impl Store for PostgresStore {
         reason: EndReason,
         now: i64,
     ) -> Result<u64, StoreError> {
-        let (filter, session) = match scope {
-            SessionScope::All => ("", None),
-            SessionScope::Only(id) => (" AND id = $4::uuid", Some(uuid_text(&id))),
-            SessionScope::AllBut(id) => (" AND id <> $4::uuid", Some(uuid_text(&id))),
-        };
-        let sql = format!(
-            "UPDATE sessions SET ended_at = $2, end_reason = $3
-             WHERE user_id = $1 AND ended_at IS NULL{filter}"
-        );
-        let mut update = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(user_id)
-            .bind(now)
-            .bind(reason.as_str());
-        if let Some(session) = session {
-            update = update.bind(session);
-        }
-        Ok(update
-            .execute(&self.pool)
-            .await
-            .map_err(database_error)?
-            .rows_affected())
+        end_user_sessions(&self.pool, user_id, scope, reason, now).await
     }
 
-    async fn throttle_buckets(
+    async fn throttle_take(
         &self,
-        keys: Vec<String>,
-    ) -> Result<Vec<(String, i64, i64)>, StoreError> {
-        sqlx::query_as("SELECT key, window_start, hits FROM throttle_buckets WHERE key = ANY($1)")
-            .bind(keys)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(database_error)
-    }
-
-    async fn throttle_hit(&self, buckets: Vec<(String, i64)>, now: i64) -> Result<(), StoreError> {
+        buckets: Vec<Bucket>,
+        now: i64,
+    ) -> Result<Option<i64>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(database_error)?;
-        for (key, window) in buckets {
-            sqlx::query(
+        let mut wait = None;
+        for bucket in &buckets {
+            // The upsert locks the row: concurrent attempts on one bucket count one by one.
+            let (window_start, hits): (i64, i64) = sqlx::query_as(
                 "INSERT INTO throttle_buckets AS b (key, window_start, hits) VALUES ($1, $2, 1)
                  ON CONFLICT (key) DO UPDATE SET
                      hits = CASE WHEN b.window_start + $3 <= $2 THEN 1 ELSE b.hits + 1 END,
-                     window_start = CASE WHEN b.window_start + $3 <= $2 THEN $2 ELSE b.window_start END",
+                     window_start = CASE WHEN b.window_start + $3 <= $2 THEN $2 ELSE b.window_start END
+                 RETURNING window_start, hits",
             )
-            .bind(key)
+            .bind(&bucket.key)
             .bind(now)
-            .bind(window)
+            .bind(bucket.limit.window)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(database_error)?;
+            wait = wait.max(bucket.limit.wait_after(window_start, hits, now));
+        }
+        if wait.is_some() {
+            tx.rollback().await.map_err(database_error)?;
+        } else {
+            tx.commit().await.map_err(database_error)?;
+        }
+        Ok(wait)
+    }
+
+    async fn throttle_settle(
+        &self,
+        reset: Vec<String>,
+        give_back: Vec<String>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(database_error)?;
+        sqlx::query("DELETE FROM throttle_buckets WHERE key = ANY($1)")
+            .bind(reset)
             .execute(&mut *tx)
             .await
             .map_err(database_error)?;
-        }
-        tx.commit().await.map_err(database_error)
-    }
-
-    async fn throttle_clear(&self, key: String) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM throttle_buckets WHERE key = $1")
-            .bind(key)
-            .execute(&self.pool)
+        sqlx::query("UPDATE throttle_buckets SET hits = hits - 1 WHERE key = ANY($1) AND hits > 0")
+            .bind(give_back)
+            .execute(&mut *tx)
             .await
-            .map(drop)
-            .map_err(database_error)
+            .map_err(database_error)?;
+        tx.commit().await.map_err(database_error)
     }
 
     async fn purge(&self, purge: Purge) -> Result<Purged, StoreError> {
@@ -729,4 +727,35 @@ async fn end_one_session(
     .await
     .map(drop)
     .map_err(database_error)
+}
+
+/// Ends the user's live sessions that `scope` selects; how many ended.
+async fn end_user_sessions(
+    executor: impl sqlx::PgExecutor<'_>,
+    user_id: UserId,
+    scope: SessionScope,
+    reason: EndReason,
+    now: i64,
+) -> Result<u64, StoreError> {
+    let (filter, session) = match scope {
+        SessionScope::All => ("", None),
+        SessionScope::Only(id) => (" AND id = $4::uuid", Some(uuid_text(&id))),
+        SessionScope::AllBut(id) => (" AND id <> $4::uuid", Some(uuid_text(&id))),
+    };
+    let sql = format!(
+        "UPDATE sessions SET ended_at = $2, end_reason = $3
+         WHERE user_id = $1 AND ended_at IS NULL{filter}"
+    );
+    let mut update = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(user_id)
+        .bind(now)
+        .bind(reason.as_str());
+    if let Some(session) = session {
+        update = update.bind(session);
+    }
+    Ok(update
+        .execute(executor)
+        .await
+        .map_err(database_error)?
+        .rows_affected())
 }

@@ -25,6 +25,7 @@ use super::{
     SessionInfo, SessionScope, Store, StoreError, StoredKey,
 };
 use crate::auth::sessions::{EndReason, PresentedToken, Redemption, Verdict};
+use crate::auth::throttle::Bucket;
 use crate::auth::tokens::RefreshDigest;
 use crate::auth::{Profile, SessionId, UserId};
 
@@ -499,6 +500,7 @@ impl Store for SqliteStore {
         &self,
         user_id: UserId,
         password_hash: String,
+        end: Option<SessionScope>,
         now: i64,
     ) -> Result<(), StoreError> {
         self.write(move |conn| {
@@ -506,8 +508,11 @@ impl Store for SqliteStore {
                 "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1",
             )
             .and_then(|mut update| update.execute(params![user_id, password_hash, now]))
-            .map(drop)
-            .map_err(database_error)
+            .map_err(database_error)?;
+            if let Some(scope) = end {
+                end_user_sessions(conn, user_id, scope, EndReason::PasswordChanged, now)?;
+            }
+            Ok(())
         })
         .await
     }
@@ -670,67 +675,61 @@ impl Store for SqliteStore {
         reason: EndReason,
         now: i64,
     ) -> Result<u64, StoreError> {
-        self.write(move |conn| {
-            let (filter, session) = match &scope {
-                SessionScope::All => ("", None),
-                SessionScope::Only(id) => (" AND id = ?4", Some(id.as_bytes())),
-                SessionScope::AllBut(id) => (" AND id <> ?4", Some(id.as_bytes())),
-            };
-            let sql = format!(
-                "UPDATE sessions SET ended_at = ?2, end_reason = ?3
-                 WHERE user_id = ?1 AND ended_at IS NULL{filter}"
-            );
-            let ended = conn
-                .prepare_cached(&sql)
-                .and_then(|mut update| match session {
-                    Some(id) => update.execute(params![user_id, now, reason.as_str(), id]),
-                    None => update.execute(params![user_id, now, reason.as_str()]),
-                })
-                .map_err(database_error)?;
-            Ok(ended as u64)
-        })
-        .await
+        self.write(move |conn| end_user_sessions(conn, user_id, scope, reason, now))
+            .await
     }
 
-    async fn throttle_buckets(
+    async fn throttle_take(
         &self,
-        keys: Vec<String>,
-    ) -> Result<Vec<(String, i64, i64)>, StoreError> {
-        self.read(move |conn| {
-            let mut select = conn.prepare_cached(
-                "SELECT key, window_start, hits FROM throttle_buckets WHERE key = ?1",
-            )?;
-            let mut found = Vec::with_capacity(keys.len());
-            for key in keys {
-                if let Some(bucket) = select
-                    .query_row([&key], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-                    .optional()?
-                {
-                    found.push(bucket);
-                }
-            }
-            Ok(found)
-        })
-    }
-
-    async fn throttle_hit(&self, buckets: Vec<(String, i64)>, now: i64) -> Result<(), StoreError> {
+        buckets: Vec<Bucket>,
+        now: i64,
+    ) -> Result<Option<i64>, StoreError> {
         self.write(move |conn| {
-            for (key, window) in &buckets {
-                conn.prepare_cached(THROTTLE_HIT)
-                    .and_then(|mut hit| hit.execute(params![key, now, window]))
+            let execute = |sql: &str| {
+                conn.prepare_cached(sql)
+                    .and_then(|mut statement| statement.execute([]))
+                    .map_err(database_error)
+            };
+            execute("SAVEPOINT throttle")?;
+            let mut wait = None;
+            for bucket in &buckets {
+                let (window_start, hits) = conn
+                    .prepare_cached(THROTTLE_HIT)
+                    .and_then(|mut hit| {
+                        hit.query_row(params![bucket.key, now, bucket.limit.window], |row| {
+                            Ok((row.get(0)?, row.get(1)?))
+                        })
+                    })
                     .map_err(database_error)?;
+                wait = wait.max(bucket.limit.wait_after(window_start, hits, now));
             }
-            Ok(())
+            if wait.is_some() {
+                execute("ROLLBACK TO throttle")?;
+            }
+            execute("RELEASE throttle")?;
+            Ok(wait)
         })
         .await
     }
 
-    async fn throttle_clear(&self, key: String) -> Result<(), StoreError> {
+    async fn throttle_settle(
+        &self,
+        reset: Vec<String>,
+        give_back: Vec<String>,
+    ) -> Result<(), StoreError> {
         self.write(move |conn| {
-            conn.prepare_cached("DELETE FROM throttle_buckets WHERE key = ?1")
-                .and_then(|mut delete| delete.execute([key]))
-                .map(drop)
-                .map_err(database_error)
+            let run = |sql: &str, keys: &[String]| {
+                let mut statement = conn.prepare_cached(sql).map_err(database_error)?;
+                for key in keys {
+                    statement.execute([key]).map_err(database_error)?;
+                }
+                Ok::<_, StoreError>(())
+            };
+            run("DELETE FROM throttle_buckets WHERE key = ?1", &reset)?;
+            run(
+                "UPDATE throttle_buckets SET hits = hits - 1 WHERE key = ?1 AND hits > 0",
+                &give_back,
+            )
         })
         .await
     }
@@ -891,7 +890,8 @@ const THROTTLE_HIT: &str =
     "INSERT INTO throttle_buckets (key, window_start, hits) VALUES (?1, ?2, 1)
     ON CONFLICT (key) DO UPDATE SET
         hits = CASE WHEN window_start + ?3 <= ?2 THEN 1 ELSE hits + 1 END,
-        window_start = CASE WHEN window_start + ?3 <= ?2 THEN ?2 ELSE window_start END";
+        window_start = CASE WHEN window_start + ?3 <= ?2 THEN ?2 ELSE window_start END
+    RETURNING window_start, hits";
 
 /// Consumed or expired tokens from before `?1` (a live session keeps its live token).
 const PURGE_TOKENS: &str = "DELETE FROM refresh_tokens
@@ -962,6 +962,33 @@ fn consume(conn: &Connection, digest: &RefreshDigest, now: i64) -> Result<(), St
     .and_then(|mut update| update.execute(params![&digest[..], now]))
     .map(drop)
     .map_err(database_error)
+}
+
+/// Ends the user's live sessions that `scope` selects; how many ended.
+fn end_user_sessions(
+    conn: &Connection,
+    user_id: UserId,
+    scope: SessionScope,
+    reason: EndReason,
+    now: i64,
+) -> Result<u64, StoreError> {
+    let (filter, session) = match &scope {
+        SessionScope::All => ("", None),
+        SessionScope::Only(id) => (" AND id = ?4", Some(id.as_bytes())),
+        SessionScope::AllBut(id) => (" AND id <> ?4", Some(id.as_bytes())),
+    };
+    let sql = format!(
+        "UPDATE sessions SET ended_at = ?2, end_reason = ?3
+         WHERE user_id = ?1 AND ended_at IS NULL{filter}"
+    );
+    let ended = conn
+        .prepare_cached(&sql)
+        .and_then(|mut update| match session {
+            Some(id) => update.execute(params![user_id, now, reason.as_str(), id]),
+            None => update.execute(params![user_id, now, reason.as_str()]),
+        })
+        .map_err(database_error)?;
+    Ok(ended as u64)
 }
 
 /// Ends the sessions matching `condition` (on `?1`) that are still live.

@@ -82,6 +82,46 @@ async fn five_failed_logins_throttle_the_account_and_no_other() {
     assert_eq!(app.login(&bob.email, PASSWORD).await.status, StatusCode::OK);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn of_sixteen_concurrent_wrong_passwords_only_five_are_tried() {
+    // Arrange
+    let app = spawn_app().await;
+    let ann = app.register_user("ann@example.org").await;
+    let body = json!({"email": ann.email, "password": "wrong password"}).to_string();
+
+    // Act: all arrive before any has been answered (16 is within the hash queue).
+    let attempts: Vec<_> = (0..16)
+        .map(|_| {
+            let router = app.router.clone();
+            let body = body.clone();
+            tokio::spawn(async move {
+                use tower::ServiceExt;
+                let request = axum::http::Request::post("/api/login/")
+                    .header("content-type", "application/json")
+                    .body(axum::body::Body::from(body))
+                    .unwrap();
+                router.oneshot(request).await.unwrap().status()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for attempt in attempts {
+        statuses.push(attempt.await.unwrap());
+    }
+
+    // Assert
+    let tried = statuses
+        .iter()
+        .filter(|status| **status == StatusCode::UNAUTHORIZED)
+        .count();
+    let throttled = statuses
+        .iter()
+        .filter(|status| **status == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((tried, throttled), (5, 11), "{statuses:?}");
+    assert_throttled(&app.login(&ann.email, PASSWORD).await);
+}
+
 #[tokio::test]
 async fn a_successful_login_forgives_the_accounts_failures() {
     let app = spawn_app().await;
@@ -471,6 +511,25 @@ async fn a_wrong_old_password_or_a_weak_new_one_changes_nothing() {
         missing.body,
         json!({"old_password": ["This field is required."], "new_password": ["This field is required."]})
     );
+    assert_eq!(app.password_hash_of(ann.id), hash_before);
+}
+
+#[tokio::test]
+async fn guessing_the_old_password_is_throttled_like_logins() {
+    let app = spawn_app().await;
+    let (ann, tokens) = app.register_and_login().await;
+    let hash_before = app.password_hash_of(ann.id);
+    let guess =
+        |old: &str| json!({"old_password": old, "new_password": "an entirely new passphrase"});
+
+    for attempt in 0..5 {
+        let wrong =
+            change_password(&app, &tokens.access, &guess(&format!("guess {attempt}"))).await;
+        assert_eq!(wrong.status, StatusCode::BAD_REQUEST);
+    }
+    let throttled = change_password(&app, &tokens.access, &guess(PASSWORD)).await;
+
+    assert_throttled(&throttled);
     assert_eq!(app.password_hash_of(ann.id), hash_before);
 }
 
