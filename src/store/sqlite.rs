@@ -44,6 +44,13 @@ const CONNECTION_PRAGMAS: &str =
 /// Writes one transaction commits at most, so that the first of them is not kept waiting long.
 const MAX_WRITES_PER_COMMIT: usize = 256;
 
+/// The connections of a store, before its threads start.
+struct Opened {
+    readers: r2d2::Pool<SqliteConnectionManager>,
+    writer: Connection,
+    checkpointer: Connection,
+}
+
 #[derive(Clone)]
 pub struct SqliteStore {
     readers: r2d2::Pool<SqliteConnectionManager>,
@@ -71,12 +78,34 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite://PATH`) and migrates it.
     pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
         let path = path_of(url)?.to_owned();
-        tokio::task::spawn_blocking(move || Self::open_blocking(Path::new(&path)))
-            .await
-            .map_err(|error| StoreError::Database(error.to_string()))?
+        // A read holds its connection without awaiting, so no more are in use at once than
+        // threads run tasks.
+        let readers = tokio::runtime::Handle::current().metrics().num_workers();
+        let opened =
+            tokio::task::spawn_blocking(move || Self::open_blocking(Path::new(&path), readers))
+                .await
+                .map_err(|error| StoreError::Database(error.to_string()))??;
+        // Threads are started here, not on the blocking pool: a thread inherits its creator's
+        // priority, and the pool's threads that hashed passwords run at a lower one.
+        let Opened {
+            readers,
+            writer,
+            checkpointer,
+        } = opened;
+        let checkpoints = Checkpoints::default();
+        let (checkpoint_due, checkpoint_requests) = mpsc::sync_channel(1);
+        spawn_thread("sqlite-checkpointer", {
+            let checkpoints = checkpoints.clone();
+            move || run_checkpointer(checkpointer, checkpoint_requests, checkpoints)
+        })?;
+        let (writes, queue) = mpsc::channel();
+        spawn_thread("sqlite-writer", move || {
+            run_writer(writer, queue, checkpoint_due, checkpoints)
+        })?;
+        Ok(SqliteStore { readers, writes })
     }
 
-    fn open_blocking(path: &Path) -> Result<SqliteStore, StoreError> {
+    fn open_blocking(path: &Path, readers: usize) -> Result<Opened, StoreError> {
         let mut writer = Connection::open(path).map_err(database_error)?;
         // A new file gets 1 KiB pages (an existing one keeps its size). Rows here are small and
         // found by random keys (token digests, session ids): a refresh changes a few rows on
@@ -97,13 +126,17 @@ impl SqliteStore {
             conn.execute_batch(CONNECTION_PRAGMAS)?;
             // Requests read a few rows each, by key: a small page cache serves them (SQLite's
             // default of 2 MiB per connection is most of the service's memory besides hashing).
-            conn.execute_batch("PRAGMA query_only = ON; PRAGMA cache_size = -512;")
+            // A read waits for a lock on the request's thread: briefly, then it is a 503.
+            conn.execute_batch(
+                "PRAGMA query_only = ON; PRAGMA cache_size = -512; PRAGMA busy_timeout = 250;",
+            )
         });
-        // A read holds its connection without awaiting, so no more are in use at once than
-        // threads run tasks: one per core on the default runtime.
-        let readers = std::thread::available_parallelism().map_or(2, |cores| cores.get()) as u32;
         let readers = r2d2::Pool::builder()
-            .max_size(readers)
+            .max_size(u32::try_from(readers.max(1)).unwrap_or(u32::MAX))
+            // Connections live as long as the store: no reconnect (and cold cache) mid-request.
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connection_timeout(std::time::Duration::from_secs(1))
             // A checkout costs no query: a broken file shows up as the request's own error.
             .test_on_check_out(false)
             .build(manager)
@@ -116,17 +149,11 @@ impl SqliteStore {
         checkpointer
             .execute_batch(CONNECTION_PRAGMAS)
             .map_err(database_error)?;
-        let checkpoints = Checkpoints::default();
-        let (checkpoint_due, checkpoint_requests) = mpsc::sync_channel(1);
-        spawn_thread("sqlite-checkpointer", {
-            let checkpoints = checkpoints.clone();
-            move || run_checkpointer(checkpointer, checkpoint_requests, checkpoints)
-        })?;
-        let (writes, queue) = mpsc::channel();
-        spawn_thread("sqlite-writer", move || {
-            run_writer(writer, queue, checkpoint_due, checkpoints)
-        })?;
-        Ok(SqliteStore { readers, writes })
+        Ok(Opened {
+            readers,
+            writer,
+            checkpointer,
+        })
     }
 
     fn read<T>(
@@ -205,7 +232,7 @@ const WRITER_PRAGMAS: &str = "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Log frames (pages) beyond which the log should start over, which needs a checkpoint that
-/// copies all of it: 8 MiB of 1 KiB pages.
+/// copies all of it: 8 MiB of 1 KiB pages (32 MiB in a file made with 4 KiB pages).
 const LOG_FRAMES_BEFORE_RESTART: i64 = 8 * 1024;
 
 /// What the checkpointer tells the writer.
@@ -843,8 +870,20 @@ impl Store for SqliteStore {
     async fn close(&self) {
         let checkpoint = self
             .write_alone(|conn| {
-                conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
-                    .map_err(database_error)
+                // The checkpointer may be in the middle of one: then this one is "busy" at once
+                // (no busy handler for that lock), and is tried again.
+                for _ in 0..50 {
+                    let busy: i64 = conn
+                        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
+                        .map_err(database_error)?;
+                    if busy == 0 {
+                        return Ok(());
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(StoreError::Unavailable(
+                    "the log stayed busy for a second".into(),
+                ))
             })
             .await;
         if let Err(error) = checkpoint {
@@ -1050,10 +1089,22 @@ mod tests {
                 let store = store.clone();
                 tokio::spawn(async move {
                     match n % 3 {
-                        0 => store
+                        0 if n % 2 == 0 => store
                             .create_user(new_user("taken@example.org"))
                             .await
                             .map(drop),
+                        0 => {
+                            store
+                                .write(move |conn| {
+                                    conn.execute(
+                                        "INSERT INTO settings (key, value) VALUES (?1, 'x')",
+                                        [format!("refused {n}")],
+                                    )
+                                    .map_err(database_error)?;
+                                    Err(StoreError::EmailTaken)
+                                })
+                                .await
+                        }
                         1 => {
                             store
                                 .write(move |conn| {
