@@ -36,8 +36,9 @@ struct Args {
     command: Option<Command>,
 
     /// A running service to load instead of starting one: `http://127.0.0.1:PORT` (loopback
-    /// only). Start it with `--throttle-register-ip off`: the benchmark registers thousands of
-    /// accounts from one address.
+    /// only). Start it with `--throttle-register-ip off --throttle-login-account off`: the
+    /// benchmark registers thousands of accounts from one address, and logs into one account
+    /// from 32 connections at once.
     #[arg(long)]
     url: Option<String>,
 

@@ -50,9 +50,11 @@ pub fn build_service() -> anyhow::Result<PathBuf> {
         .context("cargo build named no restful-auth executable")
 }
 
-/// The flags the benchmark starts the service with: the user's `--service-arg`s, and the
-/// registration throttle switched off where the binary has one (the benchmark registers
-/// thousands of accounts from one address; the throttle is a policy, not a cost to measure).
+/// The flags the benchmark starts the service with: the user's `--service-arg`s, and two
+/// throttles switched off where the binary has them, as policies rather than costs to measure:
+/// the registration throttle (the benchmark registers thousands of accounts from one address)
+/// and the per-account login throttle (its logins are 32 at once into one account, and that
+/// limit also bounds one account's logins in flight). The per-address login throttle stays.
 pub fn benchmark_flags(binary: &Path, user_args: &[String]) -> anyhow::Result<Vec<String>> {
     let help = Command::new(binary)
         .arg("--help")
@@ -61,8 +63,10 @@ pub fn benchmark_flags(binary: &Path, user_args: &[String]) -> anyhow::Result<Ve
     let help = String::from_utf8_lossy(&help.stdout);
     let mut flags = Vec::new();
     let user_sets = |flag: &str| user_args.iter().any(|arg| arg.starts_with(flag));
-    if help.contains("--throttle-register-ip") && !user_sets("--throttle-register-ip") {
-        flags.extend(["--throttle-register-ip".to_owned(), "off".to_owned()]);
+    for throttle in ["--throttle-register-ip", "--throttle-login-account"] {
+        if help.contains(throttle) && !user_sets(throttle) {
+            flags.extend([throttle.to_owned(), "off".to_owned()]);
+        }
     }
     flags.extend(user_args.iter().cloned());
     Ok(flags)

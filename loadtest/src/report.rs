@@ -488,8 +488,8 @@ const HOW_TO: &str = "\
 
 On a 2-core machine it takes about two minutes: it builds the service (`cargo build --release`),
 starts it on a fresh SQLite file in a temporary directory with its default flags (but the
-registration throttle off: the benchmark registers thousands of accounts from one address), and
-loads it from this machine's loopback interface, phase after phase, each with its own warm-up:
+registration and per-account login throttles off: the benchmark registers thousands of accounts
+from one address, and logs into one account from 32 connections at once), and loads it from this machine's loopback interface, phase after phase, each with its own warm-up:
 
 1. **bare ceiling**: the same HTTP stack (axum 0.8 `axum::serve` on a multi-threaded tokio
    runtime, in a process of its own) answering a constant JSON body: what no endpoint can beat;

@@ -254,20 +254,23 @@ impl<S: Store> Auth<S> {
         else {
             return Ok(());
         };
-        self.take_throttle(vec![bucket], "registration").await
+        self.take_throttle(vec![bucket], Vec::new(), "registration")
+            .await
     }
 
-    /// Counts the attempt in each bucket before it is made, so that concurrent attempts cannot
-    /// all pass a check that none of them has counted in yet; refuses it when a bucket is full.
+    /// Counts the attempt in each `take` bucket before it is made, so that concurrent attempts
+    /// cannot all pass a check that none of them has counted in yet; refuses it when a bucket
+    /// is full, or when one more would fill a `check` bucket.
     async fn take_throttle(
         &self,
-        buckets: Vec<Bucket>,
+        take: Vec<Bucket>,
+        check: Vec<Bucket>,
         limit: &'static str,
     ) -> Result<(), AuthError> {
-        if buckets.is_empty() {
+        if take.is_empty() && check.is_empty() {
             return Ok(());
         }
-        match self.store.throttle_take(buckets, now()).await? {
+        match self.store.throttle_take(take, check, now()).await? {
             Some(retry_after) => {
                 metrics::counter!("throttled_requests_total", "limit" => limit).increment(1);
                 Err(AuthError::Throttled { retry_after })
@@ -373,11 +376,17 @@ impl<S: Store> Auth<S> {
             .ip
             .as_deref()
             .and_then(|ip| Bucket::new("login-ip", ip, self.throttle.login_failures_per_ip));
+        // The account's count takes the attempt now, so concurrent guesses get no more tries
+        // than its limit (and at most that many logins of one account are in flight at once).
+        // The address's counts failures only: it is checked now and counted after a failure,
+        // so the logins of many people behind one address never throttle each other.
         let account_key = account_bucket.as_ref().map(|bucket| bucket.key.clone());
-        let ip_key = ip_bucket.as_ref().map(|bucket| bucket.key.clone());
-        // Counted as a failure until it succeeds.
-        let buckets = account_bucket.into_iter().chain(ip_bucket).collect();
-        self.take_throttle(buckets, "login").await?;
+        self.take_throttle(
+            account_bucket.into_iter().collect(),
+            ip_bucket.clone().into_iter().collect(),
+            "login",
+        )
+        .await?;
 
         let credentials = self.store.credentials(email_key).await?;
         let (stored_hash, account) = match credentials {
@@ -391,21 +400,25 @@ impl<S: Store> Auth<S> {
             Ok(verification) => verification,
             Err(overloaded) => {
                 // Shed before any password was tried: it was no attempt.
-                self.settle_throttle(None, [account_key, ip_key].into_iter().flatten().collect())
+                self.settle_throttle(None, account_key.into_iter().collect())
                     .await?;
                 return Err(overloaded.into());
             }
         };
         let Some((user_id, true)) = account.filter(|_| verification.matched()) else {
             metrics::counter!("logins_total", "outcome" => "failure").increment(1);
+            if let Some(ip_bucket) = ip_bucket {
+                // Past the limit already, it need not count any further.
+                self.store
+                    .throttle_take(vec![ip_bucket], Vec::new(), now())
+                    .await?;
+            }
             return Err(AuthError::InvalidCredentials);
         };
         metrics::counter!("logins_total", "outcome" => "success").increment(1);
-        // A success forgives the account's failures, and is no failure of the address (whose
-        // earlier failures stay: a success from an address guessing across accounts proves
-        // nothing).
-        self.settle_throttle(account_key, ip_key.into_iter().collect())
-            .await?;
+        // A success forgives the account's failures; the address's stay (a success from an
+        // address guessing across accounts proves nothing).
+        self.settle_throttle(account_key, Vec::new()).await?;
         if verification == (Verification::Match { rehash: true }) {
             // The one moment the plain password is at hand: replace an imported or outdated
             // hash with our Argon2id, so nobody is asked to reset a password.
@@ -538,7 +551,7 @@ impl<S: Store> Auth<S> {
             self.throttle.login_failures_per_account,
         );
         let key = bucket.as_ref().map(|bucket| bucket.key.clone());
-        self.take_throttle(bucket.into_iter().collect(), "password-change")
+        self.take_throttle(bucket.into_iter().collect(), Vec::new(), "password-change")
             .await?;
         let stored = self.store.password_hash(caller.user_id).await?;
         if stored.is_none() {

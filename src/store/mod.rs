@@ -238,13 +238,15 @@ pub trait Store: Clone + Send + Sync + 'static {
         now: i64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
-    /// Counts one attempt in each bucket, opening a new window where the last one has passed,
-    /// unless that takes a bucket past its limit: then nothing is counted, and the answer is
+    /// Counts one attempt in each `take` bucket, opening a new window where the last one has
+    /// passed, unless that takes a bucket past its limit, or one more attempt would take a
+    /// `check` bucket (not counted) past its own: then nothing is counted, and the answer is
     /// the seconds until each such bucket has room again. One transaction, so that of
-    /// concurrent attempts no more pass than the limit allows.
+    /// concurrent attempts no more pass than a `take` bucket's limit allows.
     fn throttle_take(
         &self,
-        buckets: Vec<Bucket>,
+        take: Vec<Bucket>,
+        check: Vec<Bucket>,
         now: i64,
     ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
 

@@ -474,12 +474,27 @@ impl Store for PostgresStore {
 
     async fn throttle_take(
         &self,
-        buckets: Vec<Bucket>,
+        take: Vec<Bucket>,
+        check: Vec<Bucket>,
         now: i64,
     ) -> Result<Option<i64>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(database_error)?;
         let mut wait = None;
-        for bucket in &buckets {
+        for bucket in &check {
+            let counted: Option<(i64, i64)> = sqlx::query_as(
+                "SELECT window_start, hits FROM throttle_buckets
+                 WHERE key = $1 AND window_start + $2 > $3",
+            )
+            .bind(&bucket.key)
+            .bind(bucket.limit.window)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(database_error)?;
+            let (window_start, hits) = counted.unwrap_or((now, 0));
+            wait = wait.max(bucket.limit.wait_after(window_start, hits + 1, now));
+        }
+        for bucket in &take {
             // The upsert locks the row: concurrent attempts on one bucket count one by one.
             let (window_start, hits): (i64, i64) = sqlx::query_as(
                 "INSERT INTO throttle_buckets AS b (key, window_start, hits) VALUES ($1, $2, 1)

@@ -708,7 +708,8 @@ impl Store for SqliteStore {
 
     async fn throttle_take(
         &self,
-        buckets: Vec<Bucket>,
+        take: Vec<Bucket>,
+        check: Vec<Bucket>,
         now: i64,
     ) -> Result<Option<i64>, StoreError> {
         self.write(move |conn| {
@@ -719,7 +720,24 @@ impl Store for SqliteStore {
             };
             execute("SAVEPOINT throttle")?;
             let mut wait = None;
-            for bucket in &buckets {
+            for bucket in &check {
+                let counted = conn
+                    .prepare_cached(
+                        "SELECT window_start, hits FROM throttle_buckets
+                         WHERE key = ?1 AND window_start + ?2 > ?3",
+                    )
+                    .and_then(|mut select| {
+                        select
+                            .query_row(params![bucket.key, bucket.limit.window, now], |row| {
+                                Ok((row.get(0)?, row.get(1)?))
+                            })
+                            .optional()
+                    })
+                    .map_err(database_error)?;
+                let (window_start, hits) = counted.unwrap_or((now, 0));
+                wait = wait.max(bucket.limit.wait_after(window_start, hits + 1, now));
+            }
+            for bucket in &take {
                 let (window_start, hits) = conn
                     .prepare_cached(THROTTLE_HIT)
                     .and_then(|mut hit| {
