@@ -248,6 +248,30 @@ impl TestApp {
             .await
     }
 
+    /// Posts the same JSON body `times` times at once, each from a task of its own.
+    pub async fn post_json_concurrently(
+        &self,
+        path: &str,
+        body: &Value,
+        times: usize,
+    ) -> Vec<TestResponse> {
+        let attempts: Vec<_> = (0..times)
+            .map(|_| {
+                let router = self.router.clone();
+                let request = Request::post(path)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(body.to_string()))
+                    .expect("a valid request");
+                tokio::spawn(async move { send_to(&router, request).await })
+            })
+            .collect();
+        let mut responses = Vec::with_capacity(times);
+        for attempt in attempts {
+            responses.push(attempt.await.expect("the request's task ends"));
+        }
+        responses
+    }
+
     pub async fn post_form(&self, path: &str, body: &str) -> TestResponse {
         self.post_body(path, "application/x-www-form-urlencoded", body)
             .await

@@ -410,36 +410,15 @@ async fn of_twenty_concurrent_refreshes_with_one_token_exactly_one_succeeds() {
     // Arrange
     let app = spawn_app().await;
     let (_, login) = app.register_and_login().await;
-    let body = json!({"refresh_token": login.refresh}).to_string();
+    let body = json!({"refresh_token": login.refresh});
 
     // Act
-    let attempts: Vec<_> = (0..20)
-        .map(|_| {
-            let router = app.router.clone();
-            let body = body.clone();
-            tokio::spawn(async move {
-                use tower::ServiceExt;
-                let request = axum::http::Request::post("/api/refresh/")
-                    .header("content-type", "application/json")
-                    .body(axum::body::Body::from(body))
-                    .unwrap();
-                let response = router.oneshot(request).await.unwrap();
-                let status = response.status();
-                let bytes = http_body_util::BodyExt::collect(response.into_body())
-                    .await
-                    .unwrap()
-                    .to_bytes();
-                (
-                    status,
-                    serde_json::from_slice::<serde_json::Value>(&bytes).unwrap(),
-                )
-            })
-        })
+    let answers: Vec<_> = app
+        .post_json_concurrently("/api/refresh/", &body, 20)
+        .await
+        .into_iter()
+        .map(|answer| (answer.status, answer.body))
         .collect();
-    let mut answers = Vec::new();
-    for attempt in attempts {
-        answers.push(attempt.await.unwrap());
-    }
 
     // Assert
     let winners: Vec<_> = answers

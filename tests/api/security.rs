@@ -87,29 +87,13 @@ async fn of_sixteen_concurrent_wrong_passwords_only_five_are_tried() {
     // Arrange
     let app = spawn_app().await;
     let ann = app.register_user("ann@example.org").await;
-    let body = json!({"email": ann.email, "password": "wrong password"}).to_string();
+    let body = json!({"email": ann.email, "password": "wrong password"});
 
     // Act: all arrive before any has been answered (16 is within the hash queue).
-    let attempts: Vec<_> = (0..16)
-        .map(|_| {
-            let router = app.router.clone();
-            let body = body.clone();
-            tokio::spawn(async move {
-                use tower::ServiceExt;
-                let request = axum::http::Request::post("/api/login/")
-                    .header("content-type", "application/json")
-                    .body(axum::body::Body::from(body))
-                    .unwrap();
-                router.oneshot(request).await.unwrap().status()
-            })
-        })
-        .collect();
-    let mut statuses = Vec::new();
-    for attempt in attempts {
-        statuses.push(attempt.await.unwrap());
-    }
+    let answers = app.post_json_concurrently("/api/login/", &body, 16).await;
 
     // Assert
+    let statuses: Vec<_> = answers.iter().map(|answer| answer.status).collect();
     let tried = statuses
         .iter()
         .filter(|status| **status == StatusCode::UNAUTHORIZED)
