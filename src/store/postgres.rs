@@ -268,16 +268,14 @@ impl Store for PostgresStore {
             .rows_affected()
             == 1;
         if found && !active {
-            sqlx::query(
-                "UPDATE sessions SET ended_at = $2, end_reason = $3
-                 WHERE user_id = $1 AND ended_at IS NULL",
+            end_user_sessions(
+                &mut *tx,
+                user_id,
+                SessionScope::All,
+                EndReason::Deactivated,
+                now,
             )
-            .bind(user_id)
-            .bind(now)
-            .bind(EndReason::Deactivated.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(database_error)?;
+            .await?;
         }
         tx.commit().await.map_err(database_error)?;
         Ok(found)

@@ -511,12 +511,13 @@ impl Store for SqliteStore {
                 .map_err(database_error)?
                 == 1;
             if found && !active {
-                conn.execute(
-                    "UPDATE sessions SET ended_at = ?2, end_reason = ?3
-                     WHERE user_id = ?1 AND ended_at IS NULL",
-                    params![user_id, now, EndReason::Deactivated.as_str()],
-                )
-                .map_err(database_error)?;
+                end_user_sessions(
+                    conn,
+                    user_id,
+                    SessionScope::All,
+                    EndReason::Deactivated,
+                    now,
+                )?;
             }
             Ok(found)
         })
