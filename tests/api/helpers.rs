@@ -30,6 +30,20 @@ pub const PASSWORD: &str = "correct horse battery staple";
 
 pub const JSON: &str = "application/json; charset=utf-8";
 
+/// Every method and path of the API that takes a request body or a bearer token.
+pub const ENDPOINTS: [(&str, &str); 10] = [
+    ("POST", "/api/register/"),
+    ("POST", "/api/login/"),
+    ("POST", "/api/refresh/"),
+    ("POST", "/api/logout/"),
+    ("GET", "/api/me/"),
+    ("PUT", "/api/me/"),
+    ("PATCH", "/api/me/"),
+    ("POST", "/api/me/password/"),
+    ("GET", "/api/sessions/"),
+    ("POST", "/api/logout/all/"),
+];
+
 /// One service on a database of its own.
 pub struct TestApp {
     pub router: Router,

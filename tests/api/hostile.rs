@@ -15,7 +15,9 @@ use axum::http::{HeaderValue, Method, Request, StatusCode, header};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{PASSWORD, TestApp, TestResponse, Tokens, base64_url, forge, now, spawn_app};
+use crate::helpers::{
+    ENDPOINTS, PASSWORD, TestApp, TestResponse, Tokens, base64_url, forge, now, spawn_app,
+};
 
 /// Longest any one answer may take: past it, the service hangs.
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
@@ -717,37 +719,16 @@ async fn endpoints_that_read_no_body_answer_as_if_there_were_none() {
             continue;
         };
         // Act
-        let me = send(
-            &app,
-            request(
-                &Method::GET,
-                "/api/me/",
-                Some(&bearer),
-                Some((content_type, body.clone())),
-            ),
-        )
-        .await;
-        let listed = send(
-            &app,
-            request(
-                &Method::GET,
-                "/api/sessions/",
-                Some(&bearer),
-                Some((content_type, body.clone())),
-            ),
-        )
-        .await;
+        let with_body = |method: Method, path: &'static str, bearer: Option<&[u8]>| {
+            send(
+                &app,
+                request(&method, path, bearer, Some((content_type, body.clone()))),
+            )
+        };
+        let me = with_body(Method::GET, "/api/me/", Some(&bearer)).await;
+        let listed = with_body(Method::GET, "/api/sessions/", Some(&bearer)).await;
         // Without a token, so that it cannot end the session the others use.
-        let everywhere = send(
-            &app,
-            request(
-                &Method::POST,
-                "/api/logout/all/",
-                None,
-                Some((content_type, body)),
-            ),
-        )
-        .await;
+        let everywhere = with_body(Method::POST, "/api/logout/all/", None).await;
 
         // Assert
         assert_eq!((me.status, &me.body), (profile.status, &profile.body));
@@ -1037,18 +1018,7 @@ async fn one_mebibyte_headers_are_answered_with_a_4xx() {
     let mut sent = 0;
 
     for (name, value) in &huge {
-        for (method, path) in [
-            ("POST", "/api/register/"),
-            ("POST", "/api/login/"),
-            ("POST", "/api/refresh/"),
-            ("POST", "/api/logout/"),
-            ("GET", "/api/me/"),
-            ("PUT", "/api/me/"),
-            ("PATCH", "/api/me/"),
-            ("POST", "/api/me/password/"),
-            ("GET", "/api/sessions/"),
-            ("POST", "/api/logout/all/"),
-        ] {
+        for (method, path) in ENDPOINTS {
             // Act: a body that would fail anyway, so the header alone decides nothing stored.
             let mut hostile = request(
                 &method.parse().unwrap(),
