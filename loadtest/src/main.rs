@@ -471,21 +471,25 @@ async fn run(
     Ok(report)
 }
 
+/// One `POST /api/refresh/` with `refresh_token`, on a connection of its own; its answer.
+async fn refresh_once(target: std::net::SocketAddr, refresh_token: &str) -> anyhow::Result<Bytes> {
+    let body = format!(r#"{{"refresh_token":"{refresh_token}"}}"#);
+    load::once(
+        target,
+        Method::POST,
+        "/api/refresh/",
+        Some(body),
+        StatusCode::OK,
+    )
+    .await
+}
+
 /// Presents each refresh chain's last token once: how many still refresh.
 async fn last_tokens_refresh(target: std::net::SocketAddr, chains: &[Script]) -> Durability {
     let mut survived = 0;
     for script in chains {
         if let Script::RefreshChain { refresh_token } = script {
-            let body = format!(r#"{{"refresh_token":"{refresh_token}"}}"#);
-            let answer = load::once(
-                target,
-                Method::POST,
-                "/api/refresh/",
-                Some(body),
-                StatusCode::OK,
-            )
-            .await;
-            survived += u64::from(answer.is_ok());
+            survived += u64::from(refresh_once(target, refresh_token).await.is_ok());
         }
     }
     Durability {
@@ -546,16 +550,9 @@ impl Keeper {
                     _ = &mut stopped => return Ok(refresh_token),
                     () = tokio::time::sleep(every) => {}
                 }
-                let body = format!(r#"{{"refresh_token":"{refresh_token}"}}"#);
-                let answer = load::once(
-                    target,
-                    Method::POST,
-                    "/api/refresh/",
-                    Some(body),
-                    StatusCode::OK,
-                )
-                .await
-                .context("renewing the /api/me/ access token")?;
+                let answer = refresh_once(target, &refresh_token)
+                    .await
+                    .context("renewing the /api/me/ access token")?;
                 cell.set(&load::token_field(&answer, "access_token")?)?;
                 refresh_token = load::token_field(&answer, "refresh_token")?;
             }
