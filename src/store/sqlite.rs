@@ -92,15 +92,16 @@ impl SqliteStore {
             writer,
             checkpointer,
         } = opened;
-        let checkpoints = Checkpoints::default();
+        // Set by the checkpointer when the log is long: the writer finishes a checkpoint then.
+        let log_is_long = Arc::new(AtomicBool::new(false));
         let (checkpoint_due, checkpoint_requests) = mpsc::sync_channel(1);
         spawn_thread("sqlite-checkpointer", {
-            let checkpoints = checkpoints.clone();
-            move || run_checkpointer(checkpointer, checkpoint_requests, checkpoints)
+            let log_is_long = log_is_long.clone();
+            move || run_checkpointer(checkpointer, checkpoint_requests, &log_is_long)
         })?;
         let (writes, queue) = mpsc::channel();
         spawn_thread("sqlite-writer", move || {
-            run_writer(writer, queue, checkpoint_due, checkpoints)
+            run_writer(writer, queue, checkpoint_due, &log_is_long)
         })?;
         Ok(SqliteStore { readers, writes })
     }
@@ -235,22 +236,15 @@ const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_milli
 /// copies all of it: 8 MiB of 1 KiB pages (32 MiB in a file made with 4 KiB pages).
 const LOG_FRAMES_BEFORE_RESTART: i64 = 8 * 1024;
 
-/// What the checkpointer tells the writer.
-#[derive(Clone, Default)]
-struct Checkpoints {
-    /// The log is long: the writer should finish a checkpoint in its own turn.
-    log_is_long: Arc<AtomicBool>,
-}
-
 /// Checkpoints after commits, off the writer thread: a checkpoint copies pages and syncs the
 /// file, which in the writer's turn (SQLite's automatic checkpoint) held every write up.
 /// PASSIVE never waits for readers or the writer; what it cannot copy now, the next one does.
 /// Ends with the writer thread, which holds the other end of `requests`.
-fn run_checkpointer(conn: Connection, requests: mpsc::Receiver<()>, checkpoints: Checkpoints) {
+fn run_checkpointer(conn: Connection, requests: mpsc::Receiver<()>, log_is_long: &AtomicBool) {
     while requests.recv().is_ok() {
         match checkpoint(&conn) {
             Ok(log_frames) if log_frames >= LOG_FRAMES_BEFORE_RESTART => {
-                checkpoints.log_is_long.store(true, Ordering::Relaxed);
+                log_is_long.store(true, Ordering::Relaxed);
             }
             Ok(_) => {}
             Err(error) => {
@@ -275,7 +269,7 @@ fn run_writer(
     conn: Connection,
     queue: mpsc::Receiver<Write>,
     checkpoint_due: mpsc::SyncSender<()>,
-    checkpoints: Checkpoints,
+    log_is_long: &AtomicBool,
 ) {
     let mut batch = Vec::with_capacity(MAX_WRITES_PER_COMMIT);
     while let Ok(first) = queue.recv() {
@@ -295,7 +289,7 @@ fn run_writer(
             }
         }
         commit_batch(&conn, &mut batch);
-        if checkpoints.log_is_long.swap(false, Ordering::Relaxed)
+        if log_is_long.swap(false, Ordering::Relaxed)
             && let Err(error) = checkpoint(&conn)
         {
             tracing::warn!(%error, "checkpointing the write-ahead log failed; will retry");
