@@ -110,6 +110,14 @@ impl Keyring {
     /// The claims of `token` if it is an unexpired access token signed with HS256 by one of
     /// our keys, named by its `kid`.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, InvalidAccessToken> {
+        // With one key (no rotation under way), decoding reads the header once, not twice.
+        if let [(kid, key)] = self.decoding.as_slice() {
+            let token = jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation)?;
+            return match token.header.kid {
+                Some(named) if named == *kid => Ok(token.claims),
+                _ => Err(InvalidAccessToken::UnknownKey),
+            };
+        }
         let kid = jsonwebtoken::decode_header(token)?
             .kid
             .ok_or(InvalidAccessToken::UnknownKey)?;
@@ -263,6 +271,24 @@ mod tests {
         ];
         for token in refused {
             assert!(keys.verify(&token).is_err(), "{token}");
+        }
+    }
+
+    #[test]
+    fn a_token_signed_with_our_key_but_naming_another_or_none_is_refused() {
+        let keys = Keyring::hs256(&[SigningKey::from_secret(SECRET)]);
+        for kid in [None, Some("another".to_owned())] {
+            let header = Header {
+                kid: kid.clone(),
+                ..Header::default()
+            };
+            let token = jsonwebtoken::encode(
+                &header,
+                &claims("access", now() + 30),
+                &EncodingKey::from_secret(SECRET),
+            )
+            .unwrap();
+            assert!(keys.verify(&token).is_err(), "{kid:?}");
         }
     }
 
