@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 use axum::routing::get;
 use serde::Serialize;
+use tower::ServiceBuilder;
 use tower_http::cors::CorsLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -65,8 +66,59 @@ pub fn router<S: Store>(auth: AppState<S>) -> Router {
     )
 }
 
-/// Every endpoint of the contract, the health checks, and what `options` adds.
+/// Every endpoint of the contract, the health checks, and what `options` adds, behind the
+/// layers every request goes through (request id, log line, CORS).
 pub fn router_with<S: Store>(auth: AppState<S>, options: &Options) -> Router {
+    // `Router::layer` would wrap every route in each layer, and a route's stack of boxed
+    // layers is cloned for every request it answers: these wrap the routes once.
+    let cors = (!options.cors_origins.is_empty()).then(|| {
+        CorsLayer::new()
+            .allow_origin(options.cors_origins.clone())
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .max_age(std::time::Duration::from_secs(600))
+    });
+    let service = ServiceBuilder::new()
+        .option_layer(cors)
+        .layer(middleware::map_request(forget_unusable_request_id))
+        // The id exists before the log span opens, and is echoed on every answer.
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            // One line per request at INFO: method, path (never the query), request id, status,
+            // latency. Never headers or bodies, which carry tokens and passwords.
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| {
+                    let request_id = request
+                        .headers()
+                        .get(REQUEST_ID)
+                        .and_then(|id| id.to_str().ok())
+                        .unwrap_or_default();
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        path = request.uri().path(),
+                        request_id,
+                    )
+                })
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .layer(axum::Extension(extract::TrustedProxies(Arc::new(
+            options.trusted_proxies.clone(),
+        ))))
+        .layer(middleware::from_fn(method_not_allowed_as_json))
+        .service(routes(auth, options));
+    Router::new().fallback_service(service)
+}
+
+/// Every route, with the layers that need to know which route matched.
+pub fn routes<S: Store>(auth: AppState<S>, options: &Options) -> Router {
     observe::install();
     let api = [
         ("/api/register", accounts::routes()),
@@ -92,54 +144,13 @@ pub fn router_with<S: Store>(auth: AppState<S>, options: &Options) -> Router {
     if options.metrics {
         router = router.route("/metrics", get(observe::metrics_page::<S>));
     }
-    let mut router = router
+    router
         .fallback(|| async { ApiError::NotFound })
-        .layer(middleware::from_fn(method_not_allowed_as_json))
-        .layer(axum::Extension(extract::TrustedProxies(Arc::new(
-            options.trusted_proxies.clone(),
-        ))))
+        // These two need the matched route, which only exists inside the router.
         // A browser visiting an endpoint's URL gets its page; any other client goes through.
         .layer(middleware::from_fn(crate::web::browsable))
         .layer(middleware::from_fn(observe::record))
-        .layer(
-            // One line per request at INFO: method, path (never the query), request id, status,
-            // latency. Never headers or bodies, which carry tokens and passwords.
-            TraceLayer::new_for_http()
-                .make_span_with(|request: &Request| {
-                    let request_id = request
-                        .headers()
-                        .get(REQUEST_ID)
-                        .and_then(|id| id.to_str().ok())
-                        .unwrap_or_default();
-                    tracing::info_span!(
-                        "request",
-                        method = %request.method(),
-                        path = request.uri().path(),
-                        request_id,
-                    )
-                })
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
-        )
-        // Outermost: the id exists before the log span opens, and is echoed on every answer.
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .layer(middleware::map_request(forget_unusable_request_id));
-    if !options.cors_origins.is_empty() {
-        router = router.layer(
-            CorsLayer::new()
-                .allow_origin(options.cors_origins.clone())
-                .allow_methods([
-                    Method::GET,
-                    Method::POST,
-                    Method::PUT,
-                    Method::PATCH,
-                    Method::DELETE,
-                ])
-                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
-                .max_age(std::time::Duration::from_secs(600)),
-        );
-    }
-    router.with_state(auth)
+        .with_state(auth)
 }
 
 /// Taken from the client when it sends one, else generated; echoed on the answer.
@@ -189,12 +200,17 @@ async fn method_not_allowed_as_json(request: Request, next: Next) -> Response {
     if response.status() != StatusCode::METHOD_NOT_ALLOWED {
         return response;
     }
-    let allow = response.headers().get(header::ALLOW).cloned();
-    let mut response = ApiError::MethodNotAllowed(method.to_string()).into_response();
-    if let Some(allow) = allow {
-        response.headers_mut().insert(header::ALLOW, allow);
+    // The router's headers (`Allow`, `Vary`) go with the new body.
+    let mut answer = ApiError::MethodNotAllowed(method.to_string()).into_response();
+    let routed = response.headers();
+    for name in routed.keys() {
+        if !answer.headers().contains_key(name) {
+            for value in routed.get_all(name) {
+                answer.headers_mut().append(name, value.clone());
+            }
+        }
     }
-    response
+    answer
 }
 
 /// A JSON answer with the contract's `application/json; charset=utf-8`.
