@@ -7,7 +7,8 @@ pub struct PresentedToken {
     pub expires_at: i64,
     pub consumed_at: Option<i64>,
     /// Whether the token that rotation derives from this one is its session's live token: the
-    /// presented token is then the one consumed last.
+    /// presented token is then the one consumed last. Only [`judge`] of a consumed token reads
+    /// it, and stores need not look it up for any other.
     pub successor_is_live: bool,
     pub session_created_at: i64,
     pub session_ended: bool,

@@ -337,9 +337,12 @@ impl Store for PostgresStore {
         let found = sqlx::query(
             "SELECT t.session_id::text, s.user_id, t.expires_at, t.consumed_at, s.created_at,
                     s.ended_at IS NOT NULL, u.is_active,
-                    EXISTS (SELECT 1 FROM refresh_tokens n
-                            WHERE n.token_hash = $2 AND n.session_id = t.session_id
-                              AND n.consumed_at IS NULL)
+                    -- Only for a consumed token (the retry grace): CASE skips the lookup.
+                    CASE WHEN t.consumed_at IS NOT NULL THEN
+                        EXISTS (SELECT 1 FROM refresh_tokens n
+                                WHERE n.token_hash = $2 AND n.session_id = t.session_id
+                                  AND n.consumed_at IS NULL)
+                    ELSE FALSE END
              FROM refresh_tokens t
              JOIN sessions s ON s.id = t.session_id
              JOIN users u ON u.id = s.user_id

@@ -304,9 +304,7 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Job>) {
         return;
     }
     // IMMEDIATE takes the write lock first, so what a write reads cannot go stale.
-    let mut sound = conn
-        .execute_batch("BEGIN IMMEDIATE")
-        .map_err(database_error);
+    let mut sound = execute_cached(conn, "BEGIN IMMEDIATE");
     let began = sound.is_ok();
     let mut ran = Vec::with_capacity(batch.len());
     for job in batch.drain(..) {
@@ -318,10 +316,10 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Job>) {
             }
         };
     }
-    let committed = sound.and_then(|()| conn.execute_batch("COMMIT").map_err(database_error));
+    let committed = sound.and_then(|()| execute_cached(conn, "COMMIT"));
     if began && committed.is_err() {
         // Nothing of the batch is kept; each write's caller gets the error.
-        let _ = conn.execute_batch("ROLLBACK");
+        let _ = execute_cached(conn, "ROLLBACK");
     }
     for ran in ran {
         (ran.answer)(committed.clone());
@@ -331,12 +329,7 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Job>) {
 /// Runs one write of the batch in a savepoint, so that a write that fails (or panics) is undone
 /// alone. An error means the transaction is no longer what its writes left: none may commit.
 fn in_savepoint(conn: &Connection, job: Job, ran: &mut Vec<Ran>) -> Result<(), StoreError> {
-    let execute = |sql: &str| {
-        conn.prepare_cached(sql)
-            .and_then(|mut statement| statement.execute([]))
-            .map(drop)
-            .map_err(database_error)
-    };
+    let execute = |sql| execute_cached(conn, sql);
     if let Err(error) = execute("SAVEPOINT write") {
         job(Err(error.clone()));
         return Err(error);
@@ -348,6 +341,15 @@ fn in_savepoint(conn: &Connection, job: Job, ran: &mut Vec<Ran>) -> Result<(), S
     };
     ran.extend(done);
     undone.and_then(|()| execute("RELEASE write"))
+}
+
+/// Runs a statement without parameters, parsed once per connection: the writer runs the same
+/// few (transactions, savepoints) for every batch.
+fn execute_cached(conn: &Connection, sql: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(sql)
+        .and_then(|mut statement| statement.execute([]))
+        .map(drop)
+        .map_err(database_error)
 }
 
 /// A panicking write drops its answer (its caller sees an error) and leaves the thread running.
@@ -574,9 +576,12 @@ impl Store for SqliteStore {
                 .prepare_cached(
                     "SELECT t.session_id, s.user_id, t.expires_at, t.consumed_at, s.created_at,
                             s.ended_at IS NOT NULL, u.is_active,
-                            EXISTS (SELECT 1 FROM refresh_tokens n
-                                    WHERE n.token_hash = ?2 AND n.session_id = t.session_id
-                                      AND n.consumed_at IS NULL)
+                            -- Only for a consumed token (the retry grace): CASE skips the lookup.
+                            CASE WHEN t.consumed_at IS NOT NULL THEN
+                                EXISTS (SELECT 1 FROM refresh_tokens n
+                                        WHERE n.token_hash = ?2 AND n.session_id = t.session_id
+                                          AND n.consumed_at IS NULL)
+                            ELSE FALSE END
                      FROM refresh_tokens t
                      JOIN sessions s ON s.id = t.session_id
                      JOIN users u ON u.id = s.user_id
