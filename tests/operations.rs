@@ -278,6 +278,61 @@ async fn a_request_id_is_echoed_or_generated_and_logged() {
 }
 
 #[tokio::test]
+async fn a_server_error_is_logged_on_its_request_line_with_the_reason() {
+    let service = Service::start(&[
+        "--hash-concurrency",
+        "1",
+        "--hash-queue-limit",
+        "1",
+        "--throttle-login-account",
+        "off",
+    ]);
+    let email = "flood@example.org";
+    register_and_login(&service, email).await;
+    let client = reqwest::Client::new();
+
+    let flood: Vec<_> = (0..12)
+        .map(|n| {
+            tokio::spawn(
+                client
+                    .post(service.url("/api/login/"))
+                    .header("X-Request-Id", format!("flood-{n}"))
+                    .json(&json!({"email": email, "password": PASSWORD}))
+                    .send(),
+            )
+        })
+        .collect();
+
+    let mut shed = Vec::new();
+    for answer in flood {
+        let answer = answer.await.unwrap().unwrap();
+        if answer.status() == 503 {
+            shed.push(
+                answer.headers()["x-request-id"]
+                    .to_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+    }
+    assert!(!shed.is_empty(), "a flood beyond the queue is shed");
+    std::thread::sleep(Duration::from_millis(100));
+    let log = service.log_text();
+    for id in shed {
+        let line = log
+            .lines()
+            .find(|line| line.contains(&id))
+            .unwrap_or_else(|| panic!("no line for {id}: {log}"));
+        assert!(
+            line.contains("WARN")
+                && line.contains("status=503")
+                && line.contains("too many password checks in progress"),
+            "{line}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn cors_preflights_are_answered_for_configured_origins_only() {
     let service = Service::start(&["--cors-origins", "https://app.example.org"]);
     let client = reqwest::Client::new();
@@ -411,10 +466,7 @@ async fn no_secret_reaches_a_log_line() {
         .query_row("SELECT password_hash FROM users", [], |row| row.get(0))
         .unwrap();
     let log = service.log_text();
-    assert!(
-        log.contains("finished processing request"),
-        "the log was captured: {log}"
-    );
+    assert!(log.contains("answered"), "the log was captured: {log}");
     let access_signature = tokens["access_token"]
         .as_str()
         .unwrap()

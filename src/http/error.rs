@@ -1,5 +1,5 @@
 //! The one error type of the HTTP layer and its mapping to the contract's status codes and
-//! DRF-style bodies. Internal details are logged, never sent.
+//! DRF-style bodies. Internal details go to the log line of the request, never to the client.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -142,15 +142,31 @@ impl ApiError {
     }
 }
 
+/// Why an answer is a server error: the client is told only that it failed; the request's log
+/// line says why.
+#[derive(Debug, Clone)]
+pub enum Failure {
+    Internal(String),
+    Unavailable(String),
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let mut response = super::Json(status, self.body()).into_response();
         match &self {
-            ApiError::Internal(detail) => tracing::error!(%detail, "request failed"),
-            ApiError::Unavailable(detail) => tracing::warn!(%detail, "database unavailable"),
+            ApiError::Internal(detail) => {
+                response
+                    .extensions_mut()
+                    .insert(Failure::Internal(detail.clone()));
+            }
+            ApiError::Unavailable(detail) => {
+                response
+                    .extensions_mut()
+                    .insert(Failure::Unavailable(detail.clone()));
+            }
             _ => {}
         }
-        let mut response = super::Json(status, self.body()).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

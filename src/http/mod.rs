@@ -13,8 +13,6 @@ use serde::Serialize;
 use tower::ServiceBuilder;
 use tower_http::cors::CorsLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
 
 use crate::auth::Auth;
 use crate::store::Store;
@@ -87,28 +85,10 @@ pub fn router_with<S: Store>(auth: AppState<S>, options: &Options) -> Router {
     let service = ServiceBuilder::new()
         .option_layer(cors)
         .layer(middleware::map_request(forget_unusable_request_id))
-        // The id exists before the log span opens, and is echoed on every answer.
+        // The id exists before the log line is written, and is echoed on every answer.
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(
-            // One line per request at INFO: method, path (never the query), request id, status,
-            // latency. Never headers or bodies, which carry tokens and passwords.
-            TraceLayer::new_for_http()
-                .make_span_with(|request: &Request| {
-                    let request_id = request
-                        .headers()
-                        .get(REQUEST_ID)
-                        .and_then(|id| id.to_str().ok())
-                        .unwrap_or_default();
-                    tracing::info_span!(
-                        "request",
-                        method = %request.method(),
-                        path = request.uri().path(),
-                        request_id,
-                    )
-                })
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
-        )
+        .layer(middleware::from_fn(observe::log_request))
         .layer(axum::Extension(extract::TrustedProxies(Arc::new(
             options.trusted_proxies.clone(),
         ))))
@@ -154,7 +134,7 @@ pub fn routes<S: Store>(auth: AppState<S>, options: &Options) -> Router {
 }
 
 /// Taken from the client when it sends one, else generated; echoed on the answer.
-const REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+pub(crate) const REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
 
 /// A client's request id is logged and echoed: one that is long or not printable ASCII is
 /// replaced by a generated one rather than carried into every log line of the request.
