@@ -1,5 +1,6 @@
-//! Logging: one line per request (method, path, status, latency) from `tower-http`'s trace
-//! layer. Bodies and headers are never logged, so no password or token can reach a log line.
+//! Logging: one line per request (method, path, request id, status, latency), written by
+//! [`crate::http::observe::log_request`]. Bodies and headers are never logged, so no password or
+//! token can reach a log line.
 
 use std::io::{BufWriter, IsTerminal};
 
