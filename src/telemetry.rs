@@ -16,7 +16,7 @@ const QUEUED_LINES: usize = 16 * 1024;
 
 /// Installs the global subscriber; `filter` is a level or `tracing` directives. Lines are
 /// written to stdout by a thread of their own, in as few writes as keep up: a request's thread
-/// only queues its line. The queue holds [`QUEUED_LINES`]; beyond that, logging waits rather
+/// only queues its line. The queue holds `QUEUED_LINES` lines; beyond that, logging waits rather
 /// than drop lines. Keep the guard until the process ends: dropping it writes out what is queued.
 #[must_use = "dropping the guard stops logging"]
 pub fn init(filter: &str, format: LogFormat) -> WorkerGuard {
