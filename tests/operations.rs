@@ -213,6 +213,11 @@ async fn health_readiness_and_metrics_answer() {
 
     register_and_login(&service, "metrics@example.org").await;
     login(&service, "metrics@example.org", "wrong password").await;
+    for made_up in ["PROBE", "FROB"] {
+        let method = reqwest::Method::from_bytes(made_up.as_bytes()).unwrap();
+        let answer = client.request(method, service.url("/api/me/")).send();
+        assert_eq!(answer.await.unwrap().status(), 405);
+    }
     let metrics = client.get(service.url("/metrics")).send().await.unwrap();
     assert_eq!(metrics.status(), 200);
     let text = metrics.text().await.unwrap();

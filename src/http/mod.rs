@@ -180,11 +180,11 @@ async fn method_not_allowed_as_json(request: Request, next: Next) -> Response {
     if response.status() != StatusCode::METHOD_NOT_ALLOWED {
         return response;
     }
-    // The router's headers (`Allow`, `Vary`) go with the new body.
+    // The router's headers (`Allow`, `Vary`) go with the new body; its length does not.
     let mut answer = ApiError::MethodNotAllowed(method.to_string()).into_response();
     let routed = response.headers();
     for name in routed.keys() {
-        if !answer.headers().contains_key(name) {
+        if name != header::CONTENT_LENGTH && !answer.headers().contains_key(name) {
             for value in routed.get_all(name) {
                 answer.headers_mut().append(name, value.clone());
             }
