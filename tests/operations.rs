@@ -224,6 +224,8 @@ async fn health_readiness_and_metrics_answer() {
     for expected in [
         r#"http_requests_total{method="POST",route="/api/register/",status="201"} 1"#,
         r#"http_requests_total{method="POST",route="/api/login/",status="401"} 1"#,
+        // Made-up methods count under one label: clients cannot create series.
+        r#"http_requests_total{method="other",route="/api/me/",status="405"} 2"#,
         r#"logins_total{outcome="success"} 1"#,
         r#"logins_total{outcome="failure"} 1"#,
         "http_request_duration_seconds_bucket{",
@@ -232,6 +234,7 @@ async fn health_readiness_and_metrics_answer() {
     ] {
         assert!(text.contains(expected), "{expected} missing from\n{text}");
     }
+    assert!(!text.contains("PROBE"), "{text}");
 }
 
 #[tokio::test]

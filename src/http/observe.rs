@@ -1,13 +1,16 @@
 //! Observability: a log line for every request, Prometheus metrics by route and status, and the
 //! `/metrics` page.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing::Level;
 
@@ -53,21 +56,73 @@ fn prometheus() -> &'static PrometheusHandle {
 /// cardinality a client controls) and status.
 pub async fn record(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = method_label(request.method());
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
-    let labels = [
-        ("method", method),
-        ("route", route),
-        ("status", response.status().as_u16().to_string()),
-    ];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels)
-        .record(started.elapsed().as_secs_f64());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let status = response.status().as_u16();
+    let seconds = started.elapsed().as_secs_f64();
+    SERIES.with_borrow_mut(|by_route| {
+        if !by_route.contains_key(route) {
+            by_route.insert(route.to_owned(), Vec::new());
+        }
+        let known = by_route.get_mut(route).expect("inserted above");
+        let series = match known
+            .iter()
+            .position(|series| series.method == method && series.status == status)
+        {
+            Some(index) => &known[index],
+            None => {
+                known.push(Series::register(method, route, status));
+                known.last().expect("pushed above")
+            }
+        };
+        series.requests.increment(1);
+        series.duration.record(seconds);
+    });
     response
+}
+
+thread_local! {
+    /// The series this thread has counted into, by route: naming a series (three label strings
+    /// hashed into a key, looked up in the registry) for every request cost more than counting.
+    static SERIES: RefCell<HashMap<String, Vec<Series>>> = RefCell::default();
+}
+
+/// The metrics of one method, route and status.
+struct Series {
+    method: &'static str,
+    status: u16,
+    requests: Counter,
+    duration: Histogram,
+}
+
+impl Series {
+    fn register(method: &'static str, route: &str, status: u16) -> Series {
+        let labels = [
+            ("method", method.to_owned()),
+            ("route", route.to_owned()),
+            ("status", status.to_string()),
+        ];
+        Series {
+            method,
+            status,
+            requests: metrics::counter!("http_requests_total", &labels),
+            duration: metrics::histogram!("http_request_duration_seconds", &labels),
+        }
+    }
+}
+
+/// A standard method's name, else `other`: any token is a method, and each series is kept for
+/// good, so a client must not be able to make up new ones.
+fn method_label(method: &Method) -> &'static str {
+    const STANDARD: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    STANDARD
+        .into_iter()
+        .find(|standard| *standard == method.as_str())
+        .unwrap_or("other")
 }
 
 /// One line per request, once answered: method, path (never the query), request id, status,
