@@ -361,6 +361,7 @@ async fn cors_preflights_are_answered_for_configured_origins_only() {
         allowed.headers()["access-control-allow-origin"],
         "https://app.example.org"
     );
+    assert!(allowed.headers().contains_key("x-request-id"));
     assert!(
         foreign
             .headers()
@@ -475,6 +476,13 @@ async fn no_secret_reaches_a_log_line() {
         .unwrap();
     let log = service.log_text();
     assert!(log.contains("answered"), "the log was captured: {log}");
+    assert!(
+        log.lines().any(|line| line.contains("WARN")
+            && line.contains("a consumed refresh token was presented again")
+            && line.contains(r#"path="/api/refresh/""#)
+            && line.contains("status=401")),
+        "the reuse is logged on its request's line: {log}"
+    );
     let access_signature = tokens["access_token"]
         .as_str()
         .unwrap()

@@ -64,6 +64,9 @@ pub enum AuthError {
     InvalidCredentials,
     #[error("refresh token is invalid or expired")]
     InvalidRefreshToken,
+    /// A consumed refresh token came back: its session has been ended.
+    #[error("a consumed refresh token was presented again; its session ended")]
+    RefreshTokenReused,
     #[error("the old password is wrong")]
     WrongPassword,
     #[error("throttled for {retry_after} s")]
@@ -494,8 +497,7 @@ impl<S: Store> Auth<S> {
             } => Ok((user_id, session_id, successor)),
             Redeemed::ReuseDetected => {
                 metrics::counter!("refresh_token_reuse_detected_total").increment(1);
-                tracing::warn!("a consumed refresh token was presented again; its session ended");
-                Err(AuthError::InvalidRefreshToken)
+                Err(AuthError::RefreshTokenReused)
             }
             Redeemed::Rejected => Err(AuthError::InvalidRefreshToken),
         }

@@ -61,6 +61,9 @@ pub enum ApiError {
     InvalidAccessToken,
     #[error("refresh token not valid")]
     InvalidRefreshToken,
+    /// Answered as [`ApiError::InvalidRefreshToken`]; logged as the security event it is.
+    #[error("refresh token reused")]
+    RefreshTokenReused,
     #[error("bad credentials")]
     InvalidCredentials,
     #[error("throttled")]
@@ -87,6 +90,7 @@ impl ApiError {
             | ApiError::BadAuthorizationHeader
             | ApiError::InvalidAccessToken
             | ApiError::InvalidRefreshToken
+            | ApiError::RefreshTokenReused
             | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
             ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound => StatusCode::NOT_FOUND,
@@ -120,7 +124,7 @@ impl ApiError {
                 "detail": "Given token not valid for any token type",
                 "code": "token_not_valid",
             }),
-            ApiError::InvalidRefreshToken => json!({
+            ApiError::InvalidRefreshToken | ApiError::RefreshTokenReused => json!({
                 "detail": "Token is invalid or expired",
                 "code": "token_not_valid",
             }),
@@ -142,30 +146,34 @@ impl ApiError {
     }
 }
 
-/// Why an answer is a server error: the client is told only that it failed; the request's log
-/// line says why.
+/// What a request's log line reports beyond its status (the client is told less).
 #[derive(Debug, Clone)]
-pub enum Failure {
-    Internal(String),
+pub enum Incident {
+    /// A server error, and why.
+    Failed(String),
+    /// The service cannot take the request now, and why.
     Unavailable(String),
+    /// A consumed refresh token came back; its session was ended.
+    RefreshTokenReused,
+}
+
+impl ApiError {
+    fn incident(&self) -> Option<Incident> {
+        match self {
+            ApiError::Internal(detail) => Some(Incident::Failed(detail.clone())),
+            ApiError::Unavailable(detail) => Some(Incident::Unavailable(detail.clone())),
+            ApiError::RefreshTokenReused => Some(Incident::RefreshTokenReused),
+            _ => None,
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let mut response = super::Json(status, self.body()).into_response();
-        match &self {
-            ApiError::Internal(detail) => {
-                response
-                    .extensions_mut()
-                    .insert(Failure::Internal(detail.clone()));
-            }
-            ApiError::Unavailable(detail) => {
-                response
-                    .extensions_mut()
-                    .insert(Failure::Unavailable(detail.clone()));
-            }
-            _ => {}
+        if let Some(incident) = self.incident() {
+            response.extensions_mut().insert(incident);
         }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
@@ -203,6 +211,7 @@ impl From<AuthError> for ApiError {
         match error {
             AuthError::InvalidCredentials => ApiError::InvalidCredentials,
             AuthError::InvalidRefreshToken => ApiError::InvalidRefreshToken,
+            AuthError::RefreshTokenReused => ApiError::RefreshTokenReused,
             AuthError::Throttled { retry_after } => ApiError::Throttled { retry_after },
             AuthError::Overloaded(overloaded) => ApiError::Unavailable(overloaded.to_string()),
             AuthError::WrongPassword => {

@@ -67,8 +67,8 @@ pub fn router<S: Store>(auth: AppState<S>) -> Router {
 /// Every endpoint of the contract, the health checks, and what `options` adds, behind the
 /// layers every request goes through (request id, log line, CORS).
 pub fn router_with<S: Store>(auth: AppState<S>, options: &Options) -> Router {
-    // `Router::layer` would wrap every route in each layer, and a route's stack of boxed
-    // layers is cloned for every request it answers: these wrap the routes once.
+    // `Router::layer` would wrap every route in each layer, each boxed, and a route's stack of
+    // boxes is cloned for every request it answers: these layers are one box around the routes.
     let cors = (!options.cors_origins.is_empty()).then(|| {
         CorsLayer::new()
             .allow_origin(options.cors_origins.clone())
@@ -83,12 +83,13 @@ pub fn router_with<S: Store>(auth: AppState<S>, options: &Options) -> Router {
             .max_age(std::time::Duration::from_secs(600))
     });
     let service = ServiceBuilder::new()
-        .option_layer(cors)
         .layer(middleware::map_request(forget_unusable_request_id))
-        // The id exists before the log line is written, and is echoed on every answer.
+        // The id exists before the log line is written, and is echoed on every answer, CORS
+        // preflights (which the CORS layer answers itself) too.
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(middleware::from_fn(observe::log_request))
+        .option_layer(cors)
         .layer(axum::Extension(extract::TrustedProxies(Arc::new(
             options.trusted_proxies.clone(),
         ))))

@@ -15,7 +15,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing::Level;
 
 use super::AppState;
-use super::error::Failure;
+use super::error::Incident;
 use crate::store::Store;
 
 const METRICS_UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -126,7 +126,7 @@ fn method_label(method: &Method) -> &'static str {
 }
 
 /// One line per request, once answered: method, path (never the query), request id, status,
-/// latency, and why a server error failed. Never headers or bodies, which carry tokens and
+/// latency, and any [`Incident`] (why a server error failed; a reused refresh token). Never headers or bodies, which carry tokens and
 /// passwords. One event and no span around the request: the span cost a tenth of the CPU of
 /// `GET /api/me/` (callgrind).
 pub async fn log_request(request: Request, next: Next) -> Response {
@@ -136,8 +136,9 @@ pub async fn log_request(request: Request, next: Next) -> Response {
     let request_id = request.headers().get(super::REQUEST_ID).cloned();
     let response = next.run(request).await;
     let latency_ms = started.elapsed().as_micros() as f64 / 1e3;
-    let status = response.status().as_u16();
-    // Both printable ASCII without spaces (hyper's path, our request id): printed unquoted.
+    let status = response.status();
+    // Validated printable ASCII without spaces (see `forget_unusable_request_id`); the path is
+    // quoted, for it may hold any byte above ASCII.
     let request_id = request_id
         .as_ref()
         .and_then(|id| id.to_str().ok())
@@ -147,21 +148,26 @@ pub async fn log_request(request: Request, next: Next) -> Response {
             tracing::event!(
                 $level,
                 method = %method,
-                path = %uri.path(),
+                path = uri.path(),
                 request_id = %request_id,
-                status,
+                status = status.as_u16(),
                 latency_ms,
                 $(error = %$error,)?
                 $message
             )
         };
     }
-    match response.extensions().get::<Failure>() {
+    match response.extensions().get::<Incident>() {
+        None if status.is_server_error() => log_line!(Level::WARN, "answered with a server error"),
         None => log_line!(Level::INFO, "answered"),
-        Some(Failure::Internal(detail)) => log_line!(Level::ERROR, "request failed", detail),
-        Some(Failure::Unavailable(detail)) => {
+        Some(Incident::Failed(detail)) => log_line!(Level::ERROR, "request failed", detail),
+        Some(Incident::Unavailable(detail)) => {
             log_line!(Level::WARN, "service unavailable", detail)
         }
+        Some(Incident::RefreshTokenReused) => log_line!(
+            Level::WARN,
+            "a consumed refresh token was presented again; its session ended"
+        ),
     }
     response
 }
