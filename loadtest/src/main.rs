@@ -355,12 +355,14 @@ async fn run(
         scripts,
         server_pid,
     };
-    let bare_scripts = (0..connections)
-        .map(|_| Script::Get {
-            path: "/bare",
-            bearer: None,
-        })
-        .collect();
+    let bare_load = |count: usize| -> Vec<Script> {
+        (0..count)
+            .map(|_| Script::Get {
+                path: "/bare",
+                bearer: None,
+            })
+            .collect()
+    };
 
     report.memory_at_start = service_pid(&service).and_then(processes::memory);
     let mut memory = Vec::new();
@@ -380,12 +382,16 @@ async fn run(
     let pid = service_pid(&service);
     report.add(
         measure(
-            vec![phase(report::BARE, bare_target, bare_scripts, bare_pid)],
+            vec![phase(
+                report::BARE,
+                bare_target,
+                bare_load(connections),
+                bare_pid,
+            )],
             &service,
         )
         .await,
     );
-    drop(bare);
     report.add(
         measure(
             vec![phase(report::ME, target, me(connections), pid)],
@@ -415,6 +421,19 @@ async fn run(
         service = Some(restarted);
     }
     report.add(refreshed);
+    report.add(
+        measure(
+            vec![phase(
+                report::BARE_AGAIN,
+                bare_target,
+                bare_load(connections),
+                bare_pid,
+            )],
+            &service,
+        )
+        .await,
+    );
+    drop(bare);
 
     // The hashing ceiling, timed on either side of the phases it bounds: a virtual machine's
     // cores do not keep one speed for minutes.

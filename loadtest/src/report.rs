@@ -11,6 +11,7 @@ use crate::processes::Memory;
 use crate::{Args, HashTiming};
 
 pub const BARE: &str = "bare ceiling: `GET /bare`";
+pub const BARE_AGAIN: &str = "bare ceiling again: `GET /bare`";
 pub const ME: &str = "`GET /api/me/`";
 pub const REFRESH: &str = "`POST /api/refresh/`";
 pub const LOGIN: &str = "`POST /api/login/`";
@@ -163,10 +164,20 @@ impl Report {
     /// (cores ÷ one hash time) for those that hash a password.
     fn ceiling(&self, name: &str) -> Option<f64> {
         match name {
-            ME | REFRESH | ME_UNDER_LOGINS => self.find(BARE).map(Outcome::throughput),
+            ME | REFRESH | ME_UNDER_LOGINS => self.bare_ceiling(),
             LOGIN | REGISTER | LOGINS_BESIDE => Some(self.hash_ceiling()),
             _ => None,
         }
+    }
+
+    /// The mean of the bare route's runs (before `GET /api/me/` and after the refreshes): a
+    /// virtual machine's cores do not keep one speed for minutes.
+    fn bare_ceiling(&self) -> Option<f64> {
+        let runs: Vec<f64> = [BARE, BARE_AGAIN]
+            .into_iter()
+            .filter_map(|name| self.find(name).map(Outcome::throughput))
+            .collect();
+        (!runs.is_empty()).then(|| runs.iter().sum::<f64>() / runs.len() as f64)
     }
 
     fn hash_ceiling(&self) -> f64 {
@@ -492,7 +503,9 @@ registration and per-account login throttles off: the benchmark registers thousa
 from one address, and logs into one account from 32 connections at once), and loads it from this machine's loopback interface, phase after phase, each with its own warm-up:
 
 1. **bare ceiling**: the same HTTP stack (axum 0.8 `axum::serve` on a multi-threaded tokio
-   runtime, in a process of its own) answering a constant JSON body: what no endpoint can beat;
+   runtime, in a process of its own) answering a constant JSON body: what no endpoint can beat.
+   It runs again after the refresh phase, and the ceiling is the mean of the two runs (a
+   virtual machine's cores do not keep one speed for minutes);
 2. **`GET /api/me/`** with one session's access token (renewed in the background);
 3. **`POST /api/refresh/`**: each connection chains its own session, presenting each new refresh
    token exactly once. Right after, the service is killed with SIGKILL and restarted on the same
