@@ -295,6 +295,24 @@ impl<S: Store> Auth<S> {
         Ok(())
     }
 
+    /// Checks `password` against `stored`; when the hashing pool sheds the check, no password
+    /// was tried, so the attempt counted in the `counted` bucket is given back.
+    async fn verify_counted(
+        &self,
+        password: Password,
+        stored: Option<String>,
+        counted: Option<String>,
+    ) -> Result<Verification, AuthError> {
+        match self.hasher.verify(password, stored).await {
+            Ok(verification) => Ok(verification),
+            Err(overloaded) => {
+                self.settle_throttle(None, counted.into_iter().collect())
+                    .await?;
+                Err(overloaded.into())
+            }
+        }
+    }
+
     pub async fn register(&self, email: Email, password: Password) -> Result<UserId, AuthError> {
         let password_hash = self.hasher.hash(password).await?;
         self.store
@@ -399,15 +417,9 @@ impl<S: Store> Auth<S> {
             ),
             None => (None, None),
         };
-        let verification = match self.hasher.verify(password.clone(), stored_hash).await {
-            Ok(verification) => verification,
-            Err(overloaded) => {
-                // Shed before any password was tried: it was no attempt.
-                self.settle_throttle(None, account_key.into_iter().collect())
-                    .await?;
-                return Err(overloaded.into());
-            }
-        };
+        let verification = self
+            .verify_counted(password.clone(), stored_hash, account_key.clone())
+            .await?;
         let Some((user_id, true)) = account.filter(|_| verification.matched()) else {
             metrics::counter!("logins_total", "outcome" => "failure").increment(1);
             if let Some(ip_bucket) = ip_bucket {
@@ -559,14 +571,7 @@ impl<S: Store> Auth<S> {
         if stored.is_none() {
             return Err(AuthError::InvalidCredentials);
         }
-        let verification = match self.hasher.verify(old, stored).await {
-            Ok(verification) => verification,
-            Err(overloaded) => {
-                self.settle_throttle(None, key.into_iter().collect())
-                    .await?;
-                return Err(overloaded.into());
-            }
-        };
+        let verification = self.verify_counted(old, stored, key.clone()).await?;
         if !verification.matched() {
             return Err(AuthError::WrongPassword);
         }
