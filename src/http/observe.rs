@@ -128,7 +128,7 @@ fn method_label(method: &Method) -> &'static str {
 /// One line per request, once answered: method, path (never the query), request id, status,
 /// latency, and any [`Incident`] (why a server error failed; a reused refresh token). Never
 /// headers or bodies, which carry tokens and passwords. One event and no span around the
-/// request: the span cost a tenth of the CPU of `GET /api/me/` (callgrind).
+/// request: the span was a tenth of the instructions of `GET /api/me/` (callgrind).
 pub async fn log_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
