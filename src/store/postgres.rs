@@ -1,6 +1,6 @@
 //! PostgreSQL: for running several stateless instances against one shared database. Refresh
-//! tokens are consumed under a row lock (`SELECT … FOR UPDATE`) and a conditional write, so of
-//! concurrent refreshes on any number of instances exactly one wins.
+//! tokens are consumed by a conditional write under a row lock, so of concurrent refreshes on
+//! any number of instances exactly one wins.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -59,6 +59,52 @@ impl PostgresStore {
             .map_err(database_error)?;
         migrate(&pool).await?;
         Ok(PostgresStore { pool })
+    }
+
+    /// The common refresh in one round trip: one statement consumes the presented token if
+    /// [`judge`](crate::auth::sessions::judge) would accept it (the same conditions, in SQL),
+    /// stores its successor and touches the session. `None`: nothing was consumed, and the
+    /// caller judges the token in a transaction (a retry, reuse, or a refusal). The consuming
+    /// update's row lock lets one of concurrent redeemers win; the others find it consumed.
+    async fn rotate_live_token(
+        &self,
+        redeem: &Redeem,
+        expires_at: i64,
+    ) -> Result<Option<Redeemed>, StoreError> {
+        let rotated = sqlx::query(
+            "WITH consumed AS (
+                 UPDATE refresh_tokens t SET consumed_at = $3
+                 FROM sessions s JOIN users u ON u.id = s.user_id
+                 WHERE t.token_hash = $1 AND t.consumed_at IS NULL AND t.expires_at > $3
+                   AND s.id = t.session_id AND s.ended_at IS NULL AND u.is_active
+                   AND ($5::bigint IS NULL OR s.created_at + $5 > $3)
+                 RETURNING t.session_id, s.user_id),
+             successor AS (
+                 INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at)
+                 SELECT $2, session_id, $3, $4 FROM consumed),
+             touched AS (
+                 UPDATE sessions SET last_seen_at = $3
+                 FROM consumed WHERE sessions.id = consumed.session_id
+                   AND sessions.last_seen_at <> $3)
+             SELECT session_id::text, user_id FROM consumed",
+        )
+        .bind(&redeem.presented[..])
+        .bind(&redeem.successor[..])
+        .bind(redeem.now)
+        .bind(expires_at)
+        .bind(redeem.policy.max_session_lifetime)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(database_error)?;
+        let Some(row) = rotated else {
+            return Ok(None);
+        };
+        let session_text: String = row.try_get(0).map_err(database_error)?;
+        Ok(Some(Redeemed::Accepted {
+            user_id: row.try_get(1).map_err(database_error)?,
+            session_id: Uuid::parse_str(&session_text)
+                .map_err(|error| StoreError::Database(error.to_string()))?,
+        }))
     }
 }
 
@@ -325,6 +371,11 @@ impl Store for PostgresStore {
     }
 
     async fn redeem_refresh_token(&self, redeem: Redeem) -> Result<Redeemed, StoreError> {
+        if let Redemption::Rotate { expires_at } = redeem.redemption
+            && let Some(rotated) = self.rotate_live_token(&redeem, expires_at).await?
+        {
+            return Ok(rotated);
+        }
         let mut tx = self.pool.begin().await.map_err(database_error)?;
         // Lock the token row first: concurrent redeemers of one token wait here. The judging
         // read below is a statement of its own, so its snapshot shows what the winner
