@@ -130,6 +130,11 @@ pub struct Config {
     #[arg(long, env = "RESTFUL_AUTH_DATABASE_STATEMENT_TIMEOUT", default_value = "5s", value_parser = parse_lifetime)]
     pub database_statement_timeout: Duration,
 
+    /// Longest a client may take to send a request's headers (or keep its connection idle
+    /// between requests: it is closed then), and to send its body (answered 408 then).
+    #[arg(long, env = "RESTFUL_AUTH_CLIENT_TIMEOUT", default_value = "30s", value_parser = parse_lifetime)]
+    pub client_timeout: Duration,
+
     /// On SIGTERM or SIGINT: how long in-flight requests may take to finish.
     #[arg(long, env = "RESTFUL_AUTH_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_lifetime)]
     pub shutdown_grace: Duration,

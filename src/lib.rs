@@ -63,31 +63,38 @@ pub async fn serve<S: Store>(store: S, config: Config) -> Result<(), StartupErro
                 source,
             })?;
         tracing::info!(address = %metrics_address, "metrics listening");
-        tokio::spawn(axum::serve(listener, http::metrics_router(auth.clone())).into_future());
+        tokio::spawn(http::server::serve(
+            listener,
+            http::metrics_router(auth.clone()),
+            config.client_timeout,
+            std::future::pending(),
+        ));
     }
-    let app = http::router_with(auth, &options).into_make_service_with_connect_info::<SocketAddr>();
-
     let stopping = Arc::new(tokio::sync::Notify::new());
-    let server = axum::serve(listener, app).with_graceful_shutdown({
-        let stopping = stopping.clone();
-        async move {
-            shutdown_signal().await;
-            stopping.notify_one();
-        }
-    });
+    let server = http::server::serve(
+        listener,
+        http::router_with(auth, &options),
+        config.client_timeout,
+        {
+            let stopping = stopping.clone();
+            async move {
+                shutdown_signal().await;
+                stopping.notify_one();
+            }
+        },
+    );
     // In-flight requests get `shutdown_grace` to finish; a client that never finishes its
     // request must not keep the process (and its database) from closing.
     let grace = config.shutdown_grace;
-    let served = tokio::select! {
-        served = server.into_future() => served.map_err(StartupError::Serve),
+    tokio::select! {
+        () = server => {}
         () = async { stopping.notified().await; tokio::time::sleep(grace).await } => {
             tracing::warn!(?grace, "grace period over; dropping the remaining connections");
-            Ok(())
         }
-    };
+    }
     store.close().await;
     tracing::info!("stopped");
-    served
+    Ok(())
 }
 
 /// Every instance reloads run-time settings and keys, and purges what expired. Several

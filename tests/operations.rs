@@ -387,6 +387,81 @@ async fn without_configured_origins_no_cors_header_is_sent() {
     );
 }
 
+/// A raw connection to `service` with `sent` written on it; what the service wrote back before
+/// it closed the connection, and how long that took. Panics if it is still open after 10 s.
+fn answer_until_closed(service: &Service, sent: &[u8]) -> (String, Duration) {
+    let address = service.base.trim_start_matches("http://");
+    let mut connection = std::net::TcpStream::connect(address).unwrap();
+    connection
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    connection.write_all(sent).unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match std::io::Read::read(&mut connection, &mut chunk) {
+            Ok(0) => break,
+            Ok(read) => answer.extend_from_slice(&chunk[..read]),
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(error) => panic!("the connection stayed open: {error}"),
+        }
+    }
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[tokio::test]
+async fn a_client_that_sends_too_slowly_is_cut_off_after_the_client_timeout() {
+    let service = Service::start(&["--client-timeout", "1s"]);
+    let cut_off_in_time = |elapsed: Duration| {
+        assert!(
+            (Duration::from_millis(900)..Duration::from_secs(5)).contains(&elapsed),
+            "{elapsed:?}"
+        );
+    };
+
+    // Headers that never end: the connection is closed, unanswered.
+    let (answer, elapsed) = answer_until_closed(
+        &service,
+        b"POST /api/login/ HTTP/1.1\r\nHost: localhost\r\n",
+    );
+    assert_eq!(answer, "");
+    cut_off_in_time(elapsed);
+
+    // A body that stops short of its declared length: 408, in JSON.
+    let (answer, elapsed) = answer_until_closed(
+        &service,
+        b"POST /api/login/ HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+          Content-Length: 60\r\n\r\n{\"email\": \"slow@example.org\"",
+    );
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(
+        answer.ends_with(r#"{"detail":"Request body not received in time."}"#),
+        "{answer}"
+    );
+    cut_off_in_time(elapsed);
+
+    // An idle keep-alive connection is closed after its answer.
+    let (answer, elapsed) = answer_until_closed(
+        &service,
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    cut_off_in_time(elapsed);
+
+    // A client in time is served as ever.
+    let (status, _) = post(
+        &reqwest::Client::new(),
+        service.url("/api/register/"),
+        json!({"email": "quick@example.org", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, 201);
+}
+
 #[tokio::test]
 async fn sigterm_lets_every_accepted_request_finish() {
     let mut service = Service::start(&[]);

@@ -51,6 +51,8 @@ pub enum ApiError {
     NotAnObject(&'static str),
     #[error("body too large")]
     PayloadTooLarge,
+    #[error("body not received in time")]
+    BodyTimeout,
     #[error("unsupported media type")]
     UnsupportedMediaType(String),
     #[error("no credentials")]
@@ -85,6 +87,7 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotAuthenticated
             | ApiError::BadAuthorizationHeader
@@ -110,6 +113,7 @@ impl ApiError {
                 format!("Invalid data. Expected a dictionary, but got {got}.")
             ]}),
             ApiError::PayloadTooLarge => json!({"detail": "Request body too large."}),
+            ApiError::BodyTimeout => json!({"detail": "Request body not received in time."}),
             ApiError::UnsupportedMediaType(media_type) => json!({
                 "detail": format!("Unsupported media type \"{media_type}\" in request.")
             }),

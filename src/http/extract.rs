@@ -20,6 +20,12 @@ use crate::store::Store;
 /// Largest request body read; anything longer is refused before it is parsed.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// How long a request's body may take to arrive, from when its handler starts reading it; set
+/// by [`serve`](super::server::serve) on every request. Without it (a router driven in-process)
+/// a body has as long as it takes.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyDeadline(pub std::time::Duration);
+
 /// The fields of a JSON object or url-encoded form body; an empty body has no fields.
 #[derive(Debug, Default)]
 pub struct Fields(Map<String, Value>);
@@ -74,10 +80,15 @@ async fn read_limited(request: Request) -> Result<Bytes, ApiError> {
     if declared_too_large {
         return Err(ApiError::PayloadTooLarge);
     }
-    match Limited::new(request.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
+    let deadline = request.extensions().get::<BodyDeadline>().copied();
+    let collecting = Limited::new(request.into_body(), MAX_BODY_BYTES).collect();
+    let collected = match deadline {
+        Some(BodyDeadline(limit)) => tokio::time::timeout(limit, collecting)
+            .await
+            .map_err(|_| ApiError::BodyTimeout)?,
+        None => collecting.await,
+    };
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<LengthLimitError>() => Err(ApiError::PayloadTooLarge),
         Err(error) => Err(ApiError::MalformedBody(error.to_string())),

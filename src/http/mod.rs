@@ -24,6 +24,7 @@ mod health;
 mod me;
 pub mod observe;
 pub mod openapi;
+pub mod server;
 mod sessions;
 mod tokens;
 
