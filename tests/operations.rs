@@ -423,6 +423,11 @@ async fn a_client_that_sends_too_slowly_is_cut_off_after_the_client_timeout() {
         );
     };
 
+    // A client that connects and says nothing: the connection is closed, unanswered.
+    let (answer, elapsed) = answer_until_closed(&service, b"");
+    assert_eq!(answer, "");
+    cut_off_in_time(elapsed);
+
     // Headers that never end: the connection is closed, unanswered.
     let (answer, elapsed) = answer_until_closed(
         &service,

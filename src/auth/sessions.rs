@@ -38,6 +38,8 @@ pub enum Verdict {
     EndSessionForReuse,
 }
 
+/// The verdict on a presented refresh token.
+///
 /// The PostgreSQL store also states the `Accept` conditions in SQL, to rotate in one round trip:
 /// a change here belongs there too (`PostgresStore::rotate_live_token`).
 pub fn judge(token: &PresentedToken, policy: &SessionPolicy, now: i64) -> Verdict {

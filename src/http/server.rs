@@ -1,6 +1,9 @@
-//! The accept loop: hyper serving a router, with a limit on how long a client may take.
-//! `axum::serve` builds hyper without a timer, which leaves hyper's header-read timeout off:
-//! a client trickling its headers, or keeping a connection idle, would hold it for good.
+//! The accept loop: hyper serving a router over HTTP/1.1, with a limit on how long a client
+//! may take. `axum::serve` builds hyper without a timer, which leaves hyper's header-read
+//! timeout off, and first waits for a client's opening bytes to tell HTTP/1 from HTTP/2, with
+//! no limit: a silent client, or one trickling its headers, would hold a connection for good.
+//! HTTP/1.1 only, as the original (Django behind a WSGI server) served; cleartext HTTP/2 is
+//! rare outside a proxy, which can speak it to clients itself.
 
 use std::future::Future;
 use std::pin::pin;
@@ -11,8 +14,8 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::serve::Listener;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -22,17 +25,16 @@ use super::extract::BodyDeadline;
 
 /// Serves `app` on `listener` until `shutdown` completes, then waits for the open connections
 /// to finish their requests. A connection whose next request's headers have not all arrived
-/// within `client_timeout` (an idle keep-alive connection too) is closed; a body that has not
-/// all arrived by then is answered 408 (see [`BodyDeadline`]).
+/// within `client_timeout` (a new or idle keep-alive connection too) is closed; a body that
+/// has not all arrived by then is answered 408 (see [`BodyDeadline`]).
 pub async fn serve(
     mut listener: TcpListener,
     app: Router,
     client_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(client_timeout);
     let connections = GracefulShutdown::new();
@@ -53,13 +55,13 @@ pub async fn serve(
                     .insert(BodyDeadline(client_timeout));
                 request
             });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
-            .into_owned();
-        let connection = connections.watch(connection);
+        let connection = connections.watch(
+            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)),
+        );
         tokio::spawn(async move {
             if let Err(error) = connection.await {
-                tracing::debug!(%error, %remote, "connection ended with an error");
+                // A client gone, or cut off by the timeout: nothing for the service to mend.
+                tracing::debug!(%error, %remote, "connection closed");
             }
         });
     }
