@@ -102,8 +102,7 @@ impl PostgresStore {
         let session_text: String = row.try_get(0).map_err(database_error)?;
         Ok(Some(Redeemed::Accepted {
             user_id: row.try_get(1).map_err(database_error)?,
-            session_id: Uuid::parse_str(&session_text)
-                .map_err(|error| StoreError::Database(error.to_string()))?,
+            session_id: session_id_of(&session_text)?,
         }))
     }
 }
@@ -219,6 +218,11 @@ async fn select_signing_keys(
 
 fn uuid_text(id: &SessionId) -> String {
     id.hyphenated().to_string()
+}
+
+/// A session id the database gave back as text (`id::text`).
+fn session_id_of(text: &str) -> Result<SessionId, StoreError> {
+    Uuid::parse_str(text).map_err(|error| StoreError::Database(error.to_string()))
 }
 
 impl Store for PostgresStore {
@@ -425,8 +429,7 @@ impl Store for PostgresStore {
         let Some((session_text, user_id, token)) = found else {
             return Ok(Redeemed::Rejected);
         };
-        let session_id = Uuid::parse_str(&session_text)
-            .map_err(|error| StoreError::Database(error.to_string()))?;
+        let session_id = session_id_of(&session_text)?;
         let now = redeem.now;
         let outcome = match redeem.judge(&token) {
             Verdict::Accept => {
