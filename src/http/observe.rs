@@ -67,16 +67,14 @@ pub async fn record(request: Request, next: Next) -> Response {
             by_route.insert(route.to_owned(), Vec::new());
         }
         let known = by_route.get_mut(route).expect("inserted above");
-        let series = match known
+        let index = known
             .iter()
             .position(|series| series.method == method && series.status == status)
-        {
-            Some(index) => &known[index],
-            None => {
+            .unwrap_or_else(|| {
                 known.push(Series::register(method, route, status));
-                known.last().expect("pushed above")
-            }
-        };
+                known.len() - 1
+            });
+        let series = &known[index];
         series.requests.increment(1);
         series.duration.record(seconds);
     });
