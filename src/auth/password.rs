@@ -309,6 +309,10 @@ pub enum Verification {
     Match {
         rehash: bool,
     },
+    /// The stored hash is malformed, of an unknown algorithm, or costs more than the
+    /// [bounds](check_stored_hash) allow: nothing was computed from it (the dummy hash was, so
+    /// the answer takes as long as any other), and the caller should tell the operator.
+    Refused,
 }
 
 impl Verification {
@@ -317,36 +321,158 @@ impl Verification {
     }
 }
 
-/// A stored hash that does not parse verifies nothing rather than failing the request.
-fn verify_blocking(password: &str, stored: &str) -> Verification {
+/// The most work a stored hash may ask of a login. A hash is data: an imported row (or a
+/// tampered database) must not be able to make one login allocate gigabytes (Argon2's memory
+/// cost is in KiB, up to 2^32) or pin a hashing thread for hours (its passes, PBKDF2's
+/// iterations). Generous for any real deployment: OWASP asks for 19 MiB and 2 passes, Django
+/// for 1,000,000 PBKDF2 iterations.
+const MAX_ARGON2_MEMORY_KIB: u32 = 256 * 1024;
+const MAX_ARGON2_PASSES: u32 = 10;
+const MAX_ARGON2_LANES: u32 = 8;
+const MAX_PBKDF2_ITERATIONS: u32 = 2_000_000;
+
+/// A stored hash, parsed and checked against the bounds before any work is done on it.
+enum StoredHash<'a> {
+    /// Ours (`$argon2id$…`), or Django's (`argon2$argon2id$…`) when `django`.
+    Argon2 {
+        // Boxed: a parsed PHC string is ten times the size of the other variants.
+        phc: Box<PasswordHash<'a>>,
+        params: Params,
+        django: bool,
+    },
+    /// Django's `pbkdf2_sha256$<iterations>$<salt>$<base64 hash>`.
+    Pbkdf2 {
+        iterations: u32,
+        salt: &'a str,
+        expected: Vec<u8>,
+    },
+    /// Django's unusable password (`!…`): nothing verifies against it.
+    Unusable,
+}
+
+/// Whether `stored` is a hash this service can verify within its bounds: the check an import
+/// makes of every row, and every verification of whatever is stored. The error says why not.
+pub fn check_stored_hash(stored: &str) -> Result<(), String> {
+    parse_stored_hash(stored).map(drop)
+}
+
+fn parse_stored_hash(stored: &str) -> Result<StoredHash<'_>, String> {
+    if stored.starts_with('!') {
+        return Ok(StoredHash::Unusable);
+    }
     if let Some(django) = stored.strip_prefix("pbkdf2_sha256$") {
-        return verify_django_pbkdf2(password, django);
+        return parse_django_pbkdf2(django);
     }
     // Django writes `argon2` before a PHC string: `argon2$argon2id$v=19$m=…`.
-    let phc = stored.strip_prefix("argon2").unwrap_or(stored);
-    let Ok(parsed) = PasswordHash::new(phc) else {
-        return Verification::Mismatch;
+    let (phc, django) = match stored.strip_prefix("argon2") {
+        Some(phc) if phc.starts_with('$') => (phc, true),
+        _ => (stored, false),
     };
-    if !argon2_matches(password, &parsed) {
-        return Verification::Mismatch;
+    if !phc.starts_with("$argon2") {
+        let algorithm = stored.split('$').next().unwrap_or_default();
+        return Err(format!("unsupported hash algorithm {algorithm:?}"));
     }
-    let current = parsed.algorithm == Algorithm::Argon2id.ident()
-        && Params::try_from(&parsed).is_ok_and(|params| {
+    let phc =
+        PasswordHash::new(phc).map_err(|error| format!("not a valid Argon2 hash: {error}"))?;
+    let params =
+        Params::try_from(&phc).map_err(|error| format!("not valid Argon2 parameters: {error}"))?;
+    let (memory, passes, lanes) = (params.m_cost(), params.t_cost(), params.p_cost());
+    if memory > MAX_ARGON2_MEMORY_KIB || passes > MAX_ARGON2_PASSES || lanes > MAX_ARGON2_LANES {
+        return Err(format!(
+            "Argon2 cost m={memory} KiB, t={passes}, p={lanes} exceeds the limits \
+             m={MAX_ARGON2_MEMORY_KIB}, t={MAX_ARGON2_PASSES}, p={MAX_ARGON2_LANES}"
+        ));
+    }
+    let well_formed = Algorithm::try_from(phc.algorithm).is_ok()
+        && phc
+            .version
+            .map_or(Ok(Version::V0x13), Version::try_from)
+            .is_ok()
+        && phc.salt.is_some()
+        && phc.hash.is_some();
+    if !well_formed {
+        return Err("not a complete Argon2 hash".into());
+    }
+    Ok(StoredHash::Argon2 {
+        phc: Box::new(phc),
+        params,
+        django,
+    })
+}
+
+fn parse_django_pbkdf2(encoded: &str) -> Result<StoredHash<'_>, String> {
+    use base64::Engine as _;
+
+    let mut parts = encoded.splitn(3, '$');
+    let (Some(iterations), Some(salt), Some(expected)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err("not a complete pbkdf2_sha256 hash".into());
+    };
+    let iterations = iterations
+        .parse::<u32>()
+        .map_err(|_| "pbkdf2_sha256: the iteration count is not a number".to_owned())?;
+    if iterations == 0 || iterations > MAX_PBKDF2_ITERATIONS {
+        return Err(format!(
+            "pbkdf2_sha256: {iterations} iterations, outside 1 to {MAX_PBKDF2_ITERATIONS}"
+        ));
+    }
+    let expected = base64::engine::general_purpose::STANDARD
+        .decode(expected)
+        .ok()
+        .filter(|expected| expected.len() == 32)
+        .ok_or_else(|| "pbkdf2_sha256: the hash is not 32 bytes of base64".to_owned())?;
+    Ok(StoredHash::Pbkdf2 {
+        iterations,
+        salt,
+        expected,
+    })
+}
+
+fn verify_blocking(password: &str, stored: &str) -> Verification {
+    let parsed = match parse_stored_hash(stored) {
+        Ok(StoredHash::Unusable) => {
+            verify_blocking(password, dummy_hash());
+            return Verification::Mismatch;
+        }
+        Ok(parsed) => parsed,
+        Err(_) => {
+            verify_blocking(password, dummy_hash());
+            return Verification::Refused;
+        }
+    };
+    let (matched, current) = match parsed {
+        StoredHash::Argon2 {
+            phc,
+            params,
+            django,
+        } => {
             let ours = argon2_params();
-            (params.m_cost(), params.t_cost(), params.p_cost())
-                == (ours.m_cost(), ours.t_cost(), ours.p_cost())
-        })
-        && phc.len() == stored.len();
-    Verification::Match { rehash: !current }
+            let current = !django
+                && phc.algorithm == Algorithm::Argon2id.ident()
+                && (params.m_cost(), params.t_cost(), params.p_cost())
+                    == (ours.m_cost(), ours.t_cost(), ours.p_cost());
+            (argon2_matches(password, &phc, params), current)
+        }
+        StoredHash::Pbkdf2 {
+            iterations,
+            salt,
+            expected,
+        } => (pbkdf2_matches(password, iterations, salt, &expected), false),
+        StoredHash::Unusable => unreachable!("answered above"),
+    };
+    if matched {
+        Verification::Match { rehash: !current }
+    } else {
+        Verification::Mismatch
+    }
 }
 
 /// Recomputes `parsed` with its own algorithm, version and parameters; compares in constant
 /// time (`Output`'s equality).
-fn argon2_matches(password: &str, parsed: &PasswordHash<'_>) -> bool {
-    let (Ok(algorithm), Ok(version), Ok(params), Some(salt), Some(expected)) = (
+fn argon2_matches(password: &str, parsed: &PasswordHash<'_>, params: Params) -> bool {
+    let (Ok(algorithm), Ok(version), Some(salt), Some(expected)) = (
         Algorithm::try_from(parsed.algorithm),
         parsed.version.map_or(Ok(Version::V0x13), Version::try_from),
-        Params::try_from(parsed),
         parsed.salt,
         parsed.hash,
     ) else {
@@ -357,26 +483,9 @@ fn argon2_matches(password: &str, parsed: &PasswordHash<'_>) -> bool {
         .is_ok_and(|computed| computed == expected)
 }
 
-/// Django's `pbkdf2_sha256$<iterations>$<salt>$<base64 hash>`.
-fn verify_django_pbkdf2(password: &str, encoded: &str) -> Verification {
-    use base64::Engine as _;
+fn pbkdf2_matches(password: &str, iterations: u32, salt: &str, expected: &[u8]) -> bool {
     use subtle::ConstantTimeEq as _;
 
-    let mut parts = encoded.splitn(3, '$');
-    let (Some(iterations), Some(salt), Some(expected)) = (parts.next(), parts.next(), parts.next())
-    else {
-        return Verification::Mismatch;
-    };
-    let (Ok(iterations), Ok(expected)) = (
-        iterations.parse::<u32>(),
-        base64::engine::general_purpose::STANDARD.decode(expected),
-    ) else {
-        return Verification::Mismatch;
-    };
-    // Bounded like a login should be: a forged row must not pin a core for minutes.
-    if iterations == 0 || iterations > 10_000_000 || expected.len() != 32 {
-        return Verification::Mismatch;
-    }
     let mut derived = [0u8; 32];
     pbkdf2::pbkdf2_hmac::<sha2::Sha256>(
         password.as_bytes(),
@@ -384,11 +493,7 @@ fn verify_django_pbkdf2(password: &str, encoded: &str) -> Verification {
         iterations,
         &mut derived,
     );
-    if bool::from(derived.ct_eq(&expected[..])) {
-        Verification::Match { rehash: true }
-    } else {
-        Verification::Mismatch
-    }
+    derived.ct_eq(expected).into()
 }
 
 fn dummy_hash() -> &'static str {
@@ -485,12 +590,61 @@ mod tests {
             Verification::Match { rehash: true }
         );
         assert_eq!(verify_blocking("letmein", stored), Verification::Mismatch);
+    }
+
+    #[test]
+    fn a_stored_hash_beyond_the_bounds_is_refused_before_any_work() {
+        // A real 32-byte pbkdf2 hash, so only the cost is wrong.
+        let pbkdf2 = |iterations: u32| {
+            format!(
+                "pbkdf2_sha256${iterations}$seasalt$CWWFdHOWwPnki7HvkcqN9iA2T3KLW1cf2uZ5kvArtVY="
+            )
+        };
+        let phc = hash_blocking("s3cret-enough");
+        let argon2 = |params: &str| phc.replace("m=19456,t=2,p=1", params);
+        // Each would allocate 4 TiB or 4 GiB, or run for days, if it were computed.
+        let refused = [
+            argon2("m=4294967295,t=1,p=1"),
+            argon2("m=4194304,t=1,p=1"),
+            argon2("m=19456,t=4294967295,p=1"),
+            argon2("m=19456,t=11,p=1"),
+            argon2("m=19456,t=2,p=9"),
+            format!("argon2{}", argon2("m=4294967295,t=1,p=1")),
+            pbkdf2(0),
+            pbkdf2(2_000_001),
+            pbkdf2(10_000_000),
+            "pbkdf2_sha256$1000$salt$AAAA".to_owned(),
+            "bcrypt_sha256$$2b$12$abcdefghijklmnopqrstuv".to_owned(),
+            "md5$$whatever".to_owned(),
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA".to_owned(),
+            String::new(),
+        ];
+        for stored in refused {
+            assert!(check_stored_hash(&stored).is_err(), "{stored}");
+            assert_eq!(
+                verify_blocking("s3cret-enough", &stored),
+                Verification::Refused,
+                "{stored}"
+            );
+        }
+        for within in [
+            phc.clone(),
+            argon2("m=262144,t=10,p=8"),
+            pbkdf2(2_000_000),
+            "!unusable".into(),
+        ] {
+            assert_eq!(check_stored_hash(&within), Ok(()), "{within}");
+        }
         assert_eq!(
-            verify_blocking("x", "pbkdf2_sha256$0$salt$AAAA"),
-            Verification::Mismatch
+            check_stored_hash(&argon2("m=4194304,t=1,p=1")).unwrap_err(),
+            "Argon2 cost m=4194304 KiB, t=1, p=1 exceeds the limits m=262144, t=10, p=8"
         );
+    }
+
+    #[test]
+    fn an_unusable_django_password_verifies_nothing() {
         assert_eq!(
-            verify_blocking("x", "md5$$whatever"),
+            verify_blocking("", "!Vs8cQ2ErUZnQbEYMxYqD2Em4c3N0HUAOqvfNCzcP"),
             Verification::Mismatch
         );
     }
