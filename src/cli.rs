@@ -5,7 +5,7 @@ use clap::Subcommand;
 use std::io::IsTerminal;
 
 use crate::auth::email::Email;
-use crate::auth::password::Password;
+use crate::auth::password::{self, Password};
 use crate::auth::settings::Setting;
 use crate::auth::username::Username;
 use crate::auth::{Auth, AuthError};
@@ -135,11 +135,13 @@ async fn execute<S: Store>(store: S, cli: Cli) -> Result<(), StartupError> {
                 .housekeeping(config.retention)
                 .await?;
             println!(
-                "Deleted {} refresh tokens, {} sessions, {} signing keys, {} throttle windows.",
+                "Deleted {} refresh tokens, {} sessions, {} signing keys, {} throttle windows, \
+                 {} known addresses.",
                 purged.refresh_tokens,
                 purged.sessions,
                 purged.signing_keys,
-                purged.throttle_buckets
+                purged.throttle_buckets,
+                purged.known_addresses
             );
             Ok(())
         }
@@ -287,23 +289,47 @@ async fn import_django<S: Store>(
     auth: &Auth<S>,
     users: Vec<DjangoUser>,
 ) -> Result<(), StartupError> {
-    let (mut imported, mut skipped) = (0, 0);
+    let (mut imported, mut skipped, mut refused) = (0, 0, 0);
     for user in users {
         match import_one(auth, &user).await {
             Ok(()) => imported += 1,
-            Err(reason) => {
+            Err(ImportOutcome::Present) => {
                 skipped += 1;
-                println!("skipped {:?}: {reason}", user.email);
+                println!(
+                    "skipped {:?}: an account with this email already exists",
+                    user.email
+                );
+            }
+            Err(ImportOutcome::Refused(reason)) => {
+                refused += 1;
+                println!("refused {:?}: {reason}", user.email);
             }
         }
     }
-    println!("Imported {imported} users; skipped {skipped}.");
+    let summary = format!("Imported {imported} users; skipped {skipped}; refused {refused}.");
+    println!("{summary}");
+    if refused > 0 {
+        return Err(failure(format!(
+            "{summary} Refused rows are listed above; fix or remove them and run the import again."
+        )));
+    }
     Ok(())
 }
 
+/// Why a row was not imported.
+enum ImportOutcome {
+    /// Its email already has an account (a second run of the same import).
+    Present,
+    /// The row cannot become an account: an invalid email, or a password hash that is of an
+    /// unknown algorithm or costs more than logins may spend.
+    Refused(String),
+}
+
 /// One Django user; its username is kept when it is a valid one, else the email stands in.
-async fn import_one<S: Store>(auth: &Auth<S>, user: &DjangoUser) -> Result<(), String> {
-    let email = Email::parse(user.email.trim())?;
+async fn import_one<S: Store>(auth: &Auth<S>, user: &DjangoUser) -> Result<(), ImportOutcome> {
+    let email = Email::parse(user.email.trim()).map_err(ImportOutcome::Refused)?;
+    password::check_stored_hash(&user.password)
+        .map_err(|reason| ImportOutcome::Refused(format!("password hash refused: {reason}")))?;
     let username = Some(user.username.trim())
         .filter(|name| !name.is_empty())
         .and_then(|name| Username::parse(name).ok())
@@ -313,8 +339,8 @@ async fn import_one<S: Store>(auth: &Auth<S>, user: &DjangoUser) -> Result<(), S
         .await
     {
         Ok(_) => Ok(()),
-        Err(StoreError::EmailTaken) => Err("an account with this email already exists".into()),
-        Err(error) => Err(error.to_string()),
+        Err(StoreError::EmailTaken) => Err(ImportOutcome::Present),
+        Err(error) => Err(ImportOutcome::Refused(error.to_string())),
     }
 }
 

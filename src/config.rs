@@ -11,7 +11,7 @@ use axum::http::HeaderValue;
 use clap::Parser;
 
 use crate::auth::settings::Setting;
-use crate::auth::throttle::{RateLimit, ThrottlePolicy};
+use crate::auth::throttle::{AddressPrefixes, RateLimit, ThrottlePolicy};
 use crate::store::PoolSettings;
 
 /// A user-authentication REST service: register, login, rotating refresh tokens, profile.
@@ -75,17 +75,42 @@ pub struct Config {
     #[arg(long, env = "RESTFUL_AUTH_SESSION_MAX_LIFETIME", value_parser = parse_lifetime)]
     pub session_max_lifetime: Option<Duration>,
 
-    /// Failed logins allowed per account (`5/5m`: five per five minutes), or `off`.
-    #[arg(long, env = "RESTFUL_AUTH_THROTTLE_LOGIN_ACCOUNT", default_value = "5/5m", value_parser = parse_rate_limit)]
+    /// Failed logins allowed per account from one client address (`5/5m`: five per five
+    /// minutes), or `off`. An address that has logged into the account is held by this alone.
+    #[arg(long, env = "RESTFUL_AUTH_THROTTLE_LOGIN_ACCOUNT_IP", default_value = "5/5m", value_parser = parse_rate_limit)]
+    pub throttle_login_account_ip: Limit,
+
+    /// Failed logins allowed per account from all the addresses it does not know (none of
+    /// which logged into it within --throttle-known-address-lifetime), or `off`.
+    #[arg(long, env = "RESTFUL_AUTH_THROTTLE_LOGIN_ACCOUNT", default_value = "20/1h", value_parser = parse_rate_limit)]
     pub throttle_login_account: Limit,
 
-    /// Failed logins allowed per client address, or `off`.
+    /// Failed logins allowed per client address across accounts, or `off`.
     #[arg(long, env = "RESTFUL_AUTH_THROTTLE_LOGIN_IP", default_value = "30/1m", value_parser = parse_rate_limit)]
     pub throttle_login_ip: Limit,
 
     /// Registrations allowed per client address, or `off`.
     #[arg(long, env = "RESTFUL_AUTH_THROTTLE_REGISTER_IP", default_value = "30/1h", value_parser = parse_rate_limit)]
     pub throttle_register_ip: Limit,
+
+    /// Invalid or replayed refresh tokens allowed per client address, at `/api/refresh/` and
+    /// `/api/logout/` together, or `off`.
+    #[arg(long, env = "RESTFUL_AUTH_THROTTLE_REFRESH_IP", default_value = "60/1m", value_parser = parse_rate_limit)]
+    pub throttle_refresh_ip: Limit,
+
+    /// How long an address that logged into an account stays known to it (and so escapes the
+    /// account's limit for strangers).
+    #[arg(long, env = "RESTFUL_AUTH_THROTTLE_KNOWN_ADDRESS_LIFETIME", default_value = "30days", value_parser = parse_lifetime)]
+    pub throttle_known_address_lifetime: Duration,
+
+    /// Leading bits of an IPv4 client address that throttling counts as one address.
+    #[arg(long, env = "RESTFUL_AUTH_THROTTLE_IPV4_PREFIX", default_value_t = 32, value_parser = clap::value_parser!(u8).range(8..=32))]
+    pub throttle_ipv4_prefix: u8,
+
+    /// Leading bits of an IPv6 client address that throttling counts as one address: a host
+    /// is usually handed a whole /64.
+    #[arg(long, env = "RESTFUL_AUTH_THROTTLE_IPV6_PREFIX", default_value_t = 64, value_parser = clap::value_parser!(u8).range(16..=128))]
+    pub throttle_ipv6_prefix: u8,
 
     /// Proxies (addresses or networks, comma separated) whose `X-Forwarded-For` is believed
     /// for the client address; any other peer is the client itself.
@@ -180,9 +205,17 @@ impl Config {
 
     pub fn throttle_policy(&self) -> ThrottlePolicy {
         ThrottlePolicy {
+            login_failures_per_account_address: self.throttle_login_account_ip.0,
             login_failures_per_account: self.throttle_login_account.0,
             login_failures_per_ip: self.throttle_login_ip.0,
             registrations_per_ip: self.throttle_register_ip.0,
+            invalid_refresh_tokens_per_ip: self.throttle_refresh_ip.0,
+            known_address_lifetime: i64::try_from(self.throttle_known_address_lifetime.as_secs())
+                .unwrap_or(i64::MAX / 2),
+            prefixes: AddressPrefixes {
+                v4: self.throttle_ipv4_prefix,
+                v6: self.throttle_ipv6_prefix,
+            },
         }
     }
 

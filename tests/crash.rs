@@ -55,6 +55,7 @@ impl Service {
             .args(["--throttle-register-ip", "off"])
             .args(["--throttle-login-ip", "off"])
             .args(["--throttle-login-account", "off"])
+            .args(["--throttle-login-account-ip", "off"])
             .env_remove("DATABASE_URL")
             .stdout(output.try_clone().unwrap())
             .stderr(output)

@@ -239,7 +239,7 @@ async fn health_readiness_and_metrics_answer() {
 
 #[tokio::test]
 async fn throttled_requests_are_counted() {
-    let service = Service::start(&["--throttle-login-account", "1/1m"]);
+    let service = Service::start(&["--throttle-login-account-ip", "1/1m"]);
     register_and_login(&service, "counted@example.org").await;
     login(&service, "counted@example.org", "wrong password").await;
 
@@ -292,7 +292,7 @@ async fn a_server_error_is_logged_on_its_request_line_with_the_reason() {
         "1",
         "--hash-queue-limit",
         "1",
-        "--throttle-login-account",
+        "--throttle-login-account-ip",
         "off",
     ]);
     let email = "flood@example.org";
@@ -700,7 +700,7 @@ async fn django_users_are_imported_once_and_their_passwords_keep_working() {
 
     assert!(first.status.success(), "{first:?}");
     assert!(
-        stdout(&first).contains("Imported 2 users; skipped 1."),
+        stdout(&first).contains("Imported 2 users; skipped 1; refused 0."),
         "{first:?}"
     );
     assert!(
@@ -708,7 +708,7 @@ async fn django_users_are_imported_once_and_their_passwords_keep_working() {
             .contains(r#"skipped "ann@example.org": an account with this email already exists"#)
     );
     assert!(
-        stdout(&again).contains("Imported 0 users; skipped 3."),
+        stdout(&again).contains("Imported 0 users; skipped 3; refused 0."),
         "{again:?}"
     );
 
@@ -760,6 +760,106 @@ async fn django_users_are_imported_once_and_their_passwords_keep_working() {
         .await
         .unwrap();
     assert_eq!(profile["username"], "ann");
+}
+
+/// A Django table holding `rows` of (id, password hash, username, email).
+fn django_database(path: &Path, rows: &[(i64, &str, &str, &str)]) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE auth_user (id INTEGER PRIMARY KEY, password TEXT, username TEXT,
+                                 email TEXT, is_active BOOL)",
+    )
+    .unwrap();
+    for (id, hash, username, email) in rows {
+        conn.execute(
+            "INSERT INTO auth_user VALUES (?1, ?2, ?3, ?4, 1)",
+            rusqlite::params![id, hash, username, email],
+        )
+        .unwrap();
+    }
+}
+
+/// Would allocate 4 TiB (`m` is in KiB) if a login computed it.
+const HASH_OF_4_TIB: &str = "argon2$argon2id$v=19$m=4294967295,t=1,p=1$c2FsdHNhbHRzYWx0\
+    $QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE";
+
+#[tokio::test]
+async fn a_hash_beyond_the_cost_bounds_is_refused_at_import_and_fails_a_login_harmlessly() {
+    let directory = tempfile::tempdir().unwrap();
+    let django = directory.path().join("django.sqlite3");
+    let database = directory.path().join("restful.sqlite3");
+    let days_of_pbkdf2 =
+        "pbkdf2_sha256$4294967295$salt$QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=";
+    let fine = django_pbkdf2("django-era passphrase", "pepper1", 1000);
+    django_database(
+        &django,
+        &[
+            (1, HASH_OF_4_TIB, "ann", "ann@example.org"),
+            (2, days_of_pbkdf2, "bob", "bob@example.org"),
+            (
+                3,
+                "bcrypt_sha256$$2b$12$abcdefghijklmnopqrstuv",
+                "cy",
+                "cy@example.org",
+            ),
+            (4, &fine, "dee", "dee@example.org"),
+        ],
+    );
+
+    let import = admin(
+        &database,
+        &["import-django", "--from", django.to_str().unwrap()],
+        "",
+    );
+
+    assert!(!import.status.success(), "{import:?}");
+    let printed = stdout(&import);
+    assert!(
+        printed.contains("Imported 1 users; skipped 0; refused 3."),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(
+            r#"refused "ann@example.org": password hash refused: Argon2 cost m=4294967295 KiB"#
+        ),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(r#"refused "bob@example.org""#),
+        "{printed}"
+    );
+    assert!(printed.contains(r#"refused "cy@example.org""#), "{printed}");
+
+    // The same hash written into the database by other means.
+    rusqlite::Connection::open(&database)
+        .unwrap()
+        .execute(
+            "UPDATE users SET password_hash = ?1 WHERE email_key = 'dee@example.org'",
+            [HASH_OF_4_TIB],
+        )
+        .unwrap();
+    let service = Service::start_on(directory, database.clone(), &[]);
+    let started = Instant::now();
+    let attempts = [
+        login(&service, "dee@example.org", "anything").await,
+        login(&service, "dee@example.org", "django-era passphrase").await,
+    ];
+
+    for (status, body) in attempts {
+        assert_eq!(status, 401, "{body}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "no unbounded hash ran"
+    );
+    let health = reqwest::get(service.url("/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200, "the process is alive");
+    let log = service.log_text();
+    assert!(
+        log.lines()
+            .any(|line| line.contains("beyond the cost limits") && line.contains("user_id=1")),
+        "{log}"
+    );
 }
 
 #[tokio::test]
@@ -837,7 +937,7 @@ async fn a_rotated_signing_key_signs_new_tokens_and_old_ones_still_verify() {
 }
 
 #[tokio::test]
-async fn housekeeping_deletes_spent_tokens_and_ended_sessions_but_keeps_live_ones() {
+async fn housekeeping_deletes_ended_sessions_with_their_tokens_but_keeps_live_ones_whole() {
     let service = Service::start(&[]);
     let client = reqwest::Client::new();
     let live = register_and_login(&service, "tidy@example.org").await;
@@ -869,10 +969,11 @@ async fn housekeeping_deletes_spent_tokens_and_ended_sessions_but_keeps_live_one
 
     assert!(purged.status.success(), "{purged:?}");
     assert!(
-        stdout(&purged).contains("Deleted 2 refresh tokens, 1 sessions"),
+        stdout(&purged).contains("Deleted 1 refresh tokens, 1 sessions"),
         "{purged:?}"
     );
-    assert_eq!((count("sessions"), count("refresh_tokens")), (1, 1));
+    // The live session keeps the digest of the token it consumed, to recognise a replay.
+    assert_eq!((count("sessions"), count("refresh_tokens")), (1, 2));
     let (status, _) = post(
         &client,
         service.url("/api/refresh/"),

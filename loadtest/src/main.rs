@@ -36,7 +36,8 @@ struct Args {
     command: Option<Command>,
 
     /// A running service to load instead of starting one: `http://127.0.0.1:PORT` (loopback
-    /// only). Start it with `--throttle-register-ip off --throttle-login-account off`: the
+    /// only). Start it with `--throttle-register-ip off --throttle-login-account off
+    /// --throttle-login-account-ip off`: the
     /// benchmark registers thousands of accounts from one address, and logs into one account
     /// from 32 connections at once.
     #[arg(long)]

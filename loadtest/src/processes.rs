@@ -50,11 +50,11 @@ pub fn build_service() -> anyhow::Result<PathBuf> {
         .context("cargo build named no restful-auth executable")
 }
 
-/// The flags the benchmark starts the service with: the user's `--service-arg`s, and two
+/// The flags the benchmark starts the service with: the user's `--service-arg`s, and the
 /// throttles switched off where the binary has them, as policies rather than costs to measure:
 /// the registration throttle (the benchmark registers thousands of accounts from one address)
-/// and the per-account login throttle (its logins are 32 at once into one account, and that
-/// limit also bounds one account's logins in flight). The per-address login throttle stays.
+/// and the per-account login throttles (its logins are 32 at once into one account, and those
+/// limits also bound one account's logins in flight). The per-address login throttle stays.
 pub fn benchmark_flags(binary: &Path, user_args: &[String]) -> anyhow::Result<Vec<String>> {
     let help = Command::new(binary)
         .arg("--help")
@@ -62,8 +62,16 @@ pub fn benchmark_flags(binary: &Path, user_args: &[String]) -> anyhow::Result<Ve
         .with_context(|| format!("running {} --help", binary.display()))?;
     let help = String::from_utf8_lossy(&help.stdout);
     let mut flags = Vec::new();
-    let user_sets = |flag: &str| user_args.iter().any(|arg| arg.starts_with(flag));
-    for throttle in ["--throttle-register-ip", "--throttle-login-account"] {
+    let user_sets = |flag: &str| {
+        user_args
+            .iter()
+            .any(|arg| arg == flag || arg.starts_with(&format!("{flag}=")))
+    };
+    for throttle in [
+        "--throttle-register-ip",
+        "--throttle-login-account",
+        "--throttle-login-account-ip",
+    ] {
         if help.contains(throttle) && !user_sets(throttle) {
             flags.extend([throttle.to_owned(), "off".to_owned()]);
         }

@@ -58,6 +58,30 @@ pub struct Client {
     pub ip: Option<String>,
 }
 
+/// The throttle buckets one login counts in.
+struct LoginBuckets {
+    /// This account's failures from this address: taken before the check.
+    account_address: Option<Bucket>,
+    /// This account's failures from addresses it does not know: taken before the check.
+    account: Option<Bucket>,
+    /// This address's failures across accounts: checked before, counted after a failure.
+    ip: Option<Bucket>,
+}
+
+impl LoginBuckets {
+    fn taken(&self) -> Vec<Bucket> {
+        self.account_address
+            .iter()
+            .chain(&self.account)
+            .cloned()
+            .collect()
+    }
+
+    fn taken_keys(&self) -> Vec<String> {
+        self.taken().into_iter().map(|bucket| bucket.key).collect()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("no active account found with the given credentials")]
@@ -231,8 +255,13 @@ impl<S: Store> Auth<S> {
             .purge(Purge {
                 before,
                 idle_before: before - lifetimes.refresh,
+                started_before: lifetimes
+                    .session
+                    .max_session_lifetime
+                    .map(|max| before - max),
                 keys_superseded_before,
                 throttle_before: now - 31 * 24 * 3600,
+                known_before: now - self.throttle.known_address_lifetime,
             })
             .await
     }
@@ -250,10 +279,10 @@ impl<S: Store> Auth<S> {
     /// Counts a registration attempt from `client` and refuses it when its address has made
     /// too many.
     pub async fn throttle_registration(&self, client: &Client) -> Result<(), AuthError> {
-        let Some(ip) = &client.ip else {
+        let Some(address) = self.address_of(client) else {
             return Ok(());
         };
-        let Some(bucket) = Bucket::new("register-ip", ip, self.throttle.registrations_per_ip)
+        let Some(bucket) = Bucket::new("register-ip", &address, self.throttle.registrations_per_ip)
         else {
             return Ok(());
         };
@@ -296,18 +325,17 @@ impl<S: Store> Auth<S> {
     }
 
     /// Checks `password` against `stored`; when the hashing pool sheds the check, no password
-    /// was tried, so the attempt counted in the `counted` bucket is given back.
+    /// was tried, so the attempts counted in the `counted` buckets are given back.
     async fn verify_counted(
         &self,
         password: Password,
         stored: Option<String>,
-        counted: Option<String>,
+        counted: Vec<String>,
     ) -> Result<Verification, AuthError> {
         match self.hasher.verify(password, stored).await {
             Ok(verification) => Ok(verification),
             Err(overloaded) => {
-                self.settle_throttle(None, counted.into_iter().collect())
-                    .await?;
+                self.settle_throttle(None, counted).await?;
                 Err(overloaded.into())
             }
         }
@@ -368,7 +396,7 @@ impl<S: Store> Auth<S> {
     pub async fn set_password(&self, user_id: UserId, password: Password) -> Result<(), AuthError> {
         let password_hash = self.hasher.hash(password).await?;
         self.store
-            .set_password_hash(user_id, password_hash, Some(SessionScope::All), now())
+            .set_password_hash(user_id, password_hash, None, Some(SessionScope::All), now())
             .await?;
         Ok(())
     }
@@ -388,41 +416,40 @@ impl<S: Store> Auth<S> {
             return Err(AuthError::InvalidCredentials);
         }
         let email_key = Email::lookup_key(email);
-        let account_bucket = Bucket::new(
-            "login-account",
-            &email_key,
-            self.throttle.login_failures_per_account,
-        );
-        let ip_bucket = client
-            .ip
-            .as_deref()
-            .and_then(|ip| Bucket::new("login-ip", ip, self.throttle.login_failures_per_ip));
-        // The account's count takes the attempt now, so concurrent guesses get no more tries
-        // than its limit (and at most that many logins of one account are in flight at once).
-        // The address's counts failures only: it is checked now and counted after a failure,
-        // so the logins of many people behind one address never throttle each other.
-        let account_key = account_bucket.as_ref().map(|bucket| bucket.key.clone());
+        let address = self.address_of(&client);
+        let buckets = self.login_buckets(&email_key, address.as_deref()).await?;
+        // Attempts are counted in the account's buckets now, so concurrent guesses get no
+        // more tries than the limits (and at most that many logins of one account are in
+        // flight at once). The address's own bucket counts failures only: it is checked now
+        // and counted after a failure, so many people behind one address never throttle
+        // each other by logging in.
         self.take_throttle(
-            account_bucket.into_iter().collect(),
-            ip_bucket.clone().into_iter().collect(),
+            buckets.taken(),
+            buckets.ip.iter().cloned().collect(),
             "login",
         )
         .await?;
 
         let credentials = self.store.credentials(email_key).await?;
-        let (stored_hash, account) = match credentials {
-            Some(found) => (
-                Some(found.password_hash),
-                Some((found.user_id, found.is_active)),
-            ),
-            None => (None, None),
-        };
+        let stored_hash = credentials
+            .as_ref()
+            .map(|found| found.password_hash.clone());
         let verification = self
-            .verify_counted(password.clone(), stored_hash, account_key.clone())
+            .verify_counted(password.clone(), stored_hash, buckets.taken_keys())
             .await?;
-        let Some((user_id, true)) = account.filter(|_| verification.matched()) else {
+        if verification == Verification::Refused
+            && let Some(found) = &credentials
+        {
+            tracing::warn!(
+                user_id = found.user_id,
+                "the stored password hash is malformed or beyond the cost limits; no login \
+                 can succeed until the password is set again"
+            );
+        }
+        let account = credentials.filter(|found| found.is_active && verification.matched());
+        let Some(account) = account else {
             metrics::counter!("logins_total", "outcome" => "failure").increment(1);
-            if let Some(ip_bucket) = ip_bucket {
+            if let Some(ip_bucket) = buckets.ip {
                 // Past the limit already, it need not count any further.
                 self.store
                     .throttle_take(vec![ip_bucket], Vec::new(), now())
@@ -430,26 +457,52 @@ impl<S: Store> Auth<S> {
             }
             return Err(AuthError::InvalidCredentials);
         };
-        metrics::counter!("logins_total", "outcome" => "success").increment(1);
-        // A success forgives the account's failures; the address's stay (a success from an
-        // address guessing across accounts proves nothing).
-        self.settle_throttle(account_key, Vec::new()).await?;
+        // A success forgives the failures from its own address; the account's count of
+        // strangers' failures stays (it only gives back this attempt), as does the address's
+        // count across accounts (a success proves nothing about other accounts).
+        self.settle_throttle(
+            buckets.account_address.map(|bucket| bucket.key),
+            buckets
+                .account
+                .map(|bucket| bucket.key)
+                .into_iter()
+                .collect(),
+        )
+        .await?;
+
+        let mut verified_hash = account.password_hash;
         if verification == (Verification::Match { rehash: true }) {
             // The one moment the plain password is at hand: replace an imported or outdated
-            // hash with our Argon2id, so nobody is asked to reset a password.
+            // hash with our Argon2id, so nobody is asked to reset a password. Only over the
+            // hash just verified: a password set meanwhile (an administrator's reset) stands,
+            // and this login then fails like any login with an old password.
             let password_hash = self.hasher.hash(password).await?;
-            self.store
-                .set_password_hash(user_id, password_hash, None, now())
+            let replaced = self
+                .store
+                .set_password_hash(
+                    account.user_id,
+                    password_hash.clone(),
+                    Some(verified_hash),
+                    None,
+                    now(),
+                )
                 .await?;
+            if !replaced {
+                return Err(AuthError::InvalidCredentials);
+            }
+            verified_hash = password_hash;
         }
 
         let session_id = Uuid::new_v4();
         let refresh_token = RefreshToken::generate();
         let now = now();
-        self.store
+        let started = self
+            .store
             .start_session(NewSession {
                 id: session_id,
-                user_id,
+                user_id: account.user_id,
+                verified_hash,
+                address,
                 refresh: refresh_token.digest(),
                 refresh_expires_at: now + self.lifetimes().refresh,
                 user_agent: client.user_agent,
@@ -457,23 +510,85 @@ impl<S: Store> Auth<S> {
                 now,
             })
             .await?;
-        Ok(self.pair(user_id, session_id, refresh_token, now))
+        if !started {
+            // The password changed, or the account was deactivated, while it was checked.
+            metrics::counter!("logins_total", "outcome" => "failure").increment(1);
+            return Err(AuthError::InvalidCredentials);
+        }
+        metrics::counter!("logins_total", "outcome" => "success").increment(1);
+        Ok(self.pair(account.user_id, session_id, refresh_token, now))
+    }
+
+    /// The network a client's address is counted under.
+    fn address_of(&self, client: &Client) -> Option<String> {
+        client
+            .ip
+            .as_deref()
+            .map(|ip| self.throttle.prefixes.network_of(ip))
+    }
+
+    /// The buckets a login of `email_key` from `address` counts in. An address that logged
+    /// into the account lately is held by its own bucket alone; any other is also held by the
+    /// account's bucket for strangers and by its own count across accounts.
+    async fn login_buckets(
+        &self,
+        email_key: &str,
+        address: Option<&str>,
+    ) -> Result<LoginBuckets, StoreError> {
+        let policy = &self.throttle;
+        let pair = format!("{email_key} {}", address.unwrap_or("-"));
+        let account_address = Bucket::new(
+            "login-account-ip",
+            &pair,
+            policy.login_failures_per_account_address,
+        );
+        let known = match address {
+            Some(address) => {
+                let since = now() - policy.known_address_lifetime;
+                self.store
+                    .is_known_address(email_key.to_owned(), address.to_owned(), since)
+                    .await?
+            }
+            None => false,
+        };
+        if known {
+            return Ok(LoginBuckets {
+                account_address,
+                account: None,
+                ip: None,
+            });
+        }
+        Ok(LoginBuckets {
+            account_address,
+            account: Bucket::new(
+                "login-account",
+                email_key,
+                policy.login_failures_per_account,
+            ),
+            ip: address
+                .and_then(|address| Bucket::new("login-ip", address, policy.login_failures_per_ip)),
+        })
     }
 
     /// Consumes `presented` and returns its successor; a consumed token ends its session
     /// (unless it is a retry within the grace, which is answered with the same successor).
-    pub async fn refresh(&self, presented: RefreshToken) -> Result<TokenPair, AuthError> {
+    pub async fn refresh(
+        &self,
+        presented: RefreshToken,
+        client: &Client,
+    ) -> Result<TokenPair, AuthError> {
         let now = now();
         let rotation = Redemption::Rotate {
             expires_at: now + self.lifetimes().refresh,
         };
-        let (user_id, session_id, successor) = self.redeem(presented, rotation, now).await?;
+        let (user_id, session_id, successor) =
+            self.redeem(presented, rotation, client, now).await?;
         Ok(self.pair(user_id, session_id, successor, now))
     }
 
     /// Ends the session of `presented`: its refresh and access tokens stop working at once.
-    pub async fn logout(&self, presented: RefreshToken) -> Result<(), AuthError> {
-        self.redeem(presented, Redemption::EndSession, now())
+    pub async fn logout(&self, presented: RefreshToken, client: &Client) -> Result<(), AuthError> {
+        self.redeem(presented, Redemption::EndSession, client, now())
             .await
             .map(drop)
     }
@@ -482,6 +597,7 @@ impl<S: Store> Auth<S> {
         &self,
         presented: RefreshToken,
         redemption: Redemption,
+        client: &Client,
         now: i64,
     ) -> Result<(UserId, SessionId, RefreshToken), AuthError> {
         let (successor, policy) = {
@@ -496,6 +612,13 @@ impl<S: Store> Auth<S> {
             successor: successor.digest(),
             redemption,
             policy,
+            throttle: self.address_of(client).and_then(|address| {
+                Bucket::new(
+                    "refresh-ip",
+                    &address,
+                    self.throttle.invalid_refresh_tokens_per_ip,
+                )
+            }),
             now,
         };
         match self.store.redeem_refresh_token(redeem).await? {
@@ -512,6 +635,10 @@ impl<S: Store> Auth<S> {
                 Err(AuthError::RefreshTokenReused)
             }
             Redeemed::Rejected => Err(AuthError::InvalidRefreshToken),
+            Redeemed::Throttled { retry_after } => {
+                metrics::counter!("throttled_requests_total", "limit" => "refresh").increment(1);
+                Err(AuthError::Throttled { retry_after })
+            }
         }
     }
 
@@ -562,7 +689,7 @@ impl<S: Store> Auth<S> {
         let bucket = Bucket::new(
             "password-change",
             &caller.user_id.to_string(),
-            self.throttle.login_failures_per_account,
+            self.throttle.login_failures_per_account_address,
         );
         let key = bucket.as_ref().map(|bucket| bucket.key.clone());
         self.take_throttle(bucket.into_iter().collect(), Vec::new(), "password-change")
@@ -571,21 +698,31 @@ impl<S: Store> Auth<S> {
         if stored.is_none() {
             return Err(AuthError::InvalidCredentials);
         }
-        let verification = self.verify_counted(old, stored, key.clone()).await?;
+        let verification = self
+            .verify_counted(old, stored.clone(), key.iter().cloned().collect())
+            .await?;
         if !verification.matched() {
             return Err(AuthError::WrongPassword);
         }
         self.settle_throttle(key, Vec::new()).await?;
         let password_hash = self.hasher.hash(new).await?;
-        self.store
+        // Only over the hash the old password was checked against: if another change won
+        // meanwhile, the old password is no longer this one.
+        let replaced = self
+            .store
             .set_password_hash(
                 caller.user_id,
                 password_hash,
+                stored,
                 Some(SessionScope::AllBut(caller.sid)),
                 now(),
             )
             .await?;
-        Ok(())
+        if replaced {
+            Ok(())
+        } else {
+            Err(AuthError::WrongPassword)
+        }
     }
 
     /// Whether the store answers with the expected schema.

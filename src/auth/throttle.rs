@@ -2,7 +2,10 @@
 //! database, so every instance sees every attempt.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::str::FromStr;
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 /// At most `hits` per `window` seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,14 +56,54 @@ impl fmt::Display for RateLimit {
 }
 
 /// The limits in force; `None` switches one off.
+///
+/// Logins follow OWASP's "device cookie" idea, with the client's address as the device: an
+/// address that has logged into an account is held only by its own failures on that account,
+/// so strangers guessing an account's password cannot lock its owner out.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ThrottlePolicy {
-    /// Failed logins per account: slows guessing one account's password.
+    /// Failed logins per account from one address: slows guessing one account's password, and
+    /// is all that holds an address the account knows.
+    pub login_failures_per_account_address: Option<RateLimit>,
+    /// Failed logins per account from addresses it does not know, all together: slows a
+    /// guesser who changes address, without touching the owner's known addresses.
     pub login_failures_per_account: Option<RateLimit>,
-    /// Failed logins per client address: slows guessing across accounts.
+    /// Failed logins per client address across accounts: slows credential stuffing.
     pub login_failures_per_ip: Option<RateLimit>,
     /// Registrations per client address: slows mass account creation.
     pub registrations_per_ip: Option<RateLimit>,
+    /// Invalid or replayed refresh tokens per client address (refresh and logout).
+    pub invalid_refresh_tokens_per_ip: Option<RateLimit>,
+    /// Seconds an address stays known to an account after its last successful login there.
+    pub known_address_lifetime: i64,
+    pub prefixes: AddressPrefixes,
+}
+
+/// How many leading bits of a client address make one throttled "address": an IPv6 host is
+/// handed a whole /64, so counting its single addresses would give it 2^64 buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressPrefixes {
+    pub v4: u8,
+    pub v6: u8,
+}
+
+impl Default for AddressPrefixes {
+    fn default() -> Self {
+        AddressPrefixes { v4: 32, v6: 64 }
+    }
+}
+
+impl AddressPrefixes {
+    /// The network `ip` is counted under, e.g. `2001:db8:1:2::/64` or `203.0.113.7/32`; text
+    /// that is not an address is counted as itself.
+    pub fn network_of(&self, ip: &str) -> String {
+        let network = match ip.parse::<IpAddr>() {
+            Ok(IpAddr::V4(v4)) => Ipv4Net::new(v4, self.v4.min(32)).map(|net| net.trunc().into()),
+            Ok(IpAddr::V6(v6)) => Ipv6Net::new(v6, self.v6.min(128)).map(|net| net.trunc().into()),
+            Err(_) => return ip.to_owned(),
+        };
+        network.map_or_else(|_| ip.to_owned(), |network: IpNet| network.to_string())
+    }
 }
 
 /// A bucket to check, and the limit that applies to it.
@@ -117,5 +160,27 @@ mod tests {
             "a window ending now still makes the client wait a second"
         );
         assert!(Bucket::new("c", "z", None).is_none());
+    }
+
+    #[test]
+    fn an_ipv6_host_is_counted_by_its_slash_64_and_an_ipv4_host_alone() {
+        let prefixes = AddressPrefixes::default();
+        assert_eq!(
+            prefixes.network_of("2001:db8:1:2:aaaa:bbbb:cccc:dddd"),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(
+            prefixes.network_of("2001:db8:1:2::1"),
+            prefixes.network_of("2001:db8:1:2:ffff::9")
+        );
+        assert_ne!(
+            prefixes.network_of("2001:db8:1:2::1"),
+            prefixes.network_of("2001:db8:1:3::1")
+        );
+        assert_eq!(prefixes.network_of("203.0.113.7"), "203.0.113.7/32");
+        let wide = AddressPrefixes { v4: 24, v6: 48 };
+        assert_eq!(wide.network_of("203.0.113.7"), "203.0.113.0/24");
+        assert_eq!(wide.network_of("2001:db8:1:2::1"), "2001:db8:1::/48");
+        assert_eq!(prefixes.network_of("not an address"), "not an address");
     }
 }

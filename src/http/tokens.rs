@@ -116,14 +116,16 @@ async fn login<S: Store>(
         (status = 401, description = "The token is unknown, expired, consumed or its session ended.",
             body = super::openapi::Detail,
             example = json!({"detail": "Token is invalid or expired", "code": "token_not_valid"})),
+        (status = 429, response = super::openapi::Throttled),
     ),
 )]
 async fn refresh<S: Store>(
     State(auth): State<AppState<S>>,
+    client: Client,
     fields: Fields,
 ) -> Result<Json<Tokens>, ApiError> {
     let token = refresh_token(&fields)?;
-    Ok(auth.refresh(token).await?.into())
+    Ok(auth.refresh(token, &client).await?.into())
 }
 
 /// Log out
@@ -143,13 +145,15 @@ async fn refresh<S: Store>(
         (status = 401, description = "The token is unknown, expired, consumed or its session ended.",
             body = super::openapi::Detail,
             example = json!({"detail": "Token is invalid or expired", "code": "token_not_valid"})),
+        (status = 429, response = super::openapi::Throttled),
     ),
 )]
 async fn logout<S: Store>(
     State(auth): State<AppState<S>>,
+    client: Client,
     fields: Fields,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    auth.logout(refresh_token(&fields)?).await?;
+    auth.logout(refresh_token(&fields)?, &client).await?;
     Ok(Json(StatusCode::OK, json!({"success": "User logged out."})))
 }
 

@@ -50,6 +50,13 @@ pub struct Credentials {
 pub struct NewSession {
     pub id: SessionId,
     pub user_id: UserId,
+    /// The password hash the login verified: the session starts only if it is still the
+    /// account's (and the account still active), so a password change or a deactivation that
+    /// commits while the login is being checked cannot leave it a live session.
+    pub verified_hash: String,
+    /// Where the login came from, as throttling counts addresses: it becomes an address known
+    /// to the account.
+    pub address: Option<String>,
     pub refresh: RefreshDigest,
     pub refresh_expires_at: i64,
     pub user_agent: Option<String>,
@@ -58,13 +65,16 @@ pub struct NewSession {
 }
 
 /// A presented refresh token and what to do with it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Redeem {
     pub presented: RefreshDigest,
     /// The digest of the token that rotation derives from the presented one.
     pub successor: RefreshDigest,
     pub redemption: Redemption,
     pub policy: SessionPolicy,
+    /// The client address's bucket of invalid tokens: checked before the token is, and
+    /// counted when the token is refused or replayed.
+    pub throttle: Option<Bucket>,
     pub now: i64,
 }
 
@@ -86,13 +96,18 @@ pub enum SessionScope {
     AllBut(SessionId),
 }
 
-/// Housekeeping: what may go. Active sessions and their live tokens always stay.
+/// Housekeeping: what may go. A session that can still be refreshed stays whole, with the
+/// digests of its consumed tokens: a replay of any of them must end it however old it is.
 #[derive(Debug, Clone, Copy)]
 pub struct Purge {
-    /// Refresh tokens consumed or expired before this time, and sessions that ended before it.
+    /// Sessions that ended before this time go, with their tokens.
     pub before: i64,
     /// Sessions not used since this time hold only expired tokens: they go too.
     pub idle_before: i64,
+    /// Sessions started before this time are past their absolute lifetime (if one is set).
+    pub started_before: Option<i64>,
+    /// Addresses whose last login into an account is older than this are no longer known to it.
+    pub known_before: i64,
     /// Signing keys superseded before this time verify no unexpired token any more.
     pub keys_superseded_before: i64,
     /// Throttle windows that started before this time are over.
@@ -106,6 +121,7 @@ pub struct Purged {
     pub sessions: u64,
     pub signing_keys: u64,
     pub throttle_buckets: u64,
+    pub known_addresses: u64,
 }
 
 /// A signing key as stored.
@@ -139,6 +155,8 @@ pub enum Redeemed {
     Rejected,
     /// A consumed token came back: its session has been ended.
     ReuseDetected,
+    /// The client's address presented too many invalid tokens: nothing was looked at.
+    Throttled { retry_after: i64 },
 }
 
 /// Connections of a store's pool.
@@ -195,23 +213,41 @@ pub trait Store: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Replaces the user's password hash and, in the same transaction, ends the sessions that
-    /// `end` selects (a changed password must not leave a thief's session alive).
+    /// `end` selects (a changed password must not leave a thief's session alive). With
+    /// `expected`, only if that is still the stored hash (compare-and-set: a hash computed
+    /// from a password checked against it must not undo a change made meanwhile). Whether it
+    /// was replaced.
     fn set_password_hash(
         &self,
         user_id: UserId,
         password_hash: String,
+        expected: Option<String>,
         end: Option<SessionScope>,
         now: i64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Starts the session, with its first refresh token, if the account is active and its
+    /// password hash is still the one verified (see [`NewSession::verified_hash`]), and
+    /// records the login's address as known to the account; one transaction that a concurrent
+    /// password change or deactivation is ordered with. Whether it started.
     fn start_session(
         &self,
         session: NewSession,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Whether `address` logged into the account of `email_key` at or after `since`.
+    fn is_known_address(
+        &self,
+        email_key: String,
+        address: String,
+        since: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// In one transaction: reads the token, lets [`judge`](crate::auth::sessions::judge) decide,
     /// and carries out the verdict — consuming the token and performing the redemption, or
     /// ending the session on reuse. Of concurrent calls with one token, at most one is accepted.
+    /// With a [throttle](Redeem::throttle) bucket that is full, nothing is looked at; a refused
+    /// or replayed token counts in it.
     fn redeem_refresh_token(
         &self,
         redeem: Redeem,

@@ -21,10 +21,22 @@ use crate::auth::{Profile, SessionId, UserId};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_initial.sql"),
     include_str!("../../migrations/postgres/0002_security.sql"),
+    include_str!("../../migrations/postgres/0003_known_addresses.sql"),
 ];
 
 /// Serialises migrations of instances that start at once (an arbitrary, fixed key).
 const MIGRATION_LOCK: i64 = 0x7265_7374_6175_7468;
+
+/// Sessions that are over: ended before `$1`, unused since `$2` (their tokens have all
+/// expired), or started before `$3` (past their absolute lifetime, when one is set). Until
+/// then a session keeps the digests of all its consumed tokens, so that a replay of any of
+/// them is recognised and ends it.
+macro_rules! sessions_over {
+    () => {
+        "(ended_at IS NOT NULL AND ended_at < $1) OR last_seen_at < $2
+         OR ($3::bigint IS NOT NULL AND created_at < $3)"
+    };
+}
 
 /// How the pool reaches the database.
 #[derive(Debug, Clone)]
@@ -78,6 +90,9 @@ impl PostgresStore {
                  WHERE t.token_hash = $1 AND t.consumed_at IS NULL AND t.expires_at > $3
                    AND s.id = t.session_id AND s.ended_at IS NULL AND u.is_active
                    AND ($5::bigint IS NULL OR s.created_at + $5 > $3)
+                   -- A full bucket of invalid tokens: the judging path answers it.
+                   AND NOT EXISTS (SELECT 1 FROM throttle_buckets b
+                                   WHERE b.key = $6 AND b.window_start + $7 > $3 AND b.hits >= $8)
                  RETURNING t.session_id, s.user_id),
              successor AS (
                  INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at)
@@ -93,6 +108,9 @@ impl PostgresStore {
         .bind(redeem.now)
         .bind(expires_at)
         .bind(redeem.policy.max_session_lifetime)
+        .bind(redeem.throttle.as_ref().map(|bucket| bucket.key.as_str()))
+        .bind(redeem.throttle.as_ref().map(|bucket| bucket.limit.window))
+        .bind(redeem.throttle.as_ref().map(|bucket| bucket.limit.hits))
         .fetch_optional(&self.pool)
         .await
         .map_err(database_error)?;
@@ -335,31 +353,55 @@ impl Store for PostgresStore {
         &self,
         user_id: UserId,
         password_hash: String,
+        expected: Option<String>,
         end: Option<SessionScope>,
         now: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(database_error)?;
-        sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
-            .bind(user_id)
-            .bind(password_hash)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(database_error)?;
-        if let Some(scope) = end {
+        // The update locks the user's row first: a login's session insert (which holds a share
+        // lock on it) is either over, and its session is ended below, or waits and sees the new
+        // hash.
+        let replaced = sqlx::query(
+            "UPDATE users SET password_hash = $2, updated_at = $3
+             WHERE id = $1 AND ($4::text IS NULL OR password_hash = $4)",
+        )
+        .bind(user_id)
+        .bind(password_hash)
+        .bind(now)
+        .bind(expected)
+        .execute(&mut *tx)
+        .await
+        .map_err(database_error)?
+        .rows_affected()
+            == 1;
+        if let (true, Some(scope)) = (replaced, end) {
             end_user_sessions(&mut *tx, user_id, scope, EndReason::PasswordChanged, now).await?;
         }
-        tx.commit().await.map_err(database_error)
+        tx.commit().await.map_err(database_error)?;
+        Ok(replaced)
     }
 
-    async fn start_session(&self, session: NewSession) -> Result<(), StoreError> {
-        // One statement, so the session and its first token appear together or not at all.
-        sqlx::query(
-            "WITH session AS (
+    async fn start_session(&self, session: NewSession) -> Result<bool, StoreError> {
+        // One statement, so the session, its first token and the known address appear
+        // together or not at all. `FOR SHARE` orders it with a password change or a
+        // deactivation (which update the user's row first): one waits for the other, and
+        // after a change the re-read row no longer matches the verified hash.
+        let started = sqlx::query(
+            "WITH verified AS (
+                 SELECT id FROM users
+                 WHERE id = $2 AND password_hash = $8 AND is_active
+                 FOR SHARE),
+             session AS (
                  INSERT INTO sessions (id, user_id, created_at, last_seen_at, user_agent, client_ip)
-                 VALUES ($1::uuid, $2, $3, $3, $4, $5) RETURNING id)
-             INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at)
-             SELECT $6, id, $3, $7 FROM session",
+                 SELECT $1::uuid, id, $3, $3, $4, $5 FROM verified RETURNING id, user_id),
+             token AS (
+                 INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at)
+                 SELECT $6, id, $3, $7 FROM session),
+             known AS (
+                 INSERT INTO known_addresses (user_id, address, last_login_at)
+                 SELECT user_id, $9, $3 FROM session WHERE $9::text IS NOT NULL
+                 ON CONFLICT (user_id, address) DO UPDATE SET last_login_at = excluded.last_login_at)
+             SELECT count(*) FROM session",
         )
         .bind(uuid_text(&session.id))
         .bind(session.user_id)
@@ -368,9 +410,31 @@ impl Store for PostgresStore {
         .bind(session.client_ip)
         .bind(&session.refresh[..])
         .bind(session.refresh_expires_at)
-        .execute(&self.pool)
+        .bind(session.verified_hash)
+        .bind(session.address)
+        .fetch_one(&self.pool)
         .await
-        .map(drop)
+        .map_err(database_error)?;
+        let started: i64 = started.try_get(0).map_err(database_error)?;
+        Ok(started == 1)
+    }
+
+    async fn is_known_address(
+        &self,
+        email_key: String,
+        address: String,
+        since: i64,
+    ) -> Result<bool, StoreError> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (
+                 SELECT 1 FROM users u JOIN known_addresses k ON k.user_id = u.id
+                 WHERE u.email_key = $1 AND k.address = $2 AND k.last_login_at >= $3)",
+        )
+        .bind(email_key)
+        .bind(address)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await
         .map_err(database_error)
     }
 
@@ -381,106 +445,17 @@ impl Store for PostgresStore {
             return Ok(rotated);
         }
         let mut tx = self.pool.begin().await.map_err(database_error)?;
-        // Lock the token row first: concurrent redeemers of one token wait here. The judging
-        // read below is a statement of its own, so its snapshot shows what the winner
-        // committed (its successor, an ended session), not only the re-read locked row.
-        sqlx::query("SELECT 1 FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE")
-            .bind(&redeem.presented[..])
-            .execute(&mut *tx)
-            .await
-            .map_err(database_error)?;
-        let found = sqlx::query(
-            "SELECT t.session_id::text, s.user_id, t.expires_at, t.consumed_at, s.created_at,
-                    s.ended_at IS NOT NULL, u.is_active,
-                    -- Only for a consumed token (the retry grace): CASE skips the lookup.
-                    CASE WHEN t.consumed_at IS NOT NULL THEN
-                        EXISTS (SELECT 1 FROM refresh_tokens n
-                                WHERE n.token_hash = $2 AND n.session_id = t.session_id
-                                  AND n.consumed_at IS NULL)
-                    ELSE FALSE END
-             FROM refresh_tokens t
-             JOIN sessions s ON s.id = t.session_id
-             JOIN users u ON u.id = s.user_id
-             WHERE t.token_hash = $1",
-        )
-        .bind(&redeem.presented[..])
-        .bind(&redeem.successor[..])
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(database_error)?
-        .map(|row| -> Result<_, sqlx::Error> {
-            let token = PresentedToken {
-                expires_at: row.try_get(2)?,
-                consumed_at: row.try_get(3)?,
-                session_created_at: row.try_get(4)?,
-                session_ended: row.try_get(5)?,
-                user_active: row.try_get(6)?,
-                successor_is_live: row.try_get(7)?,
-            };
-            Ok((
-                row.try_get::<String, _>(0)?,
-                row.try_get::<UserId, _>(1)?,
-                token,
-            ))
-        })
-        .transpose()
-        .map_err(database_error)?;
-
-        let Some((session_text, user_id, token)) = found else {
-            return Ok(Redeemed::Rejected);
-        };
-        let session_id = session_id_of(&session_text)?;
-        let now = redeem.now;
-        let outcome = match redeem.judge(&token) {
-            Verdict::Accept => {
-                let consumed = sqlx::query(
-                    "UPDATE refresh_tokens SET consumed_at = $2
-                     WHERE token_hash = $1 AND consumed_at IS NULL",
-                )
-                .bind(&redeem.presented[..])
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(database_error)?;
-                if consumed.rows_affected() != 1 {
-                    return Ok(Redeemed::Rejected);
-                }
-                match redeem.redemption {
-                    Redemption::Rotate { expires_at } => {
-                        sqlx::query(
-                            "WITH next AS (
-                                 INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at)
-                                 VALUES ($1, $2::uuid, $3, $4))
-                             UPDATE sessions SET last_seen_at = $3
-                             WHERE id = $2::uuid AND last_seen_at <> $3",
-                        )
-                        .bind(&redeem.successor[..])
-                        .bind(&session_text)
-                        .bind(now)
-                        .bind(expires_at)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(database_error)?;
-                    }
-                    Redemption::EndSession => {
-                        end_one_session(&mut tx, &session_text, EndReason::Logout, now).await?
-                    }
-                }
-                Redeemed::Accepted {
-                    user_id,
-                    session_id,
-                }
-            }
-            Verdict::Repeat => Redeemed::Repeated {
-                user_id,
-                session_id,
-            },
-            Verdict::EndSessionForReuse => {
-                end_one_session(&mut tx, &session_text, EndReason::RefreshTokenReused, now).await?;
-                Redeemed::ReuseDetected
-            }
-            Verdict::Reject => Redeemed::Rejected,
-        };
+        if let Some(bucket) = &redeem.throttle
+            && let Some(retry_after) = bucket_wait(&mut *tx, bucket, 1, redeem.now).await?
+        {
+            return Ok(Redeemed::Throttled { retry_after });
+        }
+        let outcome = redeem_judged(&mut tx, &redeem).await?;
+        if let (Some(bucket), Redeemed::Rejected | Redeemed::ReuseDetected) =
+            (&redeem.throttle, outcome)
+        {
+            bucket_hit(&mut *tx, bucket, redeem.now).await?;
+        }
         tx.commit().await.map_err(database_error)?;
         Ok(outcome)
     }
@@ -536,35 +511,10 @@ impl Store for PostgresStore {
         let mut tx = self.pool.begin().await.map_err(database_error)?;
         let mut wait = None;
         for bucket in &check {
-            let counted: Option<(i64, i64)> = sqlx::query_as(
-                "SELECT window_start, hits FROM throttle_buckets
-                 WHERE key = $1 AND window_start + $2 > $3",
-            )
-            .bind(&bucket.key)
-            .bind(bucket.limit.window)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(database_error)?;
-            let (window_start, hits) = counted.unwrap_or((now, 0));
-            wait = wait.max(bucket.limit.wait_after(window_start, hits + 1, now));
+            wait = wait.max(bucket_wait(&mut *tx, bucket, 1, now).await?);
         }
         for bucket in &take {
-            // The upsert locks the row: concurrent attempts on one bucket count one by one.
-            let (window_start, hits): (i64, i64) = sqlx::query_as(
-                "INSERT INTO throttle_buckets AS b (key, window_start, hits) VALUES ($1, $2, 1)
-                 ON CONFLICT (key) DO UPDATE SET
-                     hits = CASE WHEN b.window_start + $3 <= $2 THEN 1 ELSE b.hits + 1 END,
-                     window_start = CASE WHEN b.window_start + $3 <= $2 THEN $2 ELSE b.window_start END
-                 RETURNING window_start, hits",
-            )
-            .bind(&bucket.key)
-            .bind(now)
-            .bind(bucket.limit.window)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(database_error)?;
-            wait = wait.max(bucket.limit.wait_after(window_start, hits, now));
+            wait = wait.max(bucket_hit(&mut *tx, bucket, now).await?);
         }
         if wait.is_some() {
             tx.rollback().await.map_err(database_error)?;
@@ -595,10 +545,15 @@ impl Store for PostgresStore {
 
     async fn purge(&self, purge: Purge) -> Result<Purged, StoreError> {
         let mut tx = self.pool.begin().await.map_err(database_error)?;
-        let mut run = async |sql: &'static str, first: i64, second: Option<i64>| {
-            let mut query = sqlx::query(sql).bind(first);
-            if let Some(second) = second {
-                query = query.bind(second);
+        let over = [
+            Some(purge.before),
+            Some(purge.idle_before),
+            purge.started_before,
+        ];
+        let mut run = async |sql: &'static str, binds: &[Option<i64>]| {
+            let mut query = sqlx::query(sql);
+            for bind in binds {
+                query = query.bind(*bind);
             }
             query
                 .execute(&mut *tx)
@@ -608,31 +563,30 @@ impl Store for PostgresStore {
         };
         let purged = Purged {
             refresh_tokens: run(
-                "DELETE FROM refresh_tokens
-                 WHERE (consumed_at IS NOT NULL AND consumed_at < $1) OR expires_at < $1",
-                purge.before,
-                None,
+                concat!(
+                    "DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE ",
+                    sessions_over!(),
+                    ")"
+                ),
+                &over,
             )
             .await?,
-            sessions: run(
-                "DELETE FROM sessions
-                 WHERE (ended_at IS NOT NULL AND ended_at < $1) OR last_seen_at < $2",
-                purge.before,
-                Some(purge.idle_before),
-            )
-            .await?,
+            sessions: run(concat!("DELETE FROM sessions WHERE ", sessions_over!()), &over).await?,
             signing_keys: run(
                 "DELETE FROM signing_keys
                  WHERE created_at < (SELECT max(created_at) FROM signing_keys)
                    AND (SELECT max(created_at) FROM signing_keys) < $1",
-                purge.keys_superseded_before,
-                None,
+                &[Some(purge.keys_superseded_before)],
             )
             .await?,
             throttle_buckets: run(
                 "DELETE FROM throttle_buckets WHERE window_start < $1",
-                purge.throttle_before,
-                None,
+                &[Some(purge.throttle_before)],
+            )
+            .await?,
+            known_addresses: run(
+                "DELETE FROM known_addresses WHERE last_login_at < $1",
+                &[Some(purge.known_before)],
             )
             .await?,
         };
@@ -778,6 +732,160 @@ impl Store for PostgresStore {
             .map(drop)
             .map_err(database_error)
     }
+}
+
+/// Judges the presented token in `tx` and carries out the verdict (the path of everything but
+/// an ordinary rotation).
+async fn redeem_judged(
+    tx: &mut Transaction<'_, Postgres>,
+    redeem: &Redeem,
+) -> Result<Redeemed, StoreError> {
+    // Lock the token row first: concurrent redeemers of one token wait here. The judging
+    // read below is a statement of its own, so its snapshot shows what the winner
+    // committed (its successor, an ended session), not only the re-read locked row.
+    sqlx::query("SELECT 1 FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE")
+        .bind(&redeem.presented[..])
+        .execute(&mut **tx)
+        .await
+        .map_err(database_error)?;
+    let found = sqlx::query(
+        "SELECT t.session_id::text, s.user_id, t.expires_at, t.consumed_at, s.created_at,
+                s.ended_at IS NOT NULL, u.is_active,
+                -- Only for a consumed token (the retry grace): CASE skips the lookup.
+                CASE WHEN t.consumed_at IS NOT NULL THEN
+                    EXISTS (SELECT 1 FROM refresh_tokens n
+                            WHERE n.token_hash = $2 AND n.session_id = t.session_id
+                              AND n.consumed_at IS NULL)
+                ELSE FALSE END
+         FROM refresh_tokens t
+         JOIN sessions s ON s.id = t.session_id
+         JOIN users u ON u.id = s.user_id
+         WHERE t.token_hash = $1",
+    )
+    .bind(&redeem.presented[..])
+    .bind(&redeem.successor[..])
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(database_error)?
+    .map(|row| -> Result<_, sqlx::Error> {
+        let token = PresentedToken {
+            expires_at: row.try_get(2)?,
+            consumed_at: row.try_get(3)?,
+            session_created_at: row.try_get(4)?,
+            session_ended: row.try_get(5)?,
+            user_active: row.try_get(6)?,
+            successor_is_live: row.try_get(7)?,
+        };
+        Ok((
+            row.try_get::<String, _>(0)?,
+            row.try_get::<UserId, _>(1)?,
+            token,
+        ))
+    })
+    .transpose()
+    .map_err(database_error)?;
+
+    let Some((session_text, user_id, token)) = found else {
+        return Ok(Redeemed::Rejected);
+    };
+    let session_id = session_id_of(&session_text)?;
+    let now = redeem.now;
+    let outcome = match redeem.judge(&token) {
+        Verdict::Accept => {
+            let consumed = sqlx::query(
+                "UPDATE refresh_tokens SET consumed_at = $2
+                 WHERE token_hash = $1 AND consumed_at IS NULL",
+            )
+            .bind(&redeem.presented[..])
+            .bind(now)
+            .execute(&mut **tx)
+            .await
+            .map_err(database_error)?;
+            if consumed.rows_affected() != 1 {
+                return Ok(Redeemed::Rejected);
+            }
+            match redeem.redemption {
+                Redemption::Rotate { expires_at } => {
+                    sqlx::query(
+                        "WITH next AS (
+                             INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at)
+                             VALUES ($1, $2::uuid, $3, $4))
+                         UPDATE sessions SET last_seen_at = $3
+                         WHERE id = $2::uuid AND last_seen_at <> $3",
+                    )
+                    .bind(&redeem.successor[..])
+                    .bind(&session_text)
+                    .bind(now)
+                    .bind(expires_at)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(database_error)?;
+                }
+                Redemption::EndSession => {
+                    end_one_session(tx, &session_text, EndReason::Logout, now).await?
+                }
+            }
+            Redeemed::Accepted {
+                user_id,
+                session_id,
+            }
+        }
+        Verdict::Repeat => Redeemed::Repeated {
+            user_id,
+            session_id,
+        },
+        Verdict::EndSessionForReuse => {
+            end_one_session(tx, &session_text, EndReason::RefreshTokenReused, now).await?;
+            Redeemed::ReuseDetected
+        }
+        Verdict::Reject => Redeemed::Rejected,
+    };
+    Ok(outcome)
+}
+
+/// How long an attempt must wait because `bucket` would hold `more` attempts past its limit
+/// (`None`: there is room).
+async fn bucket_wait(
+    executor: impl sqlx::PgExecutor<'_>,
+    bucket: &Bucket,
+    more: i64,
+    now: i64,
+) -> Result<Option<i64>, StoreError> {
+    let counted: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT window_start, hits FROM throttle_buckets
+         WHERE key = $1 AND window_start + $2 > $3",
+    )
+    .bind(&bucket.key)
+    .bind(bucket.limit.window)
+    .bind(now)
+    .fetch_optional(executor)
+    .await
+    .map_err(database_error)?;
+    let (window_start, hits) = counted.unwrap_or((now, 0));
+    Ok(bucket.limit.wait_after(window_start, hits + more, now))
+}
+
+/// Counts one attempt in `bucket`; how long it must wait if that took the bucket past its
+/// limit. The upsert locks the row: concurrent attempts on one bucket count one by one.
+async fn bucket_hit(
+    executor: impl sqlx::PgExecutor<'_>,
+    bucket: &Bucket,
+    now: i64,
+) -> Result<Option<i64>, StoreError> {
+    let (window_start, hits): (i64, i64) = sqlx::query_as(
+        "INSERT INTO throttle_buckets AS b (key, window_start, hits) VALUES ($1, $2, 1)
+         ON CONFLICT (key) DO UPDATE SET
+             hits = CASE WHEN b.window_start + $3 <= $2 THEN 1 ELSE b.hits + 1 END,
+             window_start = CASE WHEN b.window_start + $3 <= $2 THEN $2 ELSE b.window_start END
+         RETURNING window_start, hits",
+    )
+    .bind(&bucket.key)
+    .bind(now)
+    .bind(bucket.limit.window)
+    .fetch_one(executor)
+    .await
+    .map_err(database_error)?;
+    Ok(bucket.limit.wait_after(window_start, hits, now))
 }
 
 async fn end_one_session(

@@ -33,6 +33,7 @@ use crate::auth::{Profile, SessionId, UserId};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_initial.sql"),
     include_str!("../../migrations/sqlite/0002_security.sql"),
+    include_str!("../../migrations/sqlite/0003_known_addresses.sql"),
 ];
 
 /// Every connection: enforce foreign keys, and wait (rather than fail) when another process
@@ -531,39 +532,54 @@ impl Store for SqliteStore {
         &self,
         user_id: UserId,
         password_hash: String,
+        expected: Option<String>,
         end: Option<SessionScope>,
         now: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         self.write(move |conn| {
-            conn.prepare_cached(
-                "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1",
-            )
-            .and_then(|mut update| update.execute(params![user_id, password_hash, now]))
-            .map_err(database_error)?;
-            if let Some(scope) = end {
+            let replaced = conn
+                .prepare_cached(
+                    "UPDATE users SET password_hash = ?2, updated_at = ?3
+                     WHERE id = ?1 AND (?4 IS NULL OR password_hash = ?4)",
+                )
+                .and_then(|mut update| {
+                    update.execute(params![user_id, password_hash, now, expected])
+                })
+                .map_err(database_error)?
+                == 1;
+            if let (true, Some(scope)) = (replaced, end) {
                 end_user_sessions(conn, user_id, scope, EndReason::PasswordChanged, now)?;
             }
-            Ok(())
+            Ok(replaced)
         })
         .await
     }
 
-    async fn start_session(&self, session: NewSession) -> Result<(), StoreError> {
+    async fn start_session(&self, session: NewSession) -> Result<bool, StoreError> {
         self.write(move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO sessions (id, user_id, created_at, last_seen_at, user_agent, client_ip)
-                 VALUES (?1, ?2, ?3, ?3, ?4, ?5)",
-            )
-            .and_then(|mut insert| {
-                insert.execute(params![
-                    session.id.as_bytes(),
-                    session.user_id,
-                    session.now,
-                    session.user_agent,
-                    session.client_ip
-                ])
-            })
-            .map_err(database_error)?;
+            // The writer runs one write at a time: the check and the insert are one step.
+            let started = conn
+                .prepare_cached(
+                    "INSERT INTO sessions
+                         (id, user_id, created_at, last_seen_at, user_agent, client_ip)
+                     SELECT ?1, id, ?3, ?3, ?4, ?5 FROM users
+                     WHERE id = ?2 AND password_hash = ?6 AND is_active = 1",
+                )
+                .and_then(|mut insert| {
+                    insert.execute(params![
+                        session.id.as_bytes(),
+                        session.user_id,
+                        session.now,
+                        session.user_agent,
+                        session.client_ip,
+                        session.verified_hash,
+                    ])
+                })
+                .map_err(database_error)?
+                == 1;
+            if !started {
+                return Ok(false);
+            }
             insert_refresh_token(
                 conn,
                 &session.refresh,
@@ -571,105 +587,52 @@ impl Store for SqliteStore {
                 session.now,
                 session.refresh_expires_at,
             )?;
-            Ok(())
+            if let Some(address) = &session.address {
+                conn.prepare_cached(
+                    "INSERT INTO known_addresses (user_id, address, last_login_at)
+                     VALUES (?1, ?2, ?3)
+                     ON CONFLICT (user_id, address)
+                     DO UPDATE SET last_login_at = excluded.last_login_at",
+                )
+                .and_then(|mut upsert| {
+                    upsert.execute(params![session.user_id, address, session.now])
+                })
+                .map_err(database_error)?;
+            }
+            Ok(true)
         })
         .await
     }
 
+    async fn is_known_address(
+        &self,
+        email_key: String,
+        address: String,
+        since: i64,
+    ) -> Result<bool, StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT EXISTS (
+                     SELECT 1 FROM users u JOIN known_addresses k ON k.user_id = u.id
+                     WHERE u.email_key = ?1 AND k.address = ?2 AND k.last_login_at >= ?3)",
+            )?
+            .query_row(params![email_key, address, since], |row| row.get(0))
+        })
+    }
+
     async fn redeem_refresh_token(&self, redeem: Redeem) -> Result<Redeemed, StoreError> {
         self.write(move |conn| {
-            let found = conn
-                .prepare_cached(
-                    "SELECT t.session_id, s.user_id, t.expires_at, t.consumed_at, s.created_at,
-                            s.ended_at IS NOT NULL, u.is_active,
-                            -- Only for a consumed token (the retry grace): CASE skips the lookup.
-                            CASE WHEN t.consumed_at IS NOT NULL THEN
-                                EXISTS (SELECT 1 FROM refresh_tokens n
-                                        WHERE n.token_hash = ?2 AND n.session_id = t.session_id
-                                          AND n.consumed_at IS NULL)
-                            ELSE FALSE END
-                     FROM refresh_tokens t
-                     JOIN sessions s ON s.id = t.session_id
-                     JOIN users u ON u.id = s.user_id
-                     WHERE t.token_hash = ?1",
-                )
-                .and_then(|mut select| {
-                    select
-                        .query_row(
-                            params![&redeem.presented[..], &redeem.successor[..]],
-                            |row| {
-                                let token = PresentedToken {
-                                    expires_at: row.get(2)?,
-                                    consumed_at: row.get(3)?,
-                                    session_created_at: row.get(4)?,
-                                    session_ended: row.get(5)?,
-                                    user_active: row.get(6)?,
-                                    successor_is_live: row.get(7)?,
-                                };
-                                Ok((session_id(row.get(0)?), row.get::<_, UserId>(1)?, token))
-                            },
-                        )
-                        .optional()
-                })
-                .map_err(database_error)?;
-
-            let Some((session_id, user_id, token)) = found else {
-                return Ok(Redeemed::Rejected);
-            };
-            let now = redeem.now;
-            let outcome = match redeem.judge(&token) {
-                Verdict::Accept => {
-                    consume(conn, &redeem.presented, now)?;
-                    match redeem.redemption {
-                        Redemption::Rotate { expires_at } => {
-                            insert_refresh_token(
-                                conn,
-                                &redeem.successor,
-                                &session_id,
-                                now,
-                                expires_at,
-                            )?;
-                            conn.prepare_cached(
-                                // Within the same second there is nothing to write.
-                                "UPDATE sessions SET last_seen_at = ?2
-                                 WHERE id = ?1 AND last_seen_at <> ?2",
-                            )
-                            .and_then(|mut touch| {
-                                touch.execute(params![session_id.as_bytes(), now])
-                            })
-                            .map_err(database_error)?;
-                        }
-                        Redemption::EndSession => {
-                            end_sessions_where(
-                                conn,
-                                "id = ?1",
-                                session_id.as_bytes(),
-                                EndReason::Logout,
-                                now,
-                            )?;
-                        }
-                    }
-                    Redeemed::Accepted {
-                        user_id,
-                        session_id,
-                    }
-                }
-                Verdict::Repeat => Redeemed::Repeated {
-                    user_id,
-                    session_id,
-                },
-                Verdict::EndSessionForReuse => {
-                    end_sessions_where(
-                        conn,
-                        "id = ?1",
-                        session_id.as_bytes(),
-                        EndReason::RefreshTokenReused,
-                        now,
-                    )?;
-                    Redeemed::ReuseDetected
-                }
-                Verdict::Reject => Redeemed::Rejected,
-            };
+            if let Some(bucket) = &redeem.throttle
+                && let Some(retry_after) = bucket_wait(conn, bucket, 1, redeem.now)?
+            {
+                return Ok(Redeemed::Throttled { retry_after });
+            }
+            let outcome = redeem_judged(conn, &redeem)?;
+            if let (Some(bucket), Redeemed::Rejected | Redeemed::ReuseDetected) =
+                (&redeem.throttle, outcome)
+            {
+                bucket_hit(conn, bucket, redeem.now)?;
+            }
             Ok(outcome)
         })
         .await
@@ -720,40 +683,14 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<Option<i64>, StoreError> {
         self.write(move |conn| {
-            let execute = |sql: &str| {
-                conn.prepare_cached(sql)
-                    .and_then(|mut statement| statement.execute([]))
-                    .map_err(database_error)
-            };
+            let execute = |sql: &str| execute_cached(conn, sql);
             execute("SAVEPOINT throttle")?;
             let mut wait = None;
             for bucket in &check {
-                let counted = conn
-                    .prepare_cached(
-                        "SELECT window_start, hits FROM throttle_buckets
-                         WHERE key = ?1 AND window_start + ?2 > ?3",
-                    )
-                    .and_then(|mut select| {
-                        select
-                            .query_row(params![bucket.key, bucket.limit.window, now], |row| {
-                                Ok((row.get(0)?, row.get(1)?))
-                            })
-                            .optional()
-                    })
-                    .map_err(database_error)?;
-                let (window_start, hits) = counted.unwrap_or((now, 0));
-                wait = wait.max(bucket.limit.wait_after(window_start, hits + 1, now));
+                wait = wait.max(bucket_wait(conn, bucket, 1, now)?);
             }
             for bucket in &take {
-                let (window_start, hits) = conn
-                    .prepare_cached(THROTTLE_HIT)
-                    .and_then(|mut hit| {
-                        hit.query_row(params![bucket.key, now, bucket.limit.window], |row| {
-                            Ok((row.get(0)?, row.get(1)?))
-                        })
-                    })
-                    .map_err(database_error)?;
-                wait = wait.max(bucket.limit.wait_after(window_start, hits, now));
+                wait = wait.max(bucket_hit(conn, bucket, now)?);
             }
             if wait.is_some() {
                 execute("ROLLBACK TO throttle")?;
@@ -793,11 +730,14 @@ impl Store for SqliteStore {
                     .map(|rows| rows as u64)
                     .map_err(database_error)
             };
+            let over: [&dyn rusqlite::ToSql; 3] =
+                [&purge.before, &purge.idle_before, &purge.started_before];
             let purged = Purged {
-                refresh_tokens: run(PURGE_TOKENS, &[&purge.before])?,
-                sessions: run(PURGE_SESSIONS, &[&purge.before, &purge.idle_before])?,
+                refresh_tokens: run(PURGE_TOKENS, &over)?,
+                sessions: run(PURGE_SESSIONS, &over)?,
                 signing_keys: run(PURGE_KEYS, &[&purge.keys_superseded_before])?,
                 throttle_buckets: run(PURGE_THROTTLE, &[&purge.throttle_before])?,
+                known_addresses: run(PURGE_KNOWN_ADDRESSES, &[&purge.known_before])?,
             };
             Ok(purged)
         })
@@ -949,6 +889,96 @@ impl Store for SqliteStore {
     }
 }
 
+/// Reads the presented token, lets [`judge`](crate::auth::sessions::judge) decide, and carries
+/// out the verdict, inside the writer's transaction.
+fn redeem_judged(conn: &Connection, redeem: &Redeem) -> Result<Redeemed, StoreError> {
+    let found = conn
+        .prepare_cached(
+            "SELECT t.session_id, s.user_id, t.expires_at, t.consumed_at, s.created_at,
+                    s.ended_at IS NOT NULL, u.is_active,
+                    -- Only for a consumed token (the retry grace): CASE skips the lookup.
+                    CASE WHEN t.consumed_at IS NOT NULL THEN
+                        EXISTS (SELECT 1 FROM refresh_tokens n
+                                WHERE n.token_hash = ?2 AND n.session_id = t.session_id
+                                  AND n.consumed_at IS NULL)
+                    ELSE FALSE END
+             FROM refresh_tokens t
+             JOIN sessions s ON s.id = t.session_id
+             JOIN users u ON u.id = s.user_id
+             WHERE t.token_hash = ?1",
+        )
+        .and_then(|mut select| {
+            select
+                .query_row(
+                    params![&redeem.presented[..], &redeem.successor[..]],
+                    |row| {
+                        let token = PresentedToken {
+                            expires_at: row.get(2)?,
+                            consumed_at: row.get(3)?,
+                            session_created_at: row.get(4)?,
+                            session_ended: row.get(5)?,
+                            user_active: row.get(6)?,
+                            successor_is_live: row.get(7)?,
+                        };
+                        Ok((session_id(row.get(0)?), row.get::<_, UserId>(1)?, token))
+                    },
+                )
+                .optional()
+        })
+        .map_err(database_error)?;
+
+    let Some((session_id, user_id, token)) = found else {
+        return Ok(Redeemed::Rejected);
+    };
+    let now = redeem.now;
+    let outcome = match redeem.judge(&token) {
+        Verdict::Accept => {
+            consume(conn, &redeem.presented, now)?;
+            match redeem.redemption {
+                Redemption::Rotate { expires_at } => {
+                    insert_refresh_token(conn, &redeem.successor, &session_id, now, expires_at)?;
+                    conn.prepare_cached(
+                        // Within the same second there is nothing to write.
+                        "UPDATE sessions SET last_seen_at = ?2
+                         WHERE id = ?1 AND last_seen_at <> ?2",
+                    )
+                    .and_then(|mut touch| touch.execute(params![session_id.as_bytes(), now]))
+                    .map_err(database_error)?;
+                }
+                Redemption::EndSession => {
+                    end_sessions_where(
+                        conn,
+                        "id = ?1",
+                        session_id.as_bytes(),
+                        EndReason::Logout,
+                        now,
+                    )?;
+                }
+            }
+            Redeemed::Accepted {
+                user_id,
+                session_id,
+            }
+        }
+        Verdict::Repeat => Redeemed::Repeated {
+            user_id,
+            session_id,
+        },
+        Verdict::EndSessionForReuse => {
+            end_sessions_where(
+                conn,
+                "id = ?1",
+                session_id.as_bytes(),
+                EndReason::RefreshTokenReused,
+                now,
+            )?;
+            Redeemed::ReuseDetected
+        }
+        Verdict::Reject => Redeemed::Rejected,
+    };
+    Ok(outcome)
+}
+
 /// One hit in a fixed window of `?3` seconds: a window that has passed starts again at `?2`.
 const THROTTLE_HIT: &str =
     "INSERT INTO throttle_buckets (key, window_start, hits) VALUES (?1, ?2, 1)
@@ -957,13 +987,26 @@ const THROTTLE_HIT: &str =
         window_start = CASE WHEN window_start + ?3 <= ?2 THEN ?2 ELSE window_start END
     RETURNING window_start, hits";
 
-/// Consumed or expired tokens from before `?1` (a live session keeps its live token).
-const PURGE_TOKENS: &str = "DELETE FROM refresh_tokens
-    WHERE (consumed_at IS NOT NULL AND consumed_at < ?1) OR expires_at < ?1";
+/// Sessions that are over: ended before `?1`, unused since `?2` (their tokens have all
+/// expired), or started before `?3` (past their absolute lifetime, when one is set). Until
+/// then a session keeps the digests of all its consumed tokens, so that a replay of any of
+/// them is recognised and ends it.
+macro_rules! sessions_over {
+    () => {
+        "(ended_at IS NOT NULL AND ended_at < ?1) OR last_seen_at < ?2
+         OR (?3 IS NOT NULL AND created_at < ?3)"
+    };
+}
 
-/// Sessions that ended before `?1`, or unused since `?2` (their tokens have all expired).
-const PURGE_SESSIONS: &str = "DELETE FROM sessions
-    WHERE (ended_at IS NOT NULL AND ended_at < ?1) OR last_seen_at < ?2";
+const PURGE_TOKENS: &str = concat!(
+    "DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE ",
+    sessions_over!(),
+    ")"
+);
+
+const PURGE_SESSIONS: &str = concat!("DELETE FROM sessions WHERE ", sessions_over!());
+
+const PURGE_KNOWN_ADDRESSES: &str = "DELETE FROM known_addresses WHERE last_login_at < ?1";
 
 /// Keys other than the newest, once the newest has signed for longer than an access token lives.
 const PURGE_KEYS: &str = "DELETE FROM signing_keys
@@ -971,6 +1014,44 @@ const PURGE_KEYS: &str = "DELETE FROM signing_keys
       AND (SELECT max(created_at) FROM signing_keys) < ?1";
 
 const PURGE_THROTTLE: &str = "DELETE FROM throttle_buckets WHERE window_start < ?1";
+
+/// How long an attempt must wait because `bucket` would hold `more` attempts past its limit
+/// (`None`: there is room).
+fn bucket_wait(
+    conn: &Connection,
+    bucket: &Bucket,
+    more: i64,
+    now: i64,
+) -> Result<Option<i64>, StoreError> {
+    let counted = conn
+        .prepare_cached(
+            "SELECT window_start, hits FROM throttle_buckets
+             WHERE key = ?1 AND window_start + ?2 > ?3",
+        )
+        .and_then(|mut select| {
+            select
+                .query_row(params![bucket.key, bucket.limit.window, now], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .optional()
+        })
+        .map_err(database_error)?;
+    let (window_start, hits) = counted.unwrap_or((now, 0));
+    Ok(bucket.limit.wait_after(window_start, hits + more, now))
+}
+
+/// Counts one attempt in `bucket`; how long it must wait if that took the bucket past its limit.
+fn bucket_hit(conn: &Connection, bucket: &Bucket, now: i64) -> Result<Option<i64>, StoreError> {
+    let (window_start, hits) = conn
+        .prepare_cached(THROTTLE_HIT)
+        .and_then(|mut hit| {
+            hit.query_row(params![bucket.key, now, bucket.limit.window], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+        })
+        .map_err(database_error)?;
+    Ok(bucket.limit.wait_after(window_start, hits, now))
+}
 
 fn select_signing_keys(conn: &Connection) -> rusqlite::Result<Vec<StoredKey>> {
     conn.prepare_cached(

@@ -153,6 +153,12 @@ pub trait Admin: Send + Sync {
 
     /// Picks up what the database holds now, as every instance does every few seconds.
     fn reload(&self) -> Pending<'_, ()>;
+
+    /// Sets a new password, ending every session (`restful-auth user set-password`).
+    fn set_password<'a>(&'a self, user_id: i64, password: &'a str) -> Pending<'a, ()>;
+
+    /// Deletes what housekeeping deletes after `retention` (`restful-auth purge`).
+    fn purge(&self, retention: std::time::Duration) -> Pending<'_, ()>;
 }
 
 impl<S: Store> Admin for Auth<S> {
@@ -184,6 +190,23 @@ impl<S: Store> Admin for Auth<S> {
 
     fn reload(&self) -> Pending<'_, ()> {
         Box::pin(async move { Auth::reload(self).await.expect("the store answers") })
+    }
+
+    fn set_password<'a>(&'a self, user_id: i64, password: &'a str) -> Pending<'a, ()> {
+        Box::pin(async move {
+            let password = restful_auth::auth::password::Password::new(password.to_owned());
+            Auth::set_password(self, user_id, password)
+                .await
+                .expect("the password is set");
+        })
+    }
+
+    fn purge(&self, retention: std::time::Duration) -> Pending<'_, ()> {
+        Box::pin(async move {
+            Auth::housekeeping(self, retention)
+                .await
+                .expect("the store answers");
+        })
     }
 }
 

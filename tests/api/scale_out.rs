@@ -198,7 +198,7 @@ async fn instances_starting_at_once_migrate_the_database_once() {
         .into_iter()
         .map(|row| String::from_utf8(row[0].clone().unwrap()).unwrap())
         .collect();
-    assert_eq!(versions, ["1", "2"]);
+    assert_eq!(versions, ["1", "2", "3"]);
 }
 
 /// The database goes away (connections cut, new ones refused) and comes back.

@@ -261,6 +261,7 @@ async fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
 async fn throttling_can_be_switched_off() {
     let app = spawn_app_with(|config| {
         config.throttle_login_account = restful_auth::config::Limit(None);
+        config.throttle_login_account_ip = restful_auth::config::Limit(None);
     })
     .await;
     let ann = app.register_user("ann@example.org").await;
@@ -576,6 +577,7 @@ async fn a_login_flood_beyond_the_hash_queue_is_shed_with_503_and_retry_after() 
         config.hash_concurrency = std::num::NonZeroUsize::new(1);
         config.hash_queue_limit = 1;
         config.throttle_login_account = restful_auth::config::Limit(None);
+        config.throttle_login_account_ip = restful_auth::config::Limit(None);
     })
     .await;
     let (ann, tokens) = app.register_and_login().await;
@@ -622,4 +624,284 @@ async fn a_login_flood_beyond_the_hash_queue_is_shed_with_503_and_retry_after() 
         StatusCode::OK,
         "it recovers"
     );
+}
+
+async fn login_from(app: &TestApp, peer: &str, email: &str, password: &str) -> TestResponse {
+    from_peer(app, peer, "/api/login/", &credentials(email, password)).await
+}
+
+fn limit(text: &str) -> restful_auth::config::Limit {
+    restful_auth::config::Limit(Some(text.parse().expect("a valid limit")))
+}
+
+#[tokio::test]
+async fn strangers_failing_from_many_addresses_cannot_lock_the_owner_out() {
+    let app = spawn_app().await;
+    let ann = app.register_user("ann@example.org").await;
+    let owners_address = "203.0.113.1";
+    let first = login_from(&app, owners_address, &ann.email, PASSWORD).await;
+    assert_eq!(first.status, StatusCode::OK);
+
+    // Five failures from each of five addresses: every stranger's own bucket is full, and
+    // so is the account's bucket for addresses it does not know (20 per hour).
+    for stranger in 1..=5 {
+        let address = format!("198.51.100.{stranger}");
+        for _ in 0..5 {
+            let guess = credentials(&ann.email, "a wrong guess");
+            let answer = from_peer(&app, &address, "/api/login/", &guess).await;
+            assert_ne!(answer.status, StatusCode::OK);
+        }
+    }
+    let owner = login_from(&app, owners_address, &ann.email, PASSWORD).await;
+    let new_place = login_from(&app, "192.0.2.7", &ann.email, PASSWORD).await;
+
+    assert_eq!(owner.status, StatusCode::OK, "the owner's known address");
+    assert_throttled(&new_place);
+}
+
+#[tokio::test]
+async fn a_throttled_login_answers_alike_whether_the_password_is_right_or_not() {
+    let app = spawn_app().await;
+    let ann = app.register_user("ann@example.org").await;
+    for _ in 0..5 {
+        let guess = credentials(&ann.email, "a wrong guess");
+        from_peer(&app, "198.51.100.1", "/api/login/", &guess).await;
+    }
+
+    let right = login_from(&app, "198.51.100.1", &ann.email, PASSWORD).await;
+    let wrong = login_from(&app, "198.51.100.1", &ann.email, "nope").await;
+
+    assert_throttled(&right);
+    assert_throttled(&wrong);
+    assert_eq!(right.body, wrong.body);
+}
+
+#[tokio::test]
+async fn an_ipv6_client_is_throttled_by_its_slash_64_not_by_each_address() {
+    let app = spawn_app_with(|config| config.throttle_login_ip = limit("3/1m")).await;
+    let ann = app.register_user("ann@example.org").await;
+
+    for host in ["::1", "::2", "::3"] {
+        let peer = format!("2001:db8:1:2{host}");
+        let guess = credentials(&format!("nobody{host}@example.org"), "guess");
+        let answer = from_peer(&app, &format!("[{peer}]"), "/api/login/", &guess).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{peer}");
+    }
+    let same_network = from_peer(
+        &app,
+        "[2001:db8:1:2:ffff::99]",
+        "/api/login/",
+        &credentials(&ann.email, PASSWORD),
+    )
+    .await;
+    let next_network = from_peer(
+        &app,
+        "[2001:db8:1:3::1]",
+        "/api/login/",
+        &credentials(&ann.email, PASSWORD),
+    )
+    .await;
+
+    assert_throttled(&same_network);
+    assert_eq!(next_network.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn invalid_refresh_tokens_are_throttled_per_address_at_refresh_and_logout() {
+    let app = spawn_app_with(|config| config.throttle_refresh_ip = limit("3/1m")).await;
+    let (_, tokens) = app.register_and_login().await;
+    let unknown = json!({"refresh_token": "6f1c2a4e-3b7d-4c8e-9f10-2a3b4c5d6e7f"});
+
+    for path in ["/api/refresh/", "/api/logout/", "/api/refresh/"] {
+        let answer = from_peer(&app, "198.51.100.1", path, &unknown).await;
+        answer.assert_refresh_token_refused();
+    }
+    let valid = json!({"refresh_token": tokens.refresh});
+    let throttled_refresh = from_peer(&app, "198.51.100.1", "/api/refresh/", &valid).await;
+    let throttled_logout = from_peer(&app, "198.51.100.1", "/api/logout/", &valid).await;
+    let elsewhere = from_peer(&app, "198.51.100.2", "/api/refresh/", &valid).await;
+
+    assert_throttled(&throttled_refresh);
+    assert_throttled(&throttled_logout);
+    assert_eq!(
+        elsewhere.status,
+        StatusCode::OK,
+        "the throttled token was not looked at"
+    );
+}
+
+/// `times` logins with `password` at once, each in a task of its own.
+fn logins_in_flight(
+    app: &TestApp,
+    email: &str,
+    password: &str,
+    times: usize,
+) -> Vec<tokio::task::JoinHandle<TestResponse>> {
+    (0..times)
+        .map(|_| {
+            let router = app.router.clone();
+            let body = credentials(email, password);
+            tokio::spawn(async move {
+                let request = Request::post("/api/login/")
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(body.to_string()))
+                    .unwrap();
+                let response = tower::ServiceExt::oneshot(router, request).await.unwrap();
+                let (status, headers) = (response.status(), response.headers().clone());
+                let bytes = http_body_util::BodyExt::collect(response.into_body())
+                    .await
+                    .unwrap()
+                    .to_bytes();
+                TestResponse {
+                    status,
+                    headers,
+                    body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                    bytes: bytes.to_vec(),
+                }
+            })
+        })
+        .collect()
+}
+
+async fn access_tokens_of(logins: Vec<tokio::task::JoinHandle<TestResponse>>) -> Vec<String> {
+    let mut issued = Vec::new();
+    for login in logins {
+        let answer = login.await.unwrap();
+        if answer.status == StatusCode::OK {
+            issued.push(tokens_of(&answer).access);
+        } else {
+            answer.assert_invalid_credentials();
+        }
+    }
+    issued
+}
+
+fn without_login_throttles(config: &mut restful_auth::config::Config) {
+    config.throttle_login_account = restful_auth::config::Limit(None);
+    config.throttle_login_account_ip = restful_auth::config::Limit(None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_login_in_flight_outlives_a_password_change() {
+    let app = spawn_app_with(without_login_throttles).await;
+    let (ann, own) = app.register_and_login().await;
+    let new_password = "an entirely new passphrase";
+
+    let logins = logins_in_flight(&app, &ann.email, PASSWORD, 30);
+    let changed = change_password(
+        &app,
+        &own.access,
+        &json!({"old_password": PASSWORD, "new_password": new_password}),
+    )
+    .await;
+    let issued = access_tokens_of(logins).await;
+
+    assert_eq!(changed.status, StatusCode::OK, "{changed:?}");
+    for access in &issued {
+        app.get_me(access).await.assert_access_token_refused();
+    }
+    assert_eq!(app.get_me(&own.access).await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_login_in_flight_outlives_a_deactivation() {
+    let app = spawn_app_with(without_login_throttles).await;
+    let ann = app.register_user("ann@example.org").await;
+
+    let logins = logins_in_flight(&app, &ann.email, PASSWORD, 30);
+    // Every login has read the account (active) and most wait for the hashing pool.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    app.deactivate(ann.id).await;
+    let issued = access_tokens_of(logins).await;
+    app.activate(ann.id).await;
+
+    for access in &issued {
+        app.get_me(access).await.assert_access_token_refused();
+    }
+}
+
+/// A Django `argon2$argon2id$…` hash of `password` that takes a while to verify (64 MiB,
+/// 8 passes: within the bounds), so that a login verifying it is still at it when an
+/// administrator resets the password.
+fn slow_django_argon2(password: &str) -> String {
+    use argon2::PasswordHasher as _;
+    let params = argon2::Params::new(64 * 1024, 8, 1, None).unwrap();
+    let argon2 = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let salt = argon2::password_hash::SaltString::encode_b64(b"sixteen byte salt").unwrap();
+    let phc = argon2.hash_password(password.as_bytes(), &salt).unwrap();
+    format!("argon2{phc}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_login_that_rehashes_an_imported_hash_cannot_undo_an_administrators_reset() {
+    let app = spawn_app().await;
+    let ann = app.register_user("ann@example.org").await;
+    let imported = slow_django_argon2("a django-era passphrase");
+    app.query(&format!(
+        "UPDATE users SET password_hash = '{imported}' WHERE id = {}",
+        ann.id
+    ));
+    let reset_password = "the administrator's new passphrase";
+
+    let login = logins_in_flight(&app, &ann.email, "a django-era passphrase", 1);
+    // The login is verifying the slow hash (about a second) while the reset commits.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.admin.set_password(ann.id, reset_password).await;
+    let login = login.into_iter().next().unwrap().await.unwrap();
+
+    login.assert_invalid_credentials();
+    assert_eq!(
+        app.login(&ann.email, reset_password).await.status,
+        StatusCode::OK
+    );
+    app.login(&ann.email, "a django-era passphrase")
+        .await
+        .assert_invalid_credentials();
+}
+
+#[tokio::test]
+async fn a_replayed_token_ends_its_session_even_after_housekeeping_has_run() {
+    let app = spawn_app().await;
+    let (_, first) = app.register_and_login().await;
+    let second = app.refresh_ok(&first.refresh).await;
+    let live = app.refresh_ok(&second.refresh).await;
+    // The first two were consumed eight days ago, longer ago than the retention.
+    let eight_days = 8 * 24 * 3600;
+    app.query(&format!(
+        "UPDATE refresh_tokens SET consumed_at = consumed_at - {eight_days},
+                                   issued_at = issued_at - {eight_days}
+         WHERE consumed_at IS NOT NULL"
+    ));
+
+    app.admin.purge(Duration::from_secs(7 * 24 * 3600)).await;
+    let replay = app.refresh(&first.refresh).await;
+
+    replay.assert_refresh_token_refused();
+    app.get_me(&live.access).await.assert_access_token_refused();
+    app.refresh(&live.refresh)
+        .await
+        .assert_refresh_token_refused();
+}
+
+#[tokio::test]
+async fn housekeeping_deletes_a_session_once_it_is_over_with_all_its_tokens() {
+    let app = spawn_app().await;
+    let (ann, ended) = app.register_and_login().await;
+    let kept = app.login_user(&ann).await;
+    let consumed = app.refresh_ok(&ended.refresh).await;
+    app.logout(&consumed.refresh).await;
+    let eight_days = 8 * 24 * 3600;
+    app.query(&format!(
+        "UPDATE sessions SET ended_at = ended_at - {eight_days} WHERE ended_at IS NOT NULL"
+    ));
+
+    app.admin.purge(Duration::from_secs(7 * 24 * 3600)).await;
+
+    assert_eq!(app.count_rows("sessions"), 1);
+    assert_eq!(
+        app.count_rows("refresh_tokens"),
+        1,
+        "the kept session's live token"
+    );
+    assert_eq!(app.get_me(&kept.access).await.status, StatusCode::OK);
 }
