@@ -583,6 +583,72 @@ async fn no_secret_reaches_a_log_line() {
     }
 }
 
+/// The request lines of a `--log-format json` log, by path: each line's fields.
+fn request_lines(log: &str, path: &str) -> Vec<Value> {
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .map(|line| line["fields"].clone())
+        .filter(|fields| fields["message"] == "answered" && fields["path"] == path)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_request_line_names_the_client_and_the_authenticated_user_and_session() {
+    let service = Service::start(&["--log-format", "json"]);
+    let client = reqwest::Client::new();
+    let (_, registered) = post(
+        &client,
+        service.url("/api/register/"),
+        json!({"email": "seen@example.org", "password": PASSWORD}),
+    )
+    .await;
+    let (_, tokens) = login(&service, "seen@example.org", PASSWORD).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let sessions: Value = client
+        .get(service.url("/api/sessions/"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    assert_eq!(me(&service, access).await, 200);
+    assert_eq!(me(&service, "not-a-token").await, 401);
+    std::thread::sleep(Duration::from_millis(200));
+
+    let log = service.log_text();
+    let me_lines = request_lines(&log, "/api/me/");
+    let [authenticated, refused] = &me_lines[..] else {
+        panic!("two /api/me/ lines expected: {log}");
+    };
+    assert_eq!(authenticated["status"], 200, "{authenticated}");
+    assert_eq!(authenticated["client"], "127.0.0.1", "{authenticated}");
+    assert_eq!(
+        authenticated["user_id"], registered["id"],
+        "{authenticated}"
+    );
+    assert_eq!(
+        authenticated["session_id"], sessions[0]["id"],
+        "{authenticated}"
+    );
+    assert_eq!(refused["client"], "127.0.0.1", "{refused}");
+    assert!(refused.get("user_id").is_none(), "{refused}");
+    assert!(refused.get("session_id").is_none(), "{refused}");
+    let login_line = &request_lines(&log, "/api/login/")[0];
+    assert_eq!(login_line["client"], "127.0.0.1", "{login_line}");
+    assert!(login_line.get("user_id").is_none(), "{login_line}");
+    let access_signature = access.rsplit('.').next().unwrap();
+    for secret in [
+        access,
+        access_signature,
+        tokens["refresh_token"].as_str().unwrap(),
+    ] {
+        assert!(!log.contains(secret), "{secret:?} reached the log");
+    }
+}
+
 #[tokio::test]
 async fn user_commands_create_list_and_deactivate_accounts() {
     let directory = tempfile::tempdir().unwrap();
