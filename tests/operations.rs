@@ -650,6 +650,55 @@ async fn the_request_line_names_the_client_and_the_authenticated_user_and_sessio
 }
 
 #[tokio::test]
+async fn x_forwarded_for_from_an_untrusted_peer_is_warned_about_once_without_its_value() {
+    let service = Service::start(&[]);
+    let client = reqwest::Client::new();
+
+    for forged in ["198.51.100.71", "198.51.100.72"] {
+        let answer = client
+            .get(service.url("/healthz"))
+            .header("X-Forwarded-For", forged)
+            .send();
+        assert_eq!(answer.await.unwrap().status(), 200);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+
+    let log = service.log_text();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("X-Forwarded-For"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(
+        warnings[0].contains("WARN")
+            && warnings[0].contains("X-Forwarded-For from 127.0.0.1 ignored")
+            && warnings[0].contains("--trusted-proxies"),
+        "{}",
+        warnings[0]
+    );
+    assert!(
+        !log.contains("198.51.100.7"),
+        "a header value was logged: {log}"
+    );
+}
+
+#[tokio::test]
+async fn x_forwarded_for_from_a_trusted_proxy_is_not_warned_about() {
+    let service = Service::start(&["--trusted-proxies", "127.0.0.1/32"]);
+
+    let answer = reqwest::Client::new()
+        .get(service.url("/healthz"))
+        .header("X-Forwarded-For", "198.51.100.71")
+        .send();
+    assert_eq!(answer.await.unwrap().status(), 200);
+    std::thread::sleep(Duration::from_millis(200));
+
+    let log = service.log_text();
+    assert!(log.contains("answered"), "the log was captured: {log}");
+    assert!(!log.contains("X-Forwarded-For"), "{log}");
+}
+
+#[tokio::test]
 async fn user_commands_create_list_and_deactivate_accounts() {
     let directory = tempfile::tempdir().unwrap();
     let database = directory.path().join("admin.sqlite3");

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use axum::body::Bytes;
@@ -339,6 +340,9 @@ fn client_ip(
     trusted: &TrustedProxies,
 ) -> IpAddr {
     if !trusted.contains(&peer) {
+        if forwarded.iter().next().is_some() {
+            warn_of_untrusted_forwarding(peer);
+        }
         return peer;
     }
     // From the right, each hop was written by the proxy after it; the first one that is not
@@ -357,6 +361,19 @@ fn client_ip(
         }
     }
     client
+}
+
+/// A proxy left out of `--trusted-proxies` makes every client look like the proxy, which
+/// throttles them all together: say so, once per process (such a proxy forwards every request).
+/// The header's value is the client's to write, so it is not logged.
+fn warn_of_untrusted_forwarding(peer: IpAddr) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.load(Ordering::Relaxed) && !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            "X-Forwarded-For from {peer} ignored: that peer is not in --trusted-proxies; \
+             behind a proxy, set --trusted-proxies (RESTFUL_AUTH_TRUSTED_PROXIES) to its address"
+        );
+    }
 }
 
 #[cfg(test)]
