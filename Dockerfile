@@ -1,6 +1,11 @@
 # restful-auth: a small image with the release binary only.
 #   docker build -t restful-auth .
 #   docker run -p 8000:8000 -v restful-auth-data:/data restful-auth
+# Behind a reverse proxy, trust it, or every client shares the proxy's address (and its
+# throttle buckets):
+#   docker run -p 8000:8000 -v restful-auth-data:/data \
+#     -e RESTFUL_AUTH_TRUSTED_PROXIES=<the proxy's address or network> restful-auth
+# e.g. 172.17.0.1/32 for a proxy on the Docker host, or the proxy container's network.
 
 FROM rust:1-bookworm AS build
 WORKDIR /src

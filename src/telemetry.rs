@@ -1,4 +1,5 @@
-//! Logging: one line per request (method, path, request id, status, latency), written by
+//! Logging: one line per request (method, path, request id, status, latency, client address,
+//! and the user and session of an accepted access token), written by
 //! [`crate::http::observe::log_request`]. Bodies and headers are never logged, so no password or
 //! token can reach a log line.
 

@@ -583,6 +583,121 @@ async fn no_secret_reaches_a_log_line() {
     }
 }
 
+/// The request lines of a `--log-format json` log, by path: each line's fields.
+fn request_lines(log: &str, path: &str) -> Vec<Value> {
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .map(|line| line["fields"].clone())
+        .filter(|fields| fields["message"] == "answered" && fields["path"] == path)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_request_line_names_the_client_and_the_authenticated_user_and_session() {
+    let service = Service::start(&["--log-format", "json"]);
+    let client = reqwest::Client::new();
+    let (_, registered) = post(
+        &client,
+        service.url("/api/register/"),
+        json!({"email": "seen@example.org", "password": PASSWORD}),
+    )
+    .await;
+    let (_, tokens) = login(&service, "seen@example.org", PASSWORD).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let sessions: Value = client
+        .get(service.url("/api/sessions/"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    assert_eq!(me(&service, access).await, 200);
+    assert_eq!(me(&service, "not-a-token").await, 401);
+    std::thread::sleep(Duration::from_millis(200));
+
+    let log = service.log_text();
+    let me_lines = request_lines(&log, "/api/me/");
+    let [authenticated, refused] = &me_lines[..] else {
+        panic!("two /api/me/ lines expected: {log}");
+    };
+    assert_eq!(authenticated["status"], 200, "{authenticated}");
+    assert_eq!(authenticated["client"], "127.0.0.1", "{authenticated}");
+    assert_eq!(
+        authenticated["user_id"], registered["id"],
+        "{authenticated}"
+    );
+    assert_eq!(
+        authenticated["session_id"], sessions[0]["id"],
+        "{authenticated}"
+    );
+    assert_eq!(refused["client"], "127.0.0.1", "{refused}");
+    assert!(refused.get("user_id").is_none(), "{refused}");
+    assert!(refused.get("session_id").is_none(), "{refused}");
+    let login_line = &request_lines(&log, "/api/login/")[0];
+    assert_eq!(login_line["client"], "127.0.0.1", "{login_line}");
+    assert!(login_line.get("user_id").is_none(), "{login_line}");
+    let access_signature = access.rsplit('.').next().unwrap();
+    for secret in [
+        access,
+        access_signature,
+        tokens["refresh_token"].as_str().unwrap(),
+    ] {
+        assert!(!log.contains(secret), "{secret:?} reached the log");
+    }
+}
+
+#[tokio::test]
+async fn x_forwarded_for_from_an_untrusted_peer_is_warned_about_once_without_its_value() {
+    let service = Service::start(&[]);
+    let client = reqwest::Client::new();
+
+    for forged in ["198.51.100.71", "198.51.100.72"] {
+        let answer = client
+            .get(service.url("/healthz"))
+            .header("X-Forwarded-For", forged)
+            .send();
+        assert_eq!(answer.await.unwrap().status(), 200);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+
+    let log = service.log_text();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("X-Forwarded-For"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(
+        warnings[0].contains("WARN")
+            && warnings[0].contains("X-Forwarded-For from 127.0.0.1 ignored")
+            && warnings[0].contains("--trusted-proxies"),
+        "{}",
+        warnings[0]
+    );
+    assert!(
+        !log.contains("198.51.100.7"),
+        "a header value was logged: {log}"
+    );
+}
+
+#[tokio::test]
+async fn x_forwarded_for_from_a_trusted_proxy_is_not_warned_about() {
+    let service = Service::start(&["--trusted-proxies", "127.0.0.1/32"]);
+
+    let answer = reqwest::Client::new()
+        .get(service.url("/healthz"))
+        .header("X-Forwarded-For", "198.51.100.71")
+        .send();
+    assert_eq!(answer.await.unwrap().status(), 200);
+    std::thread::sleep(Duration::from_millis(200));
+
+    let log = service.log_text();
+    assert!(log.contains("answered"), "the log was captured: {log}");
+    assert!(!log.contains("X-Forwarded-For"), "{log}");
+}
+
 #[tokio::test]
 async fn user_commands_create_list_and_deactivate_accounts() {
     let directory = tempfile::tempdir().unwrap();

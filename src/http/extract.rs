@@ -3,7 +3,8 @@
 
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
@@ -14,7 +15,7 @@ use serde_json::{Map, Value};
 
 use super::error::{ApiError, FieldErrors};
 use crate::auth::tokens::AccessClaims;
-use crate::auth::{Auth, Client, Profile};
+use crate::auth::{Auth, Client, Profile, SessionId, UserId};
 use crate::store::Store;
 
 /// Largest request body read; anything longer is refused before it is parsed.
@@ -228,6 +229,9 @@ impl<S: Store> FromRequestParts<Arc<Auth<S>>> for AuthUser {
             .profile(&claims)
             .await?
             .ok_or(ApiError::InvalidAccessToken)?;
+        if let Some(requester) = parts.extensions.get::<Arc<Requester>>() {
+            requester.authenticated_as(claims.user_id, claims.sid);
+        }
         Ok(AuthUser { claims, profile })
     }
 }
@@ -273,15 +277,49 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
         });
         let ip = parts
             .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(address)| {
-                let trusted = parts.extensions.get::<TrustedProxies>();
-                let forwarded = parts.headers.get_all("x-forwarded-for");
-                client_ip(address.ip(), forwarded, trusted).to_string()
-            });
+            .get::<Arc<Requester>>()
+            .and_then(|requester| requester.address)
+            .map(|address| address.to_string());
         Ok(Client { user_agent, ip })
     }
 }
+
+/// Who sent a request, as far as it is known: the client's address, and the account and
+/// session once [`AuthUser`] has accepted the request's token. The log middleware puts it in
+/// the request's extensions before the request is routed, so the address is worked out once,
+/// and writes it on the request's line after the answer.
+#[derive(Debug)]
+pub struct Requester {
+    /// The client address (see [`client_ip`]); none for a request that came over no socket
+    /// (a router driven in-process).
+    pub address: Option<IpAddr>,
+    caller: OnceLock<(UserId, SessionId)>,
+}
+
+impl Requester {
+    /// The requester of `request` as it arrives, before anyone has authenticated it.
+    pub fn of(request: &Request, trusted: &TrustedProxies) -> Requester {
+        let peer = request.extensions().get::<ConnectInfo<SocketAddr>>();
+        let forwarded = request.headers().get_all(X_FORWARDED_FOR);
+        let address = peer.map(|ConnectInfo(peer)| client_ip(peer.ip(), forwarded, trusted));
+        Requester {
+            address,
+            caller: OnceLock::new(),
+        }
+    }
+
+    /// The account and session whose access token the request carried, if it was accepted.
+    pub fn caller(&self) -> Option<(UserId, SessionId)> {
+        self.caller.get().copied()
+    }
+
+    fn authenticated_as(&self, user_id: UserId, session_id: SessionId) {
+        // A second `AuthUser` of the same request saw the same token: nothing new to keep.
+        let _ = self.caller.set((user_id, session_id));
+    }
+}
+
+const X_FORWARDED_FOR: header::HeaderName = header::HeaderName::from_static("x-forwarded-for");
 
 /// Proxies whose `X-Forwarded-For` is believed, set by the router from the configuration.
 #[derive(Debug, Clone, Default)]
@@ -299,11 +337,14 @@ impl TrustedProxies {
 fn client_ip(
     peer: IpAddr,
     forwarded: header::GetAll<'_, HeaderValue>,
-    trusted: Option<&TrustedProxies>,
+    trusted: &TrustedProxies,
 ) -> IpAddr {
-    let Some(trusted) = trusted.filter(|trusted| trusted.contains(&peer)) else {
+    if !trusted.contains(&peer) {
+        if forwarded.iter().next().is_some() {
+            warn_of_untrusted_forwarding(peer);
+        }
         return peer;
-    };
+    }
     // From the right, each hop was written by the proxy after it; the first one that is not
     // a trusted proxy (or not an address at all: then the last trusted one) is the client.
     let hops: Vec<&str> = forwarded
@@ -320,6 +361,19 @@ fn client_ip(
         }
     }
     client
+}
+
+/// A proxy left out of `--trusted-proxies` makes every client look like the proxy, which
+/// throttles them all together: say so, once per process (such a proxy forwards every request).
+/// The header's value is the client's to write, so it is not logged.
+fn warn_of_untrusted_forwarding(peer: IpAddr) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.load(Ordering::Relaxed) && !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            "X-Forwarded-For from {peer} ignored: that peer is not in --trusted-proxies; \
+             behind a proxy, set --trusted-proxies (RESTFUL_AUTH_TRUSTED_PROXIES) to its address"
+        );
+    }
 }
 
 #[cfg(test)]
@@ -343,28 +397,28 @@ mod tests {
             map.insert("x-forwarded-for", HeaderValue::from_str(value).unwrap());
             map
         };
-        let ip = |peer: IpAddr, value: &str, trusted: Option<&TrustedProxies>| {
+        let ip = |peer: IpAddr, value: &str, trusted: &TrustedProxies| {
             let map = headers(value);
             client_ip(peer, map.get_all("x-forwarded-for"), trusted).to_string()
         };
         let stranger: IpAddr = "203.0.113.9".parse().unwrap();
-        assert_eq!(ip(stranger, "198.51.100.7", Some(&trusted)), "203.0.113.9");
-        assert_eq!(ip(proxy, "198.51.100.7", None), "10.0.0.1");
+        assert_eq!(ip(stranger, "198.51.100.7", &trusted), "203.0.113.9");
         assert_eq!(
-            ip(proxy, "1.2.3.4, 198.51.100.7", Some(&trusted)),
+            ip(proxy, "198.51.100.7", &TrustedProxies::default()),
+            "10.0.0.1"
+        );
+        assert_eq!(ip(proxy, "1.2.3.4, 198.51.100.7", &trusted), "198.51.100.7");
+        assert_eq!(
+            ip(proxy, "198.51.100.7, 10.0.0.2", &trusted),
             "198.51.100.7"
         );
-        assert_eq!(
-            ip(proxy, "198.51.100.7, 10.0.0.2", Some(&trusted)),
-            "198.51.100.7"
-        );
-        assert_eq!(ip(proxy, "garbage", Some(&trusted)), "10.0.0.1");
+        assert_eq!(ip(proxy, "garbage", &trusted), "10.0.0.1");
         // A client cannot hide behind junk of its own: the proxy's hop is read first.
         assert_eq!(
-            ip(proxy, "6.6.6.6, junk, 198.51.100.7", Some(&trusted)),
+            ip(proxy, "6.6.6.6, junk, 198.51.100.7", &trusted),
             "198.51.100.7"
         );
-        assert_eq!(ip(proxy, "6.6.6.6, junk", Some(&trusted)), "10.0.0.1");
+        assert_eq!(ip(proxy, "6.6.6.6, junk", &trusted), "10.0.0.1");
     }
 
     #[test]

@@ -89,11 +89,12 @@ pub fn router_with<S: Store>(auth: AppState<S>, options: &Options) -> Router {
         // preflights (which the CORS layer answers itself) too.
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(middleware::from_fn(observe::log_request))
+        // Works out the client address for the log line and for the handlers (see `Requester`).
+        .layer(middleware::from_fn_with_state(
+            extract::TrustedProxies(Arc::new(options.trusted_proxies.clone())),
+            observe::log_request,
+        ))
         .option_layer(cors)
-        .layer(axum::Extension(extract::TrustedProxies(Arc::new(
-            options.trusted_proxies.clone(),
-        ))))
         .layer(middleware::from_fn(method_not_allowed_as_json))
         .service(routes(auth, options));
     Router::new().fallback_service(service)

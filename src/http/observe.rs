@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -13,9 +13,11 @@ use axum::response::{IntoResponse, Response};
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing::Level;
+use tracing::field::display;
 
 use super::AppState;
 use super::error::Incident;
+use super::extract::{Requester, TrustedProxies};
 use crate::store::Store;
 
 const METRICS_UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -124,14 +126,21 @@ fn method_label(method: &Method) -> &'static str {
 }
 
 /// One line per request, once answered: method, path (never the query), request id, status,
-/// latency, and any [`Incident`] (why a server error failed; a reused refresh token). Never
-/// headers or bodies, which carry tokens and passwords. One event and no span around the
-/// request: the span was a tenth of the instructions of `GET /api/me/` (callgrind).
-pub async fn log_request(request: Request, next: Next) -> Response {
+/// latency, the client address, the user and session ids when its access token was accepted,
+/// and any [`Incident`] (why a server error failed; a reused refresh token). Never headers or
+/// bodies, which carry tokens and passwords. One event and no span around the request: the
+/// span was a tenth of the instructions of `GET /api/me/` (callgrind).
+pub async fn log_request(
+    State(trusted): State<TrustedProxies>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let uri = request.uri().clone();
     let request_id = request.headers().get(super::REQUEST_ID).cloned();
+    let requester = Arc::new(Requester::of(&request, &trusted));
+    request.extensions_mut().insert(requester.clone());
     let response = next.run(request).await;
     let latency_ms = started.elapsed().as_micros() as f64 / 1e3;
     let status = response.status();
@@ -141,6 +150,10 @@ pub async fn log_request(request: Request, next: Next) -> Response {
         .as_ref()
         .and_then(|id| id.to_str().ok())
         .unwrap_or_default();
+    let client = requester.address.map(display);
+    let caller = requester.caller();
+    let user_id = caller.map(|(user_id, _)| user_id);
+    let session_id = caller.map(|(_, session_id)| display(session_id));
     macro_rules! log_line {
         ($level:expr, $message:literal $(, $error:expr)?) => {
             tracing::event!(
@@ -150,6 +163,9 @@ pub async fn log_request(request: Request, next: Next) -> Response {
                 request_id = %request_id,
                 status = status.as_u16(),
                 latency_ms,
+                client,
+                user_id,
+                session_id,
                 $(error = %$error,)?
                 $message
             )
