@@ -1,4 +1,4 @@
-//! The integration suite: every row of `CONTRACT.md` (beside this repository), driven through
+//! The integration suite: every row of `docs/CONTRACT.md`, driven through
 //! the real router. One binary, so the crate is linked once and the tests share `helpers`.
 
 mod helpers;
