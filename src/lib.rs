@@ -1,6 +1,7 @@
 //! restful-auth: a user-authentication REST service.
 //!
 //! The crate is layered so that each contract rule lives in one place:
+//! - [`clock`]: the current time, an input of the domain (a manual clock in tests);
 //! - [`config`]: command-line flags and their environment-variable twins;
 //! - [`auth`]: the domain — emails, passwords, tokens, sessions — with no HTTP and no SQL;
 //! - [`store`]: the storage trait, its SQLite implementation and the embedded migrations;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod http;
 pub mod store;

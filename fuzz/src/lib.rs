@@ -276,8 +276,9 @@ fn ready_body(response: axum::response::Response) -> Vec<u8> {
 }
 
 /// The key of the bearer oracle, and one token issued with it.
-fn keyring_and_token() -> &'static (Keyring, String) {
-    static ISSUED: OnceLock<(Keyring, String)> = OnceLock::new();
+/// A keyring, a token it issued, and when.
+fn keyring_and_token() -> &'static (Keyring, String, i64) {
+    static ISSUED: OnceLock<(Keyring, String, i64)> = OnceLock::new();
     ISSUED.get_or_init(|| {
         let keyring = Keyring::hs256(&[SigningKey::from_secret(
             b"fuzzing-only-secret-0123456789abcdef",
@@ -290,15 +291,15 @@ fn keyring_and_token() -> &'static (Keyring, String) {
         )
         .expect("a sane clock");
         let token = keyring.issue(7, uuid::Uuid::nil(), now, 3600);
-        (keyring, token)
+        (keyring, token, now)
     })
 }
 
 /// The `Authorization` reading and token verification: `data` as the header, then as a mask
 /// over a token we issued. A token verifies only when it is exactly one we issued.
 pub fn check_bearer(data: &[u8]) {
-    let (keyring, issued) = keyring_and_token();
-    check_authorization_header(data, keyring, issued);
+    let (keyring, issued, now) = keyring_and_token();
+    check_authorization_header(data, keyring, issued, *now);
 
     let mut forged = issued.clone().into_bytes();
     let length = forged.len();
@@ -306,7 +307,7 @@ pub fn check_bearer(data: &[u8]) {
         forged[index % length] ^= byte;
     }
     if let Ok(forged) = std::str::from_utf8(&forged)
-        && keyring.verify(forged).is_ok()
+        && keyring.verify(forged, *now).is_ok()
     {
         assert_eq!(forged, issued, "an altered token verified");
     }
@@ -314,7 +315,7 @@ pub fn check_bearer(data: &[u8]) {
 
 /// SimpleJWT's rule, spelled out independently: no header or another scheme means no
 /// credentials; `Bearer` takes exactly one more word; that word must verify.
-fn check_authorization_header(data: &[u8], keyring: &Keyring, issued: &str) {
+fn check_authorization_header(data: &[u8], keyring: &Keyring, issued: &str, now: i64) {
     let Ok(value) = HeaderValue::from_bytes(data) else {
         return; // no HTTP peer can send it
     };
@@ -331,7 +332,7 @@ fn check_authorization_header(data: &[u8], keyring: &Keyring, issued: &str) {
         Ok(token) => {
             assert!(bearer && words.len() == 2, "{data:?} was read as a token");
             assert_eq!(token.as_bytes(), words[1]);
-            if keyring.verify(token).is_ok() {
+            if keyring.verify(token, now).is_ok() {
                 assert_eq!(token, issued, "a token we did not issue verified");
             }
         }

@@ -2,12 +2,12 @@
 //! [`Store`] trait and knows nothing of HTTP.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::store::{
     Account, NewSession, NewUser, Purge, Purged, Redeem, Redeemed, SessionInfo, SessionScope,
@@ -124,12 +124,22 @@ pub struct Auth<S> {
     /// The flags' lifetimes, which stored settings override.
     default_lifetimes: Lifetimes,
     live: ArcSwap<Live>,
+    clock: Arc<dyn Clock>,
 }
 
 impl<S: Store> Auth<S> {
     /// Prepares the service on `store`, taking the signing keys from `config` or, when none
     /// is configured, from the store (generating the first at first start).
     pub async fn new(store: S, config: &Config) -> Result<Auth<S>, StoreError> {
+        Self::with_clock(store, config, Arc::new(SystemClock)).await
+    }
+
+    /// [`new`](Self::new), reading the time from `clock`.
+    pub async fn with_clock(
+        store: S,
+        config: &Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Auth<S>, StoreError> {
         let configured_keys = config.secret_key.as_ref().map(|newest| {
             std::iter::once(newest)
                 .chain(&config.previous_secret_keys)
@@ -144,7 +154,13 @@ impl<S: Store> Auth<S> {
                 max_session_lifetime: config.session_max_lifetime.map(seconds),
             },
         };
-        let live = Self::load_live(&store, configured_keys.as_deref(), default_lifetimes).await?;
+        let live = Self::load_live(
+            &store,
+            configured_keys.as_deref(),
+            default_lifetimes,
+            clock.now(),
+        )
+        .await?;
         Ok(Auth {
             store,
             hasher: Hasher::new(config.hash_concurrency(), config.hash_queue_limit),
@@ -155,6 +171,7 @@ impl<S: Store> Auth<S> {
             configured_keys,
             default_lifetimes,
             live: ArcSwap::from_pointee(live),
+            clock,
         })
     }
 
@@ -162,11 +179,12 @@ impl<S: Store> Auth<S> {
         store: &S,
         configured_keys: Option<&[SigningKey]>,
         defaults: Lifetimes,
+        now: i64,
     ) -> Result<Live, StoreError> {
         let keys = match configured_keys {
             Some(keys) => keys.to_vec(),
             None => store
-                .signing_keys(generate_key())
+                .signing_keys(generate_key(now))
                 .await?
                 .into_iter()
                 .map(|key| SigningKey {
@@ -181,7 +199,7 @@ impl<S: Store> Auth<S> {
             None => {
                 // First start. Several instances starting at once may each store one; the
                 // last stands, and all use it from their next reload on.
-                let key = generate_key().secret;
+                let key = generate_key(now).secret;
                 store
                     .put_setting(SUCCESSOR_KEY.to_owned(), key.clone())
                     .await?;
@@ -205,6 +223,7 @@ impl<S: Store> Auth<S> {
             &self.store,
             self.configured_keys.as_deref(),
             self.default_lifetimes,
+            self.clock.now(),
         )
         .await?;
         self.live.store(Arc::new(live));
@@ -236,7 +255,7 @@ impl<S: Store> Auth<S> {
         if self.configured_keys.is_some() {
             return Ok(None);
         }
-        let key = generate_key();
+        let key = generate_key(self.clock.now());
         let kid = key.kid.clone();
         self.store.add_signing_key(key).await?;
         Ok(Some(kid))
@@ -245,7 +264,7 @@ impl<S: Store> Auth<S> {
     /// Deletes consumed and expired tokens, long-ended sessions, retired keys and finished
     /// throttle windows; live sessions and their tokens stay.
     pub async fn housekeeping(&self, retention: std::time::Duration) -> Result<Purged, StoreError> {
-        let now = now();
+        let now = self.clock.now();
         let lifetimes = self.lifetimes();
         let before = now - seconds(retention);
         // A key signs for at most a reload interval after it is superseded, and its tokens
@@ -302,7 +321,11 @@ impl<S: Store> Auth<S> {
         if take.is_empty() && check.is_empty() {
             return Ok(());
         }
-        match self.store.throttle_take(take, check, now()).await? {
+        match self
+            .store
+            .throttle_take(take, check, self.clock.now())
+            .await?
+        {
             Some(retry_after) => {
                 metrics::counter!("throttled_requests_total", "limit" => limit).increment(1);
                 Err(AuthError::Throttled { retry_after })
@@ -350,7 +373,7 @@ impl<S: Store> Auth<S> {
                 username: email.as_str().to_owned(),
                 password_hash,
                 is_active: true,
-                now: now(),
+                now: self.clock.now(),
             })
             .await
             .map_err(AuthError::from)
@@ -372,7 +395,7 @@ impl<S: Store> Auth<S> {
                 username: username.into_string(),
                 password_hash,
                 is_active,
-                now: now(),
+                now: self.clock.now(),
             })
             .await
     }
@@ -388,7 +411,9 @@ impl<S: Store> Auth<S> {
 
     /// Deactivation ends every session of the account at once.
     pub async fn set_active(&self, user_id: UserId, active: bool) -> Result<bool, StoreError> {
-        self.store.set_active(user_id, active, now()).await
+        self.store
+            .set_active(user_id, active, self.clock.now())
+            .await
     }
 
     /// Replaces the password (an administrator's reset) and ends every session of the account;
@@ -396,7 +421,13 @@ impl<S: Store> Auth<S> {
     pub async fn set_password(&self, user_id: UserId, password: Password) -> Result<(), AuthError> {
         let password_hash = self.hasher.hash(password).await?;
         self.store
-            .set_password_hash(user_id, password_hash, None, Some(SessionScope::All), now())
+            .set_password_hash(
+                user_id,
+                password_hash,
+                None,
+                Some(SessionScope::All),
+                self.clock.now(),
+            )
             .await?;
         Ok(())
     }
@@ -452,7 +483,7 @@ impl<S: Store> Auth<S> {
             if let Some(ip_bucket) = buckets.ip {
                 // Past the limit already, it need not count any further.
                 self.store
-                    .throttle_take(vec![ip_bucket], Vec::new(), now())
+                    .throttle_take(vec![ip_bucket], Vec::new(), self.clock.now())
                     .await?;
             }
             return Err(AuthError::InvalidCredentials);
@@ -484,7 +515,7 @@ impl<S: Store> Auth<S> {
                     password_hash.clone(),
                     Some(verified_hash),
                     None,
-                    now(),
+                    self.clock.now(),
                 )
                 .await?;
             if !replaced {
@@ -495,7 +526,7 @@ impl<S: Store> Auth<S> {
 
         let session_id = Uuid::new_v4();
         let refresh_token = RefreshToken::generate();
-        let now = now();
+        let now = self.clock.now();
         let started = self
             .store
             .start_session(NewSession {
@@ -544,7 +575,7 @@ impl<S: Store> Auth<S> {
         );
         let known = match address {
             Some(address) => {
-                let since = now() - policy.known_address_lifetime;
+                let since = self.clock.now() - policy.known_address_lifetime;
                 self.store
                     .is_known_address(email_key.to_owned(), address.to_owned(), since)
                     .await?
@@ -577,7 +608,7 @@ impl<S: Store> Auth<S> {
         presented: RefreshToken,
         client: &Client,
     ) -> Result<TokenPair, AuthError> {
-        let now = now();
+        let now = self.clock.now();
         let rotation = Redemption::Rotate {
             expires_at: now + self.lifetimes().refresh,
         };
@@ -588,7 +619,7 @@ impl<S: Store> Auth<S> {
 
     /// Ends the session of `presented`: its refresh and access tokens stop working at once.
     pub async fn logout(&self, presented: RefreshToken, client: &Client) -> Result<(), AuthError> {
-        self.redeem(presented, Redemption::EndSession, client, now())
+        self.redeem(presented, Redemption::EndSession, client, self.clock.now())
             .await
             .map(drop)
     }
@@ -659,7 +690,7 @@ impl<S: Store> Auth<S> {
                 caller.user_id,
                 SessionScope::Only(session_id),
                 EndReason::Revoked,
-                now(),
+                self.clock.now(),
             )
             .await?;
         Ok(ended > 0)
@@ -672,7 +703,7 @@ impl<S: Store> Auth<S> {
                 caller.user_id,
                 SessionScope::All,
                 EndReason::LogoutAll,
-                now(),
+                self.clock.now(),
             )
             .await
     }
@@ -715,7 +746,7 @@ impl<S: Store> Auth<S> {
                 password_hash,
                 stored,
                 Some(SessionScope::AllBut(caller.sid)),
-                now(),
+                self.clock.now(),
             )
             .await?;
         if replaced {
@@ -736,7 +767,7 @@ impl<S: Store> Auth<S> {
 
     /// Checks an access token's signature, algorithm, type and expiry; no database involved.
     pub fn verify_access_token(&self, token: &str) -> Result<AccessClaims, InvalidAccessToken> {
-        self.live.load().keyring.verify(token)
+        self.live.load().keyring.verify(token, self.clock.now())
     }
 
     /// The caller's profile, if its session is live and its account active.
@@ -750,7 +781,12 @@ impl<S: Store> Auth<S> {
         username: Username,
     ) -> Result<Option<Profile>, StoreError> {
         self.store
-            .rename(caller.user_id, caller.sid, username.into_string(), now())
+            .rename(
+                caller.user_id,
+                caller.sid,
+                username.into_string(),
+                self.clock.now(),
+            )
             .await
     }
 
@@ -771,23 +807,17 @@ impl<S: Store> Auth<S> {
     }
 }
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs() as i64)
-}
-
 fn seconds(duration: std::time::Duration) -> i64 {
     i64::try_from(duration.as_secs()).unwrap_or(i64::MAX / 2)
 }
 
 /// A new signing key of 256 random bits, hex-encoded (HS256's own key size), with a random id.
-fn generate_key() -> StoredKey {
+fn generate_key(now: i64) -> StoredKey {
     let mut bytes = [0u8; 36];
     getrandom::fill(&mut bytes).expect("the operating system provides randomness");
     StoredKey {
         kid: hex::encode(&bytes[32..]),
         secret: hex::encode(&bytes[..32]),
-        created_at: now(),
+        created_at: now,
     }
 }

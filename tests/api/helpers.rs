@@ -17,6 +17,7 @@ use http_body_util::BodyExt;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use restful_auth::auth::Auth;
 use restful_auth::auth::settings::Setting;
+use restful_auth::clock::ManualClock;
 use restful_auth::config::{Config, SecretKey};
 use restful_auth::store::{PostgresStore, SqliteStore, Store};
 use serde_json::{Value, json};
@@ -53,6 +54,9 @@ pub struct TestApp {
     pub config: Config,
     /// The signing key, when the test configured one.
     pub secret: Option<Vec<u8>>,
+    /// The service's clock: a test advances it instead of sleeping. Shared by every instance
+    /// of the app.
+    pub clock: Arc<ManualClock>,
     /// Keeps the database alive (a temporary directory, or later a throw-away PostgreSQL
     /// database) for as long as the test holds the app.
     _database: Box<dyn Any + Send + Sync>,
@@ -104,10 +108,12 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config::with_database(url);
     config.secret_key = Some(SECRET.parse::<SecretKey>().expect("a long enough test key"));
     configure(&mut config);
-    let (router, admin) = build_router(&config).await;
+    let clock = Arc::new(ManualClock::starting_now());
+    let (router, admin) = build_router(&config, clock.clone()).await;
     TestApp {
         router,
         admin,
+        clock,
         secret: config.secret_key.as_ref().map(|key| key.expose().to_vec()),
         config,
         _database: database,
@@ -115,19 +121,23 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
 }
 
 /// The service on `config`'s database, with a pool of its own, as one instance of several.
-async fn build_router(config: &Config) -> (Router, Arc<dyn Admin>) {
+async fn build_router(config: &Config, clock: Arc<ManualClock>) -> (Router, Arc<dyn Admin>) {
     if config.database_url.starts_with("sqlite://") {
         let store = SqliteStore::open(&config.database_url).await;
-        service_on(store.expect("the test database opens"), config).await
+        service_on(store.expect("the test database opens"), config, clock).await
     } else {
         let store = PostgresStore::open(&config.database_url, &config.pool_settings()).await;
-        service_on(store.expect("the test database opens"), config).await
+        service_on(store.expect("the test database opens"), config, clock).await
     }
 }
 
-async fn service_on<S: Store>(store: S, config: &Config) -> (Router, Arc<dyn Admin>) {
+async fn service_on<S: Store>(
+    store: S,
+    config: &Config,
+    clock: Arc<ManualClock>,
+) -> (Router, Arc<dyn Admin>) {
     let auth = Arc::new(
-        Auth::new(store, config)
+        Auth::with_clock(store, config, clock)
             .await
             .expect("the service starts on the test database"),
     );
@@ -214,10 +224,11 @@ impl TestApp {
     /// Another instance of the service on the same database, as behind a load balancer; it
     /// lives no longer than `self`, which keeps the database.
     pub async fn another_instance(&self) -> TestApp {
-        let (router, admin) = build_router(&self.config).await;
+        let (router, admin) = build_router(&self.config, self.clock.clone()).await;
         TestApp {
             router,
             admin,
+            clock: self.clock.clone(),
             config: self.config.clone(),
             secret: self.secret.clone(),
             _database: Box::new(()),

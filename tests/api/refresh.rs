@@ -266,8 +266,7 @@ async fn an_expired_refresh_token_is_refused() {
     // Arrange
     let app = spawn_app_with(|config| config.refresh_token_lifetime = Duration::from_secs(1)).await;
     let (_, login) = app.register_and_login().await;
-    // Lifetimes are whole seconds from issue; 1.1 s always passes the next second boundary.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    app.clock.advance(Duration::from_secs(1));
 
     // Act
     let response = app.refresh(&login.refresh).await;

@@ -561,7 +561,7 @@ async fn past_the_absolute_session_lifetime_a_refresh_fails() {
         spawn_app_with(|config| config.session_max_lifetime = Some(Duration::from_secs(1))).await;
     let (_, tokens) = app.register_and_login().await;
 
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    app.clock.advance(Duration::from_secs(1));
     let refreshed = app.refresh(&tokens.refresh).await;
 
     assert_eq!(refreshed.status, StatusCode::UNAUTHORIZED);
@@ -865,13 +865,8 @@ async fn a_replayed_token_ends_its_session_even_after_housekeeping_has_run() {
     let (_, first) = app.register_and_login().await;
     let second = app.refresh_ok(&first.refresh).await;
     let live = app.refresh_ok(&second.refresh).await;
-    // The first two were consumed eight days ago, longer ago than the retention.
-    let eight_days = 8 * 24 * 3600;
-    app.query(&format!(
-        "UPDATE refresh_tokens SET consumed_at = consumed_at - {eight_days},
-                                   issued_at = issued_at - {eight_days}
-         WHERE consumed_at IS NOT NULL"
-    ));
+    // The first two were consumed longer ago than the retention; the session lives on.
+    app.clock.advance(Duration::from_secs(8 * 24 * 3600));
 
     app.admin.purge(Duration::from_secs(7 * 24 * 3600)).await;
     let replay = app.refresh(&first.refresh).await;
@@ -890,18 +885,16 @@ async fn housekeeping_deletes_a_session_once_it_is_over_with_all_its_tokens() {
     let kept = app.login_user(&ann).await;
     let consumed = app.refresh_ok(&ended.refresh).await;
     app.logout(&consumed.refresh).await;
-    let eight_days = 8 * 24 * 3600;
-    app.query(&format!(
-        "UPDATE sessions SET ended_at = ended_at - {eight_days} WHERE ended_at IS NOT NULL"
-    ));
+    app.clock.advance(Duration::from_secs(8 * 24 * 3600));
+    let kept = app.refresh_ok(&kept.refresh).await;
 
     app.admin.purge(Duration::from_secs(7 * 24 * 3600)).await;
 
     assert_eq!(app.count_rows("sessions"), 1);
     assert_eq!(
         app.count_rows("refresh_tokens"),
-        1,
-        "the kept session's live token"
+        2,
+        "the kept session's consumed and live tokens"
     );
     assert_eq!(app.get_me(&kept.access).await.status, StatusCode::OK);
 }
