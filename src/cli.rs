@@ -6,13 +6,25 @@ use std::io::IsTerminal;
 
 use crate::auth::email::Email;
 use crate::auth::password::{self, Password};
-use crate::auth::settings::Setting;
 use crate::auth::username::Username;
 use crate::auth::{Auth, AuthError};
-use crate::config::Cli;
+use crate::config::Config;
+use crate::domain::settings::Setting;
 use crate::store::django::{self, DjangoUser};
 use crate::store::{Account, PostgresStore, SqliteStore, Store, StoreError};
 use crate::{StartupError, serve};
+
+/// A user-authentication REST service: register, login, rotating refresh tokens, profile.
+#[derive(Debug, clap::Parser)]
+#[command(name = "restful-auth", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {

@@ -10,21 +10,9 @@ use std::time::Duration;
 use axum::http::HeaderValue;
 use clap::Parser;
 
-use crate::auth::settings::Setting;
-use crate::auth::throttle::{AddressPrefixes, RateLimit, ThrottlePolicy};
+use crate::domain::settings::Setting;
+use crate::domain::throttle::{AddressPrefixes, RateLimit, ThrottlePolicy};
 use crate::store::PoolSettings;
-
-/// A user-authentication REST service: register, login, rotating refresh tokens, profile.
-#[derive(Debug, Parser)]
-#[command(name = "restful-auth", version, about)]
-pub struct Cli {
-    #[command(flatten)]
-    pub config: Config,
-
-    /// What to do; `serve` when omitted.
-    #[command(subcommand)]
-    pub command: Option<crate::cli::Command>,
-}
 
 /// The settings every command shares.
 #[derive(Debug, Clone, clap::Args)]
@@ -190,7 +178,13 @@ pub struct Config {
 impl Config {
     /// The configuration of a command line without flags, for the database at `database_url`.
     pub fn with_database(database_url: impl Into<String>) -> Self {
-        let mut config = Cli::parse_from(["restful-auth"]).config;
+        /// The flags alone, to read their defaults.
+        #[derive(Parser)]
+        struct Flags {
+            #[command(flatten)]
+            config: Config,
+        }
+        let mut config = Flags::parse_from(["restful-auth"]).config;
         config.database_url = database_url.into();
         config
     }

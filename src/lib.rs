@@ -1,7 +1,6 @@
 //! restful-auth: a user-authentication REST service.
 //!
 //! The crate is layered so that each contract rule lives in one place:
-//! - [`clock`]: the current time, an input of the domain (a manual clock in tests);
 //! - [`config`]: command-line flags and their environment-variable twins;
 //! - [`auth`]: the domain — emails, passwords, tokens, sessions — with no HTTP and no SQL;
 //! - [`store`]: the storage trait, its SQLite implementation and the embedded migrations;
@@ -12,8 +11,8 @@ use std::sync::Arc;
 
 pub mod auth;
 pub mod cli;
-pub mod clock;
 pub mod config;
+pub mod domain;
 pub mod http;
 pub mod store;
 pub mod telemetry;

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use restful_auth::config::Cli;
+use restful_auth::cli::Cli;
 
 #[tokio::main]
 async fn main() -> ExitCode {

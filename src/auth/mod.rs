@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use serde::Serialize;
 use uuid::Uuid;
 
-use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::domain::clock::{Clock, SystemClock};
+use crate::domain::{Profile, SessionId, UserId};
 use crate::store::{
     Account, NewSession, NewUser, Purge, Purged, Redeem, Redeemed, SessionInfo, SessionScope,
     Store, StoreError, StoredKey,
@@ -16,32 +16,16 @@ use crate::store::{
 
 pub mod email;
 pub mod password;
-pub mod sessions;
-pub mod settings;
-pub mod throttle;
 pub mod tokens;
 pub mod username;
 
+use crate::domain::sessions::{EndReason, Redemption, SessionPolicy};
+use crate::domain::settings::{Lifetimes, Setting};
+use crate::domain::throttle::{Bucket, ThrottlePolicy};
 use email::Email;
 use password::{Hasher, Password, PasswordPolicy, Verification};
-use sessions::{EndReason, Redemption, SessionPolicy};
-use settings::{Lifetimes, Setting};
-use throttle::{Bucket, ThrottlePolicy};
 use tokens::{AccessClaims, InvalidAccessToken, Keyring, RefreshToken, SigningKey};
 use username::Username;
-
-pub type UserId = i64;
-pub type SessionId = Uuid;
-
-/// What `/api/me/` shows of a user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[schema(example = json!({"id": 1, "username": "Ann Lee", "email": "ann@example.org"}))]
-pub struct Profile {
-    #[schema(value_type = i64)]
-    pub id: UserId,
-    pub username: String,
-    pub email: String,
-}
 
 /// A new access token and the refresh token that replaces the one presented.
 #[derive(Debug)]

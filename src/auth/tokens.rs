@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{SessionId, UserId};
+use crate::domain::{RefreshDigest, SessionId, UserId};
 
 /// The only `token_type` an access token carries; a refresh-typed JWT is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,9 +145,6 @@ impl Keyring {
 /// An opaque refresh token. Only its holder knows it; the store keeps its [`digest`](Self::digest).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct RefreshToken(Uuid);
-
-/// The SHA-256 of a refresh token: a stolen database yields no usable token.
-pub type RefreshDigest = [u8; 32];
 
 impl RefreshToken {
     pub fn generate() -> RefreshToken {

@@ -15,7 +15,8 @@ use serde_json::{Map, Value};
 
 use super::error::{ApiError, FieldErrors};
 use crate::auth::tokens::AccessClaims;
-use crate::auth::{Auth, Client, Profile, SessionId, UserId};
+use crate::auth::{Auth, Client};
+use crate::domain::{Profile, SessionId, UserId};
 use crate::store::Store;
 
 /// Largest request body read; anything longer is refused before it is parsed.

@@ -7,8 +7,8 @@ use axum::routing::{MethodRouter, get};
 use super::error::FieldErrors;
 use super::extract::{AuthUser, Fields, Trim};
 use super::{ApiError, AppState, Json};
-use crate::auth::Profile;
 use crate::auth::username::Username;
+use crate::domain::Profile;
 use crate::store::Store;
 
 pub fn routes<S: Store>() -> MethodRouter<AppState<S>> {

@@ -3,10 +3,10 @@
 
 use std::future::Future;
 
-use crate::auth::sessions::{EndReason, PresentedToken, Redemption, SessionPolicy, Verdict};
-use crate::auth::throttle::Bucket;
-use crate::auth::tokens::RefreshDigest;
-use crate::auth::{Profile, SessionId, UserId};
+use crate::domain::RefreshDigest;
+use crate::domain::sessions::{EndReason, PresentedToken, Redemption, SessionPolicy, Verdict};
+use crate::domain::throttle::Bucket;
+use crate::domain::{Profile, SessionId, UserId};
 
 pub mod django;
 pub mod postgres;
@@ -243,7 +243,7 @@ pub trait Store: Clone + Send + Sync + 'static {
         since: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// In one transaction: reads the token, lets [`judge`](crate::auth::sessions::judge) decide,
+    /// In one transaction: reads the token, lets [`judge`](crate::domain::sessions::judge) decide,
     /// and carries out the verdict — consuming the token and performing the redemption, or
     /// ending the session on reuse. Of concurrent calls with one token, at most one is accepted.
     /// With a [throttle](Redeem::throttle) bucket that is full, nothing is looked at; a refused
@@ -361,7 +361,7 @@ fn expect_schema(found: i64, expected: usize) -> Result<(), StoreError> {
 impl Redeem {
     /// The verdict on the presented token, given what the transaction read of it.
     fn judge(&self, token: &PresentedToken) -> Verdict {
-        match crate::auth::sessions::judge(token, &self.policy, self.now) {
+        match crate::domain::sessions::judge(token, &self.policy, self.now) {
             // The grace repeats a rotation; a logout with a consumed token is a replay like
             // any other, and its session ends.
             Verdict::Repeat if matches!(self.redemption, Redemption::EndSession) => {

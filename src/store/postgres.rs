@@ -13,9 +13,9 @@ use super::{
     Account, Credentials, NewSession, NewUser, PoolState, Purge, Purged, Redeem, Redeemed,
     SessionInfo, SessionScope, Store, StoreError, StoredKey,
 };
-use crate::auth::sessions::{EndReason, PresentedToken, Redemption, Verdict};
-use crate::auth::throttle::Bucket;
-use crate::auth::{Profile, SessionId, UserId};
+use crate::domain::sessions::{EndReason, PresentedToken, Redemption, Verdict};
+use crate::domain::throttle::Bucket;
+use crate::domain::{Profile, SessionId, UserId};
 
 /// Schema versions, applied in order and recorded in `schema_migrations`.
 const MIGRATIONS: &[&str] = &[
@@ -74,7 +74,7 @@ impl PostgresStore {
     }
 
     /// The common refresh in one round trip: one statement consumes the presented token if
-    /// [`judge`](crate::auth::sessions::judge) would accept it (the same conditions, in SQL),
+    /// [`judge`](crate::domain::sessions::judge) would accept it (the same conditions, in SQL),
     /// stores its successor and touches the session. `None`: nothing was consumed, and the
     /// caller judges the token in a transaction (a retry, reuse, or a refusal). The consuming
     /// update's row lock lets one of concurrent redeemers win; the others find it consumed.

@@ -24,10 +24,10 @@ use super::{
     Account, Credentials, NewSession, NewUser, PoolState, Purge, Purged, Redeem, Redeemed,
     SessionInfo, SessionScope, Store, StoreError, StoredKey,
 };
-use crate::auth::sessions::{EndReason, PresentedToken, Redemption, Verdict};
-use crate::auth::throttle::Bucket;
-use crate::auth::tokens::RefreshDigest;
-use crate::auth::{Profile, SessionId, UserId};
+use crate::domain::RefreshDigest;
+use crate::domain::sessions::{EndReason, PresentedToken, Redemption, Verdict};
+use crate::domain::throttle::Bucket;
+use crate::domain::{Profile, SessionId, UserId};
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many have run.
 const MIGRATIONS: &[&str] = &[
@@ -889,7 +889,7 @@ impl Store for SqliteStore {
     }
 }
 
-/// Reads the presented token, lets [`judge`](crate::auth::sessions::judge) decide, and carries
+/// Reads the presented token, lets [`judge`](crate::domain::sessions::judge) decide, and carries
 /// out the verdict, inside the writer's transaction.
 fn redeem_judged(conn: &Connection, redeem: &Redeem) -> Result<Redeemed, StoreError> {
     let found = conn
