@@ -89,12 +89,14 @@ pub fn router_with<S: Store>(auth: AppState<S>, options: &Options) -> Router {
         // preflights (which the CORS layer answers itself) too.
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(middleware::map_response(forbid_sniffing_and_storing))
         .layer(middleware::from_fn(observe::log_request))
         .option_layer(cors)
         .layer(axum::Extension(extract::TrustedProxies(Arc::new(
             options.trusted_proxies.clone(),
         ))))
         .layer(middleware::from_fn(method_not_allowed_as_json))
+        .layer(middleware::from_fn(answer_options))
         .service(routes(auth, options));
     Router::new().fallback_service(service)
 }
@@ -193,6 +195,58 @@ async fn method_not_allowed_as_json(request: Request, next: Next) -> Response {
         }
     }
     answer
+}
+
+/// `OPTIONS` asks which methods a URL answers. The router knows: it lists them in the `Allow`
+/// of the 405 it gives a method it does not route. So an `OPTIONS` it answers 405 is answered
+/// 204 with that list and `OPTIONS` (the router's other headers, e.g. `Vary`, kept). A 405 to
+/// any other method keeps the router's list, which is the documented operations of the URL. A
+/// CORS preflight never gets here (the CORS layer, outside, answers it); an unknown URL stays
+/// a 404.
+async fn answer_options(request: Request, next: Next) -> Response {
+    if request.method() != Method::OPTIONS {
+        return next.run(request).await;
+    }
+    let mut response = next.run(request).await;
+    if response.status() != StatusCode::METHOD_NOT_ALLOWED {
+        return response;
+    }
+    let routed = response
+        .headers()
+        .get(header::ALLOW)
+        .and_then(|allow| allow.to_str().ok())
+        .unwrap_or_default();
+    let allow = if routed.is_empty() {
+        HeaderValue::from_static("OPTIONS")
+    } else {
+        HeaderValue::try_from(format!("{routed},OPTIONS")).expect("method names are header-safe")
+    };
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    *response.body_mut() = axum::body::Body::empty();
+    let headers = response.headers_mut();
+    headers.insert(header::ALLOW, allow);
+    headers.remove(header::CONTENT_LENGTH);
+    headers.remove(header::CONTENT_TYPE);
+    response
+}
+
+/// An API answer is data for a program: never a document for a browser to guess the type of
+/// and render (a JSON string holding markup), never a copy for a cache to keep (tokens,
+/// profiles, and errors that say who exists). Set on every answer that has not chosen
+/// otherwise (the HTML pages and their assets set their own), statuses and routes alike.
+async fn forbid_sniffing_and_storing(mut response: Response) -> Response {
+    mark_as_api_answer(response.headers_mut());
+    response
+}
+
+/// The headers every API answer carries, unless it set its own.
+pub(crate) fn mark_as_api_answer(headers: &mut header::HeaderMap) {
+    headers
+        .entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
 }
 
 /// A JSON answer with the contract's `application/json; charset=utf-8`.
