@@ -36,8 +36,18 @@ impl Service {
     }
 
     fn start_on(directory: tempfile::TempDir, database: PathBuf, args: &[&str]) -> Service {
+        Service::launch(Command::new(BINARY), directory, database, args)
+    }
+
+    /// A service started by `command`, which runs the binary with the arguments appended.
+    fn launch(
+        mut command: Command,
+        directory: tempfile::TempDir,
+        database: PathBuf,
+        args: &[&str],
+    ) -> Service {
         let port = free_port();
-        let mut child = Command::new(BINARY)
+        let mut child = command
             .args(["--bind", &format!("127.0.0.1:{port}")])
             .args(["--database-url", &database_url(&database)])
             .args(args)
@@ -880,4 +890,117 @@ async fn housekeeping_deletes_spent_tokens_and_ended_sessions_but_keeps_live_one
     )
     .await;
     assert_eq!(status, 200, "the live session survived");
+}
+
+// ---- protocol edges ------------------------------------------------------------------------------
+
+/// The status line, the header lines (names lower-cased) and the body of an answer read whole.
+fn parse_answer(answer: &str) -> (String, Vec<(String, String)>, String) {
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no complete head in {answer:?}"));
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default().to_owned();
+    let headers = lines
+        .map(|line| {
+            let (name, value) = line.split_once(':').expect("a header line");
+            (name.trim().to_ascii_lowercase(), value.trim().to_owned())
+        })
+        .collect();
+    (status_line, headers, body.to_owned())
+}
+
+/// Checks that `answer` has `status`, is JSON `{"detail": detail}` with nosniff and no-store.
+#[track_caller]
+fn assert_json_error(answer: &str, status: &str, detail: &str) {
+    let (status_line, headers, body) = parse_answer(answer);
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(found, _)| found == name)
+            .map(|(_, value)| value.as_str())
+    };
+    assert!(
+        status_line.starts_with(&format!("HTTP/1.1 {status} ")),
+        "{answer}"
+    );
+    assert_eq!(
+        header("content-type"),
+        Some("application/json; charset=utf-8"),
+        "{answer}"
+    );
+    assert_eq!(
+        header("x-content-type-options"),
+        Some("nosniff"),
+        "{answer}"
+    );
+    assert_eq!(header("cache-control"), Some("no-store"), "{answer}");
+    assert_eq!(
+        header("content-length"),
+        Some(body.len().to_string().as_str()),
+        "{answer}"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({ "detail": detail }),
+        "{answer}"
+    );
+}
+
+fn request_with_header_of(size: usize) -> Vec<u8> {
+    let mut request =
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nX-Padding: ".to_vec();
+    request.extend(std::iter::repeat_n(b'a', size));
+    request.extend_from_slice(b"\r\n\r\n");
+    request
+}
+
+#[tokio::test]
+async fn protocol_errors_are_answered_in_json_like_every_other_error() {
+    let service = Service::start(&["--client-timeout", "1s"]);
+
+    // Headers beyond 32 KiB in all: 431 (they used to pass up to about 480 KiB).
+    let (too_large, _) = answer_until_closed(&service, &request_with_header_of(40 * 1024));
+    // A request line that is not one, and a header line without a colon: 400.
+    let (garbage, _) = answer_until_closed(&service, b"GARBAGE\r\n\r\n");
+    let (bad_header, _) = answer_until_closed(
+        &service,
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nNo colon here\r\n\r\n",
+    );
+    // A bad request after a good one on the same connection: the good answer is kept whole.
+    let (pipelined, _) = answer_until_closed(
+        &service,
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\nGARBAGE\r\n\r\n",
+    );
+    // The errors the service itself answers keep their JSON: a body too large, and too late.
+    let (body_too_large, _) = answer_until_closed(
+        &service,
+        b"POST /api/login/ HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+          Content-Length: 70000\r\n\r\n",
+    );
+    let (body_too_late, _) = answer_until_closed(
+        &service,
+        b"POST /api/login/ HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+          Content-Length: 60\r\n\r\n{",
+    );
+
+    assert_json_error(&too_large, "431", "Request header fields too large.");
+    assert_json_error(&garbage, "400", "Malformed request.");
+    assert_json_error(&bad_header, "400", "Malformed request.");
+    let (first, second) = pipelined
+        .split_once(r#"{"status":"ok"}"#)
+        .unwrap_or_else(|| panic!("{pipelined}"));
+    assert!(first.starts_with("HTTP/1.1 200 "), "{pipelined}");
+    assert_json_error(second, "400", "Malformed request.");
+    assert_json_error(&body_too_large, "413", "Request body too large.");
+    assert_json_error(&body_too_late, "408", "Request body not received in time.");
+}
+
+#[tokio::test]
+async fn headers_of_20_kib_are_read() {
+    let service = Service::start(&[]);
+
+    let (answer, _) = answer_until_closed(&service, &request_with_header_of(20 * 1024));
+
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
 }

@@ -24,6 +24,7 @@ mod health;
 mod me;
 pub mod observe;
 pub mod openapi;
+mod protocol_errors;
 pub mod server;
 mod sessions;
 mod tokens;
@@ -239,7 +240,8 @@ async fn forbid_sniffing_and_storing(mut response: Response) -> Response {
     response
 }
 
-/// The headers every API answer carries, unless it set its own.
+/// The headers every API answer carries, unless it set its own; also used for the answers
+/// hyper itself makes to a malformed request (see `protocol_errors`).
 pub(crate) fn mark_as_api_answer(headers: &mut header::HeaderMap) {
     headers
         .entry(header::X_CONTENT_TYPE_OPTIONS)
