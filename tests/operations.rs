@@ -1004,3 +1004,91 @@ async fn headers_of_20_kib_are_read() {
 
     assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
 }
+
+/// A connection that was answered once and is kept open, idle.
+fn idle_connection(service: &Service) -> std::net::TcpStream {
+    let address = service.base.trim_start_matches("http://");
+    let mut connection = std::net::TcpStream::connect(address).unwrap();
+    connection
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    connection
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !answer.ends_with(br#"{"status":"ok"}"#) {
+        let read = std::io::Read::read(&mut connection, &mut chunk).expect("an answer in time");
+        assert!(read > 0, "closed before answering");
+        answer.extend_from_slice(&chunk[..read]);
+    }
+    connection
+}
+
+#[tokio::test]
+async fn connections_beyond_max_connections_are_closed_at_once_and_accepting_goes_on() {
+    let service = Service::start(&["--max-connections", "8"]);
+    let request = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let mut held: Vec<_> = (0..8).map(|_| idle_connection(&service)).collect();
+
+    // Two more while eight are held: each closed unanswered, at once, not left waiting.
+    let excess: Vec<_> = (0..2)
+        .map(|_| answer_until_closed(&service, request))
+        .collect();
+    // Two held ones go: a new connection is served again (once the service saw them go).
+    held.truncate(6);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let served = loop {
+        let (answer, _) = answer_until_closed(&service, request);
+        if !answer.is_empty() || Instant::now() > deadline {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+
+    for (answer, elapsed) in excess {
+        assert_eq!(answer, "");
+        assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
+    }
+    assert!(served.starts_with("HTTP/1.1 200 "), "{served}");
+}
+
+/// The soft and hard limits on open files of process `pid`.
+fn open_files_limits(pid: &str) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .unwrap_or_else(|| panic!("{limits}"))
+        .to_owned();
+    let mut fields = line.split_whitespace().skip(3);
+    (
+        fields.next().unwrap().to_owned(),
+        fields.next().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_service_raises_its_open_files_limit_to_the_hard_limit() {
+    let (_, hard) = open_files_limits("self");
+    assert!(
+        hard == "unlimited" || hard.parse::<u64>().unwrap() > 256,
+        "this test needs a hard limit above 256, not {hard}"
+    );
+    let directory = tempfile::tempdir().unwrap();
+    let database = directory.path().join("limits.sqlite3");
+    let mut lowered = Command::new("sh");
+    lowered.args(["-c", r#"ulimit -Sn 256 && exec "$0" "$@""#, BINARY]);
+
+    let service = Service::launch(lowered, directory, database, &[]);
+
+    let (soft, raised_hard) = open_files_limits(&service.child.id().to_string());
+    assert_eq!(raised_hard, hard);
+    assert_eq!(soft, hard, "the soft limit is raised to the hard one");
+    let log = service.log_text();
+    assert!(
+        log.lines()
+            .any(|line| line.contains("INFO") && line.contains(&format!("open_files={soft}"))),
+        "{log}"
+    );
+}
