@@ -1046,11 +1046,24 @@ async fn connections_beyond_max_connections_are_closed_at_once_and_accepting_goe
         std::thread::sleep(Duration::from_millis(50));
     };
 
+    let (metrics, _) = answer_until_closed(
+        &service,
+        b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+
     for (answer, elapsed) in excess {
         assert_eq!(answer, "");
         assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
     }
     assert!(served.starts_with("HTTP/1.1 200 "), "{served}");
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("connections_refused_total "))
+        .unwrap_or_else(|| panic!("{metrics}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(refused >= 2, "{refused}");
 }
 
 /// The soft and hard limits on open files of process `pid`.
