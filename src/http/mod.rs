@@ -13,6 +13,7 @@ use serde::Serialize;
 use tower::ServiceBuilder;
 use tower_http::cors::CorsLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::auth::Auth;
 use crate::store::Store;
@@ -84,20 +85,27 @@ pub fn router_with<S: Store>(auth: AppState<S>, options: &Options) -> Router {
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
             .max_age(std::time::Duration::from_secs(600))
     });
+    // An API answer is data for a program: never a document for a browser to guess the type
+    // of and render (a JSON string holding markup), never a copy for a cache to keep (tokens,
+    // profiles, errors that say who exists). Set on every answer that has not chosen otherwise
+    // (the HTML pages and their assets set their own), of every status.
+    let [no_sniffing, no_storing] = API_ANSWER_HEADERS.map(|(name, value)| {
+        SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+    });
     let service = ServiceBuilder::new()
         .layer(middleware::map_request(forget_unusable_request_id))
         // The id exists before the log line is written, and is echoed on every answer, CORS
         // preflights (which the CORS layer answers itself) too.
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(middleware::map_response(forbid_sniffing_and_storing))
+        .layer(no_sniffing)
+        .layer(no_storing)
         .layer(middleware::from_fn(observe::log_request))
         .option_layer(cors)
         .layer(axum::Extension(extract::TrustedProxies(Arc::new(
             options.trusted_proxies.clone(),
         ))))
         .layer(middleware::from_fn(method_not_allowed_as_json))
-        .layer(middleware::from_fn(answer_options))
         .service(routes(auth, options));
     Router::new().fallback_service(service)
 }
@@ -178,12 +186,15 @@ fn with_and_without_slash<S: Clone + Send + Sync + 'static>(
 }
 
 /// axum answers a wrong method with an empty 405 and the right `Allow` header; the contract
-/// wants DRF's JSON body as well.
+/// wants DRF's JSON body as well. `OPTIONS` is no wrong method: see [`options_answer`].
 async fn method_not_allowed_as_json(request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let response = next.run(request).await;
     if response.status() != StatusCode::METHOD_NOT_ALLOWED {
         return response;
+    }
+    if method == Method::OPTIONS {
+        return options_answer(response);
     }
     // The router's headers (`Allow`, `Vary`) go with the new body; its length does not.
     let mut answer = ApiError::MethodNotAllowed(method.to_string()).into_response();
@@ -199,19 +210,12 @@ async fn method_not_allowed_as_json(request: Request, next: Next) -> Response {
 }
 
 /// `OPTIONS` asks which methods a URL answers. The router knows: it lists them in the `Allow`
-/// of the 405 it gives a method it does not route. So an `OPTIONS` it answers 405 is answered
-/// 204 with that list and `OPTIONS` (the router's other headers, e.g. `Vary`, kept). A 405 to
-/// any other method keeps the router's list, which is the documented operations of the URL. A
+/// of the 405 it gives a method it does not route. So the router's 405 to an `OPTIONS` becomes
+/// a 204 with that list and `OPTIONS` (its other headers, e.g. `Vary`, kept). A 405 to any
+/// other method keeps the router's list, which is the documented operations of the URL. A
 /// CORS preflight never gets here (the CORS layer, outside, answers it); an unknown URL stays
-/// a 404.
-async fn answer_options(request: Request, next: Next) -> Response {
-    if request.method() != Method::OPTIONS {
-        return next.run(request).await;
-    }
-    let mut response = next.run(request).await;
-    if response.status() != StatusCode::METHOD_NOT_ALLOWED {
-        return response;
-    }
+/// a 404. (The route's metrics count the router's 405: they are taken inside the router.)
+fn options_answer(mut response: Response) -> Response {
     let routed = response
         .headers()
         .get(header::ALLOW)
@@ -231,25 +235,12 @@ async fn answer_options(request: Request, next: Next) -> Response {
     response
 }
 
-/// An API answer is data for a program: never a document for a browser to guess the type of
-/// and render (a JSON string holding markup), never a copy for a cache to keep (tokens,
-/// profiles, and errors that say who exists). Set on every answer that has not chosen
-/// otherwise (the HTML pages and their assets set their own), statuses and routes alike.
-async fn forbid_sniffing_and_storing(mut response: Response) -> Response {
-    mark_as_api_answer(response.headers_mut());
-    response
-}
-
-/// The headers every API answer carries, unless it set its own; also used for the answers
-/// hyper itself makes to a malformed request (see `protocol_errors`).
-pub(crate) fn mark_as_api_answer(headers: &mut header::HeaderMap) {
-    headers
-        .entry(header::X_CONTENT_TYPE_OPTIONS)
-        .or_insert(HeaderValue::from_static("nosniff"));
-    headers
-        .entry(header::CACHE_CONTROL)
-        .or_insert(HeaderValue::from_static("no-store"));
-}
+/// The headers every API answer carries unless it set its own (see [`router_with`]); the
+/// answers hyper itself makes to a malformed request carry them too (see `protocol_errors`).
+pub(crate) const API_ANSWER_HEADERS: [(header::HeaderName, &str); 2] = [
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::CACHE_CONTROL, "no-store"),
+];
 
 /// A JSON answer with the contract's `application/json; charset=utf-8`.
 pub struct Json<T>(pub StatusCode, pub T);

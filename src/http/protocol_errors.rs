@@ -28,7 +28,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
@@ -188,7 +188,11 @@ fn replace_automatic_answer(written: &[u8]) -> Option<(usize, Vec<u8>)> {
 /// `error` as an HTTP/1.1 answer that closes the connection, as hyper's did.
 fn encode(error: ApiError, date: &str) -> Vec<u8> {
     let (status, mut headers, body) = error.into_parts();
-    super::mark_as_api_answer(&mut headers);
+    for (name, value) in super::API_ANSWER_HEADERS {
+        headers
+            .entry(name)
+            .or_insert(HeaderValue::from_static(value));
+    }
     let mut answer = format!(
         "HTTP/1.1 {} {}\r\n",
         status.as_str(),
