@@ -173,6 +173,12 @@ pub struct Config {
     /// Log filter: a level (`info`, `debug`) or `tracing` directives (`restful_auth=debug`).
     #[arg(long, env = "RESTFUL_AUTH_LOG", default_value = "info")]
     pub log_level: String,
+
+    /// Client connections open at once; one more is closed at once. By default the open files
+    /// limit (raised to its hard limit at start) less 256 and `--database-max-connections`,
+    /// for the database, logs and metrics; at least half the limit.
+    #[arg(long, env = "RESTFUL_AUTH_MAX_CONNECTIONS")]
+    pub max_connections: Option<NonZeroUsize>,
 }
 
 impl Config {

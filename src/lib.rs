@@ -46,6 +46,12 @@ pub enum StartupError {
 pub async fn serve<S: Store>(store: S, config: Config) -> Result<(), StartupError> {
     let auth = Arc::new(Auth::new(store.clone(), &config).await?);
     spawn_background_work(auth.clone(), &config);
+    let open_files = http::server::raise_open_files_limit();
+    let max_connections = config.max_connections.map_or_else(
+        || http::server::default_max_connections(open_files, config.database_max_connections),
+        std::num::NonZeroUsize::get,
+    );
+    tracing::info!(open_files, max_connections, "open files limit");
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|source| StartupError::Bind {
@@ -68,6 +74,7 @@ pub async fn serve<S: Store>(store: S, config: Config) -> Result<(), StartupErro
             listener,
             http::metrics_router(auth.clone()),
             config.client_timeout,
+            http::server::MAX_METRICS_CONNECTIONS,
             std::future::pending(),
         ));
     }
@@ -76,6 +83,7 @@ pub async fn serve<S: Store>(store: S, config: Config) -> Result<(), StartupErro
         listener,
         http::router_with(auth, &options),
         config.client_timeout,
+        max_connections,
         {
             let stopping = stopping.clone();
             async move {

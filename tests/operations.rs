@@ -36,8 +36,18 @@ impl Service {
     }
 
     fn start_on(directory: tempfile::TempDir, database: PathBuf, args: &[&str]) -> Service {
+        Service::launch(Command::new(BINARY), directory, database, args)
+    }
+
+    /// A service started by `command`, which runs the binary with the arguments appended.
+    fn launch(
+        mut command: Command,
+        directory: tempfile::TempDir,
+        database: PathBuf,
+        args: &[&str],
+    ) -> Service {
         let port = free_port();
-        let mut child = Command::new(BINARY)
+        let mut child = command
             .args(["--bind", &format!("127.0.0.1:{port}")])
             .args(["--database-url", &database_url(&database)])
             .args(args)
@@ -1096,4 +1106,218 @@ async fn housekeeping_deletes_ended_sessions_with_their_tokens_but_keeps_live_on
     )
     .await;
     assert_eq!(status, 200, "the live session survived");
+}
+
+// ---- protocol edges ------------------------------------------------------------------------------
+
+/// The status line, the header lines (names lower-cased) and the body of an answer read whole.
+fn parse_answer(answer: &str) -> (String, Vec<(String, String)>, String) {
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no complete head in {answer:?}"));
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default().to_owned();
+    let headers = lines
+        .map(|line| {
+            let (name, value) = line.split_once(':').expect("a header line");
+            (name.trim().to_ascii_lowercase(), value.trim().to_owned())
+        })
+        .collect();
+    (status_line, headers, body.to_owned())
+}
+
+/// Checks that `answer` has `status`, is JSON `{"detail": detail}` with nosniff and no-store.
+#[track_caller]
+fn assert_json_error(answer: &str, status: &str, detail: &str) {
+    let (status_line, headers, body) = parse_answer(answer);
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(found, _)| found == name)
+            .map(|(_, value)| value.as_str())
+    };
+    assert!(
+        status_line.starts_with(&format!("HTTP/1.1 {status} ")),
+        "{answer}"
+    );
+    assert_eq!(
+        header("content-type"),
+        Some("application/json; charset=utf-8"),
+        "{answer}"
+    );
+    assert_eq!(
+        header("x-content-type-options"),
+        Some("nosniff"),
+        "{answer}"
+    );
+    assert_eq!(header("cache-control"), Some("no-store"), "{answer}");
+    assert_eq!(
+        header("content-length"),
+        Some(body.len().to_string().as_str()),
+        "{answer}"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({ "detail": detail }),
+        "{answer}"
+    );
+}
+
+fn request_with_header_of(size: usize) -> Vec<u8> {
+    let mut request =
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nX-Padding: ".to_vec();
+    request.extend(std::iter::repeat_n(b'a', size));
+    request.extend_from_slice(b"\r\n\r\n");
+    request
+}
+
+#[tokio::test]
+async fn protocol_errors_are_answered_in_json_like_every_other_error() {
+    let service = Service::start(&["--client-timeout", "1s"]);
+
+    // Headers beyond 32 KiB in all: 431 (they used to pass up to about 480 KiB).
+    let (too_large, _) = answer_until_closed(&service, &request_with_header_of(40 * 1024));
+    // A request line that is not one, and a header line without a colon: 400.
+    let (garbage, _) = answer_until_closed(&service, b"GARBAGE\r\n\r\n");
+    let (bad_header, _) = answer_until_closed(
+        &service,
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nNo colon here\r\n\r\n",
+    );
+    // A bad request after a good one on the same connection: the good answer is kept whole.
+    let (pipelined, _) = answer_until_closed(
+        &service,
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\nGARBAGE\r\n\r\n",
+    );
+    // The errors the service itself answers keep their JSON: a body too large, and too late.
+    let (body_too_large, _) = answer_until_closed(
+        &service,
+        b"POST /api/login/ HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+          Content-Length: 70000\r\n\r\n",
+    );
+    let (body_too_late, _) = answer_until_closed(
+        &service,
+        b"POST /api/login/ HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+          Content-Length: 60\r\n\r\n{",
+    );
+
+    assert_json_error(&too_large, "431", "Request header fields too large.");
+    assert_json_error(&garbage, "400", "Malformed request.");
+    assert_json_error(&bad_header, "400", "Malformed request.");
+    let (first, second) = pipelined
+        .split_once(r#"{"status":"ok"}"#)
+        .unwrap_or_else(|| panic!("{pipelined}"));
+    assert!(first.starts_with("HTTP/1.1 200 "), "{pipelined}");
+    assert_json_error(second, "400", "Malformed request.");
+    assert_json_error(&body_too_large, "413", "Request body too large.");
+    assert_json_error(&body_too_late, "408", "Request body not received in time.");
+}
+
+#[tokio::test]
+async fn headers_of_20_kib_are_read() {
+    let service = Service::start(&[]);
+
+    let (answer, _) = answer_until_closed(&service, &request_with_header_of(20 * 1024));
+
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+}
+
+/// A connection that was answered once and is kept open, idle.
+fn idle_connection(service: &Service) -> std::net::TcpStream {
+    let address = service.base.trim_start_matches("http://");
+    let mut connection = std::net::TcpStream::connect(address).unwrap();
+    connection
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    connection
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !answer.ends_with(br#"{"status":"ok"}"#) {
+        let read = std::io::Read::read(&mut connection, &mut chunk).expect("an answer in time");
+        assert!(read > 0, "closed before answering");
+        answer.extend_from_slice(&chunk[..read]);
+    }
+    connection
+}
+
+#[tokio::test]
+async fn connections_beyond_max_connections_are_closed_at_once_and_accepting_goes_on() {
+    let service = Service::start(&["--max-connections", "8"]);
+    let request = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let mut held: Vec<_> = (0..8).map(|_| idle_connection(&service)).collect();
+
+    // Two more while eight are held: each closed unanswered, at once, not left waiting.
+    let excess: Vec<_> = (0..2)
+        .map(|_| answer_until_closed(&service, request))
+        .collect();
+    // Two held ones go: a new connection is served again (once the service saw them go).
+    held.truncate(6);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let served = loop {
+        let (answer, _) = answer_until_closed(&service, request);
+        if !answer.is_empty() || Instant::now() > deadline {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+
+    let (metrics, _) = answer_until_closed(
+        &service,
+        b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+
+    for (answer, elapsed) in excess {
+        assert_eq!(answer, "");
+        assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
+    }
+    assert!(served.starts_with("HTTP/1.1 200 "), "{served}");
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("connections_refused_total "))
+        .unwrap_or_else(|| panic!("{metrics}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(refused >= 2, "{refused}");
+}
+
+/// The soft and hard limits on open files of process `pid`.
+fn open_files_limits(pid: &str) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .unwrap_or_else(|| panic!("{limits}"))
+        .to_owned();
+    let mut fields = line.split_whitespace().skip(3);
+    (
+        fields.next().unwrap().to_owned(),
+        fields.next().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_service_raises_its_open_files_limit_to_the_hard_limit() {
+    let (_, hard) = open_files_limits("self");
+    assert!(
+        hard == "unlimited" || hard.parse::<u64>().unwrap() > 256,
+        "this test needs a hard limit above 256, not {hard}"
+    );
+    let directory = tempfile::tempdir().unwrap();
+    let database = directory.path().join("limits.sqlite3");
+    let mut lowered = Command::new("sh");
+    lowered.args(["-c", r#"ulimit -Sn 256 && exec "$0" "$@""#, BINARY]);
+
+    let service = Service::launch(lowered, directory, database, &[]);
+
+    let (soft, raised_hard) = open_files_limits(&service.child.id().to_string());
+    assert_eq!(raised_hard, hard);
+    assert_eq!(soft, hard, "the soft limit is raised to the hard one");
+    let log = service.log_text();
+    assert!(
+        log.lines()
+            .any(|line| line.contains("INFO") && line.contains(&format!("open_files={soft}"))),
+        "{log}"
+    );
 }

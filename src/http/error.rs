@@ -53,6 +53,13 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("body not received in time")]
     BodyTimeout,
+    /// A request line or header hyper could not parse (it answers these itself).
+    #[error("malformed request")]
+    MalformedRequest,
+    #[error("request header fields too large")]
+    HeadersTooLarge,
+    #[error("request target too long")]
+    UriTooLong,
     #[error("unsupported media type")]
     UnsupportedMediaType(String),
     #[error("no credentials")]
@@ -88,6 +95,9 @@ impl ApiError {
             }
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::MalformedRequest => StatusCode::BAD_REQUEST,
+            ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::UriTooLong => StatusCode::URI_TOO_LONG,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotAuthenticated
             | ApiError::BadAuthorizationHeader
@@ -114,6 +124,10 @@ impl ApiError {
             ]}),
             ApiError::PayloadTooLarge => json!({"detail": "Request body too large."}),
             ApiError::BodyTimeout => json!({"detail": "Request body not received in time."}),
+            // DRF's `ParseError` default.
+            ApiError::MalformedRequest => json!({"detail": "Malformed request."}),
+            ApiError::HeadersTooLarge => json!({"detail": "Request header fields too large."}),
+            ApiError::UriTooLong => json!({"detail": "Request URI too long."}),
             ApiError::UnsupportedMediaType(media_type) => json!({
                 "detail": format!("Unsupported media type \"{media_type}\" in request.")
             }),
@@ -196,6 +210,25 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
+    }
+}
+
+impl ApiError {
+    /// The error of a request that hyper refused with `status` before any handler saw it.
+    pub(crate) fn of_unparsable_request(status: StatusCode) -> Option<ApiError> {
+        match status {
+            StatusCode::BAD_REQUEST => Some(ApiError::MalformedRequest),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => Some(ApiError::HeadersTooLarge),
+            StatusCode::URI_TOO_LONG => Some(ApiError::UriTooLong),
+            _ => None,
+        }
+    }
+
+    /// The answer's status, headers and serialized body, for a writer that is not a router.
+    pub(crate) fn into_parts(self) -> (StatusCode, header::HeaderMap, Vec<u8>) {
+        let body = serde_json::to_vec(&self.body()).expect("a JSON value serializes");
+        let response = self.into_response();
+        (response.status(), response.headers().clone(), body)
     }
 }
 

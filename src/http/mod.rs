@@ -13,6 +13,7 @@ use serde::Serialize;
 use tower::ServiceBuilder;
 use tower_http::cors::CorsLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::auth::Auth;
 use crate::store::Store;
@@ -24,6 +25,7 @@ mod health;
 mod me;
 pub mod observe;
 pub mod openapi;
+mod protocol_errors;
 pub mod server;
 mod sessions;
 mod tokens;
@@ -83,12 +85,21 @@ pub fn router_with<S: Store>(auth: AppState<S>, options: &Options) -> Router {
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
             .max_age(std::time::Duration::from_secs(600))
     });
+    // An API answer is data for a program: never a document for a browser to guess the type
+    // of and render (a JSON string holding markup), never a copy for a cache to keep (tokens,
+    // profiles, errors that say who exists). Set on every answer that has not chosen otherwise
+    // (the HTML pages and their assets set their own), of every status.
+    let [no_sniffing, no_storing] = API_ANSWER_HEADERS.map(|(name, value)| {
+        SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+    });
     let service = ServiceBuilder::new()
         .layer(middleware::map_request(forget_unusable_request_id))
         // The id exists before the log line is written, and is echoed on every answer, CORS
         // preflights (which the CORS layer answers itself) too.
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(no_sniffing)
+        .layer(no_storing)
         // Works out the client address for the log line and for the handlers (see `Requester`).
         .layer(middleware::from_fn_with_state(
             extract::TrustedProxies(Arc::new(options.trusted_proxies.clone())),
@@ -176,12 +187,15 @@ fn with_and_without_slash<S: Clone + Send + Sync + 'static>(
 }
 
 /// axum answers a wrong method with an empty 405 and the right `Allow` header; the contract
-/// wants DRF's JSON body as well.
+/// wants DRF's JSON body as well. `OPTIONS` is no wrong method: see [`options_answer`].
 async fn method_not_allowed_as_json(request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let response = next.run(request).await;
     if response.status() != StatusCode::METHOD_NOT_ALLOWED {
         return response;
+    }
+    if method == Method::OPTIONS {
+        return options_answer(response);
     }
     // The router's headers (`Allow`, `Vary`) go with the new body; its length does not.
     let mut answer = ApiError::MethodNotAllowed(method.to_string()).into_response();
@@ -195,6 +209,39 @@ async fn method_not_allowed_as_json(request: Request, next: Next) -> Response {
     }
     answer
 }
+
+/// `OPTIONS` asks which methods a URL answers. The router knows: it lists them in the `Allow`
+/// of the 405 it gives a method it does not route. So the router's 405 to an `OPTIONS` becomes
+/// a 204 with that list and `OPTIONS` (its other headers, e.g. `Vary`, kept). A 405 to any
+/// other method keeps the router's list, which is the documented operations of the URL. A
+/// CORS preflight never gets here (the CORS layer, outside, answers it); an unknown URL stays
+/// a 404. (The route's metrics count the router's 405: they are taken inside the router.)
+fn options_answer(mut response: Response) -> Response {
+    let routed = response
+        .headers()
+        .get(header::ALLOW)
+        .and_then(|allow| allow.to_str().ok())
+        .unwrap_or_default();
+    let allow = if routed.is_empty() {
+        HeaderValue::from_static("OPTIONS")
+    } else {
+        HeaderValue::try_from(format!("{routed},OPTIONS")).expect("method names are header-safe")
+    };
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    *response.body_mut() = axum::body::Body::empty();
+    let headers = response.headers_mut();
+    headers.insert(header::ALLOW, allow);
+    headers.remove(header::CONTENT_LENGTH);
+    headers.remove(header::CONTENT_TYPE);
+    response
+}
+
+/// The headers every API answer carries unless it set its own (see [`router_with`]); the
+/// answers hyper itself makes to a malformed request carry them too (see `protocol_errors`).
+pub(crate) const API_ANSWER_HEADERS: [(header::HeaderName, &str); 2] = [
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::CACHE_CONTROL, "no-store"),
+];
 
 /// A JSON answer with the contract's `application/json; charset=utf-8`.
 pub struct Json<T>(pub StatusCode, pub T);

@@ -219,6 +219,65 @@ async fn an_unusual_method_is_named_in_the_405() {
     assert!(response.allowed_methods().contains(&"POST".to_owned()));
 }
 
+/// Sends `method path` with `access` as its bearer token, whatever the answer's media type.
+async fn send_with_token(app: &TestApp, method: Method, path: &str, access: &str) -> TestResponse {
+    app.send_raw(
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {access}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn options_on_an_endpoint_is_204_listing_its_methods_and_options() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, tokens) = app.register_and_login().await;
+    let session = app.claims_of(&tokens.access)["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let session_path = format!("/api/sessions/{session}/");
+    let endpoints: [(&str, &[&str]); 3] = [
+        ("/api/login/", &["OPTIONS", "POST"]),
+        ("/api/me/", &["GET", "HEAD", "OPTIONS", "PATCH", "PUT"]),
+        (&session_path, &["DELETE", "OPTIONS"]),
+    ];
+
+    for (path, methods) in endpoints {
+        // Act
+        let response = send_with_token(&app, Method::OPTIONS, path, &tokens.access).await;
+
+        // Assert
+        assert_eq!(
+            response.status,
+            StatusCode::NO_CONTENT,
+            "{path}: {response:?}"
+        );
+        assert_eq!(response.allowed_methods(), *methods, "Allow of {path}");
+        assert_eq!(response.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert!(response.bytes.is_empty(), "{path}: {response:?}");
+    }
+    // OPTIONS changed nothing: the session it named is still live.
+    assert_eq!(app.get_me(&tokens.access).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn options_on_an_unknown_path_is_404_not_found() {
+    // Arrange
+    let app = spawn_app().await;
+
+    // Act
+    let response = app.request(Method::OPTIONS, "/api/nope/", None, None).await;
+
+    // Assert
+    response.assert(StatusCode::NOT_FOUND, json!({"detail": "Not found."}));
+}
+
 // ---- media types ---------------------------------------------------------------------------------
 
 #[tokio::test]
@@ -340,6 +399,51 @@ async fn every_json_answer_is_marked_no_store() {
         app.refresh(&tokens.refresh).await,
     ] {
         assert_eq!(response.headers[header::CACHE_CONTROL], "no-store");
+    }
+}
+
+#[tokio::test]
+async fn every_api_answer_forbids_sniffing_and_storing_whatever_its_status() {
+    // Arrange
+    let app = spawn_app().await;
+    let (user, tokens) = app.register_and_login().await;
+    let other = app.login_user(&user).await;
+    let other_session = app.claims_of(&other.access)["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Act
+    let answers = [
+        app.get_me(&tokens.access).await,
+        app.post_json("/api/login/", &json!({})).await,
+        app.get("/api/me/").await,
+        app.get("/nowhere").await,
+        app.get("/api/login/").await,
+        send_with_token(
+            &app,
+            Method::DELETE,
+            &format!("/api/sessions/{other_session}/"),
+            &tokens.access,
+        )
+        .await,
+        send_with_token(&app, Method::OPTIONS, "/api/me/", &tokens.access).await,
+    ];
+
+    // Assert
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status.as_u16()).collect();
+    assert_eq!(statuses, [200, 400, 401, 404, 405, 204, 204]);
+    for answer in answers {
+        assert_eq!(
+            answer.headers.get(header::X_CONTENT_TYPE_OPTIONS),
+            Some(&HeaderValue::from_static("nosniff")),
+            "{answer:?}"
+        );
+        assert_eq!(
+            answer.headers.get(header::CACHE_CONTROL),
+            Some(&HeaderValue::from_static("no-store")),
+            "{answer:?}"
+        );
     }
 }
 
