@@ -1,14 +1,22 @@
 //! restful-auth: a user-authentication REST service.
 //!
-//! The crate is layered so that each contract rule lives in one place:
-//! - [`config`]: command-line flags and their environment-variable twins;
-//! - [`auth`]: the domain — emails, passwords, tokens, sessions — with no HTTP and no SQL;
-//! - [`store`]: the storage trait, its SQLite implementation and the embedded migrations;
-//! - [`http`]: the router, extractors, the one error type, and a module per resource;
-//! - [`web`]: the browsable API, an HTML page at every endpoint's URL for a browser.
+//! The crate is layered so that each contract rule lives in one place, and every layer uses
+//! only the layers below it (`python3 ../shared/tools/modgraph.py src` shows no circle):
+//!
+//! | layer | modules | may use |
+//! |---|---|---|
+//! | core | [`domain`]: ids, the profile, the rotation and throttling rules, run-time settings, the clock | nothing of the crate |
+//! | storage | [`store`]: the storage trait, SQLite and PostgreSQL, the embedded migrations | core |
+//! | configuration | [`config`]: the flags and their environment-variable twins | core, storage (pool settings) |
+//! | use cases | [`auth`]: emails, passwords, tokens, sessions, throttling — no HTTP, no SQL | core, storage, configuration |
+//! | HTTP | [`http`]: the API's routes, extractors, the one error type, a module per resource, the accept loop; [`web`]: the browsable pages and the OpenAPI document | use cases and below; `web` also `http` |
+//! | assembly | [`app`]: the whole router; [`cli`]: the commands; `main` | everything |
+//!
+//! [`telemetry`] (logging) uses configuration only.
 
 use std::sync::Arc;
 
+pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -81,7 +89,7 @@ pub async fn serve<S: Store>(store: S, config: Config) -> Result<(), StartupErro
     let stopping = Arc::new(tokio::sync::Notify::new());
     let server = http::server::serve(
         listener,
-        http::router_with(auth, &options),
+        app::router_with(auth, &options),
         config.client_timeout,
         max_connections,
         {

@@ -74,14 +74,14 @@ async fn spawn_app() -> App {
     let store = SqliteStore::open(&config.database_url).await.unwrap();
     let auth = Arc::new(Auth::new(store, &config).await.unwrap());
     App {
-        routes: restful_auth::http::routes(
+        routes: restful_auth::app::routes(
             auth.clone(),
             &Options {
                 metrics: true,
                 ..Options::default()
             },
         ),
-        router: restful_auth::http::router(auth),
+        router: restful_auth::app::router(auth),
         _directory: directory,
     }
 }

@@ -291,7 +291,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
 /// and writes it on the request's line after the answer.
 #[derive(Debug)]
 pub struct Requester {
-    /// The client address (see [`client_ip`]); none for a request that came over no socket
+    /// The client address (see `client_ip`); none for a request that came over no socket
     /// (a router driven in-process).
     pub address: Option<IpAddr>,
     caller: OnceLock<(UserId, SessionId)>,

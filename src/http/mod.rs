@@ -1,4 +1,6 @@
-//! HTTP: the router, in one place, so every endpoint of the contract is one hop away.
+//! HTTP: the API's routes, in one place, so every endpoint of the contract is one hop away, and
+//! the layers every request passes. It knows nothing of the pages for people (`web`): the
+//! service's whole router is put together above both, in [`crate::app`].
 
 use std::sync::Arc;
 
@@ -56,20 +58,9 @@ impl Options {
     }
 }
 
-/// Every endpoint of the contract, with `/metrics` and no CORS origin.
-pub fn router<S: Store>(auth: AppState<S>) -> Router {
-    router_with(
-        auth,
-        &Options {
-            metrics: true,
-            ..Options::default()
-        },
-    )
-}
-
-/// Every endpoint of the contract, the health checks, and what `options` adds, behind the
-/// layers every request goes through (request id, log line, CORS).
-pub fn router_with<S: Store>(auth: AppState<S>, options: &Options) -> Router {
+/// `routes` behind the layers every request goes through (request id, security headers, log
+/// line, CORS, trusted proxies, JSON for 405).
+pub fn behind_request_layers(routes: Router, options: &Options) -> Router {
     // `Router::layer` would wrap every route in each layer, each boxed, and a route's stack of
     // boxes is cloned for every request it answers: these layers are one box around the routes.
     let cors = (!options.cors_origins.is_empty()).then(|| {
@@ -107,12 +98,12 @@ pub fn router_with<S: Store>(auth: AppState<S>, options: &Options) -> Router {
         ))
         .option_layer(cors)
         .layer(middleware::from_fn(method_not_allowed_as_json))
-        .service(routes(auth, options));
+        .service(routes);
     Router::new().fallback_service(service)
 }
 
-/// Every route, with the layers that need to know which route matched.
-pub fn routes<S: Store>(auth: AppState<S>, options: &Options) -> Router {
+/// Every route of the API, the health checks, and `/metrics` when `options` asks for it.
+pub fn api_routes<S: Store>(options: &Options) -> Router<AppState<S>> {
     observe::install();
     let api = [
         ("/api/register", accounts::routes()),
@@ -124,8 +115,6 @@ pub fn routes<S: Store>(auth: AppState<S>, options: &Options) -> Router {
         ("/api/sessions", sessions::list_routes()),
         ("/api/sessions/{id}", sessions::one_routes()),
         ("/api/logout/all", sessions::logout_all_routes()),
-        ("/api/schema", openapi::routes()),
-        ("/api/docs", crate::web::docs_routes()),
     ];
     let mut router = api
         .into_iter()
@@ -133,18 +122,11 @@ pub fn routes<S: Store>(auth: AppState<S>, options: &Options) -> Router {
             with_and_without_slash(router, path, methods)
         })
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz::<S>))
-        .merge(crate::web::routes());
+        .route("/readyz", get(health::readyz::<S>));
     if options.metrics {
         router = router.route("/metrics", get(observe::metrics_page::<S>));
     }
     router
-        .fallback(|| async { ApiError::NotFound })
-        // These two need the matched route, which only exists inside the router.
-        // A browser visiting an endpoint's URL gets its page; any other client goes through.
-        .layer(middleware::from_fn(crate::web::browsable))
-        .layer(middleware::from_fn(observe::record))
-        .with_state(auth)
 }
 
 /// Taken from the client when it sends one, else generated; echoed on the answer.
@@ -176,7 +158,7 @@ pub fn metrics_router<S: Store>(auth: AppState<S>) -> Router {
 }
 
 /// The contract answers `/api/me` and `/api/me/` alike, without a redirect.
-fn with_and_without_slash<S: Clone + Send + Sync + 'static>(
+pub fn with_and_without_slash<S: Clone + Send + Sync + 'static>(
     router: Router<S>,
     path: &str,
     methods: MethodRouter<S>,

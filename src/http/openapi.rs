@@ -1,14 +1,11 @@
-//! The OpenAPI 3.1 document of the service, served at `/api/schema/`.
+//! The API's part of the OpenAPI 3.1 document, which `crate::web` completes with the pages'
+//! part and serves at `/api/schema/`.
 //!
 //! It is generated from the `#[utoipa::path]` annotations on the handlers, so that it changes
 //! with them; the browsable pages (`crate::web`) are built from it too. The request bodies are
 //! described here because the handlers read them with [`Fields`](super::extract::Fields), as
 //! DRF's parsers do (JSON or form, every field error at once), not into typed structs.
 
-use std::sync::LazyLock;
-
-use axum::http::StatusCode;
-use axum::routing::{MethodRouter, get};
 use serde_json::json;
 use utoipa::openapi::path::{HttpMethod, Operation, OperationBuilder, PathItem};
 use utoipa::openapi::response::ResponseBuilder;
@@ -16,31 +13,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi, PartialSchema, ToResponse};
 
-use super::{AppState, Json};
-use crate::store::Store;
-
-/// The document, built once: it depends on the code only.
-pub fn document() -> &'static Document {
-    static DOCUMENT: LazyLock<Document> = LazyLock::new(ApiDoc::openapi);
-    &DOCUMENT
-}
-
-pub fn routes<S: Store>() -> MethodRouter<AppState<S>> {
-    get(schema)
-}
-
-/// The OpenAPI 3.1 document of this service
-///
-/// Every endpoint, request body, answer and error shape, generated from the code. `/api/docs/`
-/// renders it for people.
-#[utoipa::path(
-    get,
-    path = "/api/schema/",
-    tag = "documentation",
-    responses((status = 200, description = "The OpenAPI document.", body = serde_json::Value)),
-)]
-async fn schema() -> Json<&'static Document> {
-    Json(StatusCode::OK, document())
+/// The API's part of the document; the pages add theirs (`crate::web::document`).
+pub fn api_document() -> Document {
+    ApiDoc::openapi()
 }
 
 #[derive(OpenApi)]
@@ -70,10 +45,6 @@ async fn schema() -> Json<&'static Document> {
         super::tokens::refresh,
         super::tokens::logout,
         super::sessions::logout_all,
-        schema,
-        crate::web::docs,
-        crate::web::index,
-        crate::web::asset,
     ),
     components(
         schemas(Detail),
@@ -292,8 +263,8 @@ impl Modify for BearerToken {
 }
 
 /// The contract's "General" rules, which hold for every endpoint: written once here rather
-/// than on every handler.
-struct GeneralAnswers;
+/// than on every handler. The pages' part of the document applies it too.
+pub struct GeneralAnswers;
 
 impl Modify for GeneralAnswers {
     fn modify(&self, document: &mut Document) {

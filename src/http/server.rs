@@ -142,7 +142,7 @@ pub fn raise_open_files_limit() -> u64 {
 }
 
 /// The connection cap when `--max-connections` is not given: the open files limit less
-/// [`RESERVED_FILES`] and the PostgreSQL pool, but at least half the limit.
+/// `RESERVED_FILES` and the PostgreSQL pool, but at least half the limit.
 pub fn default_max_connections(open_files: u64, database_connections: u32) -> usize {
     // An unlimited limit is not a reason to accept connections without bound.
     const MOST: u64 = 1 << 20;

@@ -1,6 +1,7 @@
 //! The browsable API: a page for every API endpoint at the endpoint's own URL (for a browser,
-//! whose `Accept` prefers HTML), the index at `/`, the reference at `/api/docs/`, and the
-//! stylesheet and scripts they load, all compiled into the binary.
+//! whose `Accept` prefers HTML), the index at `/`, the reference at `/api/docs/`, the OpenAPI
+//! document at `/api/schema/`, and the stylesheet and scripts they load, all compiled into the
+//! binary.
 //!
 //! The pages are read from the OpenAPI document, so they show exactly what the API does. They
 //! are the same for everyone: no token or password is ever rendered by the server or put into
@@ -11,12 +12,15 @@ use std::sync::LazyLock;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Path, Request};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get};
+use axum::routing::get;
+use utoipa::OpenApi;
+use utoipa::openapi::OpenApi as Document;
 
-use crate::http::{ApiError, AppState};
+use crate::http::openapi::GeneralAnswers;
+use crate::http::{ApiError, AppState, Json, with_and_without_slash};
 use crate::store::Store;
 
 mod assets;
@@ -26,15 +30,43 @@ mod pages;
 
 use catalogue::Catalogue;
 
-/// `/` and the assets; `/api/docs/` is served by [`docs_routes`], with and without its slash.
+/// `/`, the reference and the document (with and without their slashes), and the assets.
 pub fn routes<S: Store>() -> Router<AppState<S>> {
-    Router::new()
+    let router = Router::new()
         .route("/", get(index))
-        .route("/assets/{name}", get(asset))
+        .route("/assets/{name}", get(asset));
+    let router = with_and_without_slash(router, "/api/schema", get(schema));
+    with_and_without_slash(router, "/api/docs", get(docs))
 }
 
-pub fn docs_routes<S: Store>() -> MethodRouter<AppState<S>> {
-    get(docs)
+/// The whole document: the API's part and the pages', built once (it depends on the code only).
+pub fn document() -> &'static Document {
+    static DOCUMENT: LazyLock<Document> = LazyLock::new(|| {
+        let mut document = crate::http::openapi::api_document();
+        document.merge(PagesDoc::openapi());
+        document
+    });
+    &DOCUMENT
+}
+
+/// The pages' part of the document, which follows the API's: the index and the navigation list
+/// endpoints in the document's order.
+#[derive(OpenApi)]
+#[openapi(paths(schema, docs, index, asset), modifiers(&GeneralAnswers))]
+struct PagesDoc;
+
+/// The OpenAPI 3.1 document of this service
+///
+/// Every endpoint, request body, answer and error shape, generated from the code. `/api/docs/`
+/// renders it for people.
+#[utoipa::path(
+    get,
+    path = "/api/schema/",
+    tag = "documentation",
+    responses((status = 200, description = "The OpenAPI document.", body = serde_json::Value)),
+)]
+async fn schema() -> Json<&'static Document> {
+    Json(StatusCode::OK, document())
 }
 
 /// A browser visiting an API endpoint's URL gets the endpoint's page whatever the method, as
@@ -70,7 +102,7 @@ pub async fn browsable(request: Request, next: Next) -> Response {
     tag = "documentation",
     responses((status = 200, description = "The index page.", content_type = "text/html")),
 )]
-pub(crate) async fn index() -> Response {
+async fn index() -> Response {
     pages::index(catalogue())
 }
 
@@ -83,7 +115,7 @@ pub(crate) async fn index() -> Response {
     tag = "documentation",
     responses((status = 200, description = "The reference page.", content_type = "text/html")),
 )]
-pub(crate) async fn docs() -> Response {
+async fn docs() -> Response {
     pages::docs(catalogue())
 }
 
@@ -99,7 +131,7 @@ pub(crate) async fn docs() -> Response {
             body = crate::http::openapi::Detail),
     ),
 )]
-pub(crate) async fn asset(Path(name): Path<String>) -> Response {
+async fn asset(Path(name): Path<String>) -> Response {
     match assets::find(&name) {
         Some(asset) => asset.into_response(),
         None => ApiError::NotFound.into_response(),
@@ -108,8 +140,7 @@ pub(crate) async fn asset(Path(name): Path<String>) -> Response {
 
 fn catalogue() -> &'static Catalogue {
     static CATALOGUE: LazyLock<Catalogue> = LazyLock::new(|| {
-        let document = serde_json::to_value(crate::http::openapi::document())
-            .expect("the OpenAPI document serializes");
+        let document = serde_json::to_value(document()).expect("the OpenAPI document serializes");
         Catalogue::from_document(&document)
     });
     &CATALOGUE

@@ -142,10 +142,7 @@ async fn service_on<S: Store>(
             .expect("the service starts on the test database"),
     );
     let options = restful_auth::http::Options::from_config(config);
-    (
-        restful_auth::http::router_with(auth.clone(), &options),
-        auth,
-    )
+    (restful_auth::app::router_with(auth.clone(), &options), auth)
 }
 
 type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
