@@ -6,7 +6,7 @@ use axum::routing::{MethodRouter, post};
 use serde::Serialize;
 
 use super::extract::{Fields, Trim};
-use super::{ApiError, AppState, Json, error::FieldErrors};
+use super::{ApiError, AppState, Reply, error::FieldErrors};
 use crate::auth::email::Email;
 use crate::auth::password::{self, Password};
 use crate::auth::{AuthError, Client};
@@ -54,7 +54,7 @@ async fn register<S: Store>(
     State(auth): State<AppState<S>>,
     client: Client,
     fields: Fields,
-) -> Result<Json<Registered>, ApiError> {
+) -> Result<Reply<Registered>, ApiError> {
     auth.throttle_registration(&client).await?;
     let mut errors = FieldErrors::default();
     let email = fields
@@ -81,7 +81,7 @@ async fn register<S: Store>(
     };
 
     match auth.register(email.clone(), password).await {
-        Ok(id) => Ok(Json(
+        Ok(id) => Ok(Reply(
             StatusCode::CREATED,
             Registered {
                 id,

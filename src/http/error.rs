@@ -189,7 +189,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let mut response = super::Json(status, self.body()).into_response();
+        let mut response = super::Reply(status, self.body()).into_response();
         if let Some(incident) = self.incident() {
             response.extensions_mut().insert(incident);
         }

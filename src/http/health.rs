@@ -5,19 +5,19 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use super::{AppState, Json};
+use super::{AppState, Reply};
 use crate::store::Store;
 
-pub async fn healthz() -> Json<Value> {
-    Json(StatusCode::OK, json!({"status": "ok"}))
+pub async fn healthz() -> Reply<Value> {
+    Reply(StatusCode::OK, json!({"status": "ok"}))
 }
 
-pub async fn readyz<S: Store>(State(auth): State<AppState<S>>) -> Json<Value> {
+pub async fn readyz<S: Store>(State(auth): State<AppState<S>>) -> Reply<Value> {
     match auth.ready().await {
-        Ok(()) => Json(StatusCode::OK, json!({"status": "ready"})),
+        Ok(()) => Reply(StatusCode::OK, json!({"status": "ready"})),
         Err(error) => {
             tracing::warn!(%error, "not ready");
-            Json(
+            Reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({"status": "unavailable", "detail": "The database is not ready."}),
             )

@@ -6,7 +6,7 @@ use axum::routing::{MethodRouter, get};
 
 use super::error::FieldErrors;
 use super::extract::{AuthUser, Fields, Trim};
-use super::{ApiError, AppState, Json};
+use super::{ApiError, AppState, Reply};
 use crate::auth::username::Username;
 use crate::domain::Profile;
 use crate::store::Store;
@@ -24,8 +24,8 @@ pub fn routes<S: Store>() -> MethodRouter<AppState<S>> {
     security(("bearer" = [])),
     responses((status = 200, description = "The caller's profile.", body = Profile)),
 )]
-async fn show(caller: AuthUser) -> Json<Profile> {
-    Json(StatusCode::OK, caller.profile)
+async fn show(caller: AuthUser) -> Reply<Profile> {
+    Reply(StatusCode::OK, caller.profile)
 }
 
 /// Replace my username
@@ -49,7 +49,7 @@ async fn replace<S: Store>(
     State(auth): State<AppState<S>>,
     caller: AuthUser,
     fields: Fields,
-) -> Result<Json<Profile>, ApiError> {
+) -> Result<Reply<Profile>, ApiError> {
     let mut errors = FieldErrors::default();
     let username = fields.required_text("username", Trim::Yes, &mut errors);
     save(&auth, caller, username.as_deref(), errors).await
@@ -76,7 +76,7 @@ async fn update<S: Store>(
     State(auth): State<AppState<S>>,
     caller: AuthUser,
     fields: Fields,
-) -> Result<Json<Profile>, ApiError> {
+) -> Result<Reply<Profile>, ApiError> {
     let mut errors = FieldErrors::default();
     let username = fields.optional_text("username", Trim::Yes, &mut errors);
     save(&auth, caller, username.as_deref(), errors).await
@@ -88,7 +88,7 @@ async fn save<S: Store>(
     caller: AuthUser,
     username: Option<&str>,
     mut errors: FieldErrors,
-) -> Result<Json<Profile>, ApiError> {
+) -> Result<Reply<Profile>, ApiError> {
     let username = username.and_then(|raw| {
         Username::parse(raw)
             .map_err(|message| errors.add("username", message))
@@ -104,5 +104,5 @@ async fn save<S: Store>(
             .ok_or(ApiError::InvalidAccessToken)?,
         None => caller.profile,
     };
-    Ok(Json(StatusCode::OK, profile))
+    Ok(Reply(StatusCode::OK, profile))
 }

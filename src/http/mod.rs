@@ -225,10 +225,11 @@ pub(crate) const API_ANSWER_HEADERS: [(header::HeaderName, &str); 2] = [
     (header::CACHE_CONTROL, "no-store"),
 ];
 
-/// A JSON answer with the contract's `application/json; charset=utf-8`.
-pub struct Json<T>(pub StatusCode, pub T);
+/// A JSON answer with its status, with the contract's `application/json; charset=utf-8`
+/// (named apart from `axum::Json`, which takes no status and sets another media type).
+pub struct Reply<T>(pub StatusCode, pub T);
 
-impl<T: Serialize> IntoResponse for Json<T> {
+impl<T: Serialize> IntoResponse for Reply<T> {
     fn into_response(self) -> Response {
         match serde_json::to_vec(&self.1) {
             Ok(body) => (

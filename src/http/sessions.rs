@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::error::FieldErrors;
 use super::extract::{AuthUser, Fields, Trim};
-use super::{ApiError, AppState, Json};
+use super::{ApiError, AppState, Reply};
 use crate::auth::password::Password;
 use crate::store::{SessionInfo, Store};
 
@@ -75,7 +75,7 @@ fn rfc3339(unix_seconds: i64) -> String {
 async fn list<S: Store>(
     State(auth): State<AppState<S>>,
     caller: AuthUser,
-) -> Result<Json<Vec<Session>>, ApiError> {
+) -> Result<Reply<Vec<Session>>, ApiError> {
     let sessions = auth.sessions(&caller.claims).await?;
     let shown = sessions
         .into_iter()
@@ -88,7 +88,7 @@ async fn list<S: Store>(
             current: session.id == caller.claims.sid,
         })
         .collect();
-    Ok(Json(StatusCode::OK, shown))
+    Ok(Reply(StatusCode::OK, shown))
 }
 
 /// End one of my sessions
@@ -134,9 +134,9 @@ async fn end_one<S: Store>(
 async fn logout_all<S: Store>(
     State(auth): State<AppState<S>>,
     caller: AuthUser,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Reply<Value>, ApiError> {
     let ended = auth.end_all_sessions(&caller.claims).await?;
-    Ok(Json(
+    Ok(Reply(
         StatusCode::OK,
         json!({"success": "All sessions ended.", "ended": ended}),
     ))
@@ -166,7 +166,7 @@ async fn change_password<S: Store>(
     State(auth): State<AppState<S>>,
     caller: AuthUser,
     fields: Fields,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Reply<Value>, ApiError> {
     let mut errors = FieldErrors::default();
     let old = fields.required_text("old_password", Trim::No, &mut errors);
     let new = super::accounts::new_password(
@@ -181,7 +181,7 @@ async fn change_password<S: Store>(
     };
     auth.change_password(&caller.claims, Password::new(old.into_owned()), new)
         .await?;
-    Ok(Json(
+    Ok(Reply(
         StatusCode::OK,
         json!({"success": "Password changed."}),
     ))

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::error::FieldErrors;
 use super::extract::{Fields, Trim};
-use super::{ApiError, AppState, Json};
+use super::{ApiError, AppState, Reply};
 use crate::auth::password::Password;
 use crate::auth::tokens::RefreshToken;
 use crate::auth::{Client, TokenPair};
@@ -47,9 +47,9 @@ struct Tokens {
     expires_in: i64,
 }
 
-impl From<TokenPair> for Json<Tokens> {
+impl From<TokenPair> for Reply<Tokens> {
     fn from(pair: TokenPair) -> Self {
-        Json(
+        Reply(
             StatusCode::OK,
             Tokens {
                 access_token: pair.access_token,
@@ -86,7 +86,7 @@ async fn login<S: Store>(
     State(auth): State<AppState<S>>,
     client: Client,
     fields: Fields,
-) -> Result<Json<Tokens>, ApiError> {
+) -> Result<Reply<Tokens>, ApiError> {
     let mut errors = FieldErrors::default();
     let email = fields.required_text("email", Trim::Yes, &mut errors);
     let password = fields.required_text("password", Trim::No, &mut errors);
@@ -123,7 +123,7 @@ async fn refresh<S: Store>(
     State(auth): State<AppState<S>>,
     client: Client,
     fields: Fields,
-) -> Result<Json<Tokens>, ApiError> {
+) -> Result<Reply<Tokens>, ApiError> {
     let token = refresh_token(&fields)?;
     Ok(auth.refresh(token, &client).await?.into())
 }
@@ -152,9 +152,12 @@ async fn logout<S: Store>(
     State(auth): State<AppState<S>>,
     client: Client,
     fields: Fields,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Reply<serde_json::Value>, ApiError> {
     auth.logout(refresh_token(&fields)?, &client).await?;
-    Ok(Json(StatusCode::OK, json!({"success": "User logged out."})))
+    Ok(Reply(
+        StatusCode::OK,
+        json!({"success": "User logged out."}),
+    ))
 }
 
 /// The `refresh_token` field, as DRF's `UUIDField`: anything but a UUID's text, blank

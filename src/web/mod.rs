@@ -20,7 +20,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::OpenApi as Document;
 
 use crate::http::openapi::GeneralAnswers;
-use crate::http::{ApiError, AppState, Json, with_and_without_slash};
+use crate::http::{ApiError, AppState, Reply, with_and_without_slash};
 use crate::store::Store;
 
 mod assets;
@@ -65,8 +65,8 @@ struct PagesDoc;
     tag = "documentation",
     responses((status = 200, description = "The OpenAPI document.", body = serde_json::Value)),
 )]
-async fn schema() -> Json<&'static Document> {
-    Json(StatusCode::OK, document())
+async fn schema() -> Reply<&'static Document> {
+    Reply(StatusCode::OK, document())
 }
 
 /// A browser visiting an API endpoint's URL gets the endpoint's page whatever the method, as

@@ -10,13 +10,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{JSON, PASSWORD, TestApp, TestResponse, spawn_app, tokens_of};
 
-/// Every endpoint and the methods it answers.
-const ENDPOINTS: [(&str, &[&str]); 5] = [
+/// Every endpoint and the methods it answers (`/api/sessions/{id}/`, whose path holds an id,
+/// is checked in tests/web.rs against the router and the document).
+const ENDPOINTS: [(&str, &[&str]); 8] = [
     ("/api/register", &["POST"]),
     ("/api/login", &["POST"]),
     ("/api/refresh", &["POST"]),
     ("/api/logout", &["POST"]),
     ("/api/me", &["GET", "PATCH", "PUT"]),
+    ("/api/me/password", &["POST"]),
+    ("/api/sessions", &["GET"]),
+    ("/api/logout/all", &["POST"]),
 ];
 
 const POST_ENDPOINTS: [&str; 4] = ["/api/register", "/api/login", "/api/refresh", "/api/logout"];
