@@ -22,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod private_files;
 pub mod store;
 pub mod telemetry;
 pub mod web;

@@ -18,6 +18,7 @@ pub mod email;
 pub mod password;
 pub mod tokens;
 pub mod username;
+pub mod vault;
 
 use crate::domain::sessions::{EndReason, Redemption, SessionPolicy};
 use crate::domain::settings::{Lifetimes, Setting};
