@@ -94,6 +94,9 @@ pub enum UserCommand {
 pub async fn run(cli: Cli) -> Result<(), StartupError> {
     let url = cli.config.database_url.clone();
     if url.starts_with("sqlite:") {
+        if let Some(path) = cli.config.sqlite_path() {
+            crate::private_files::refuse_exposed(&path, cli.config.allow_insecure_permissions)?;
+        }
         execute(SqliteStore::open(&url).await?, cli).await
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         execute(

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -179,6 +180,20 @@ pub struct Config {
     /// for the database, logs and metrics; at least half the limit.
     #[arg(long, env = "RESTFUL_AUTH_MAX_CONNECTIONS")]
     pub max_connections: Option<NonZeroUsize>,
+
+    /// File holding the master key (32 bytes, base64 or hex) that seals the secrets stored in
+    /// the database. Default on SQLite: `<database file>.master-key`, generated at first start.
+    #[arg(long, env = "RESTFUL_AUTH_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+
+    /// The master key itself (base64 or hex), for containers; prefer the environment variable,
+    /// as a command line is visible to other users.
+    #[arg(long, env = "RESTFUL_AUTH_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<crate::auth::vault::MasterKey>,
+
+    /// Start even if the SQLite file or the master key file is open to group or others.
+    #[arg(long, env = "RESTFUL_AUTH_ALLOW_INSECURE_PERMISSIONS")]
+    pub allow_insecure_permissions: bool,
 }
 
 impl Config {
@@ -217,6 +232,13 @@ impl Config {
                 v6: self.throttle_ipv6_prefix,
             },
         }
+    }
+
+    /// The SQLite database file, when the database is one.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        crate::store::sqlite::path_of(&self.database_url)
+            .ok()
+            .map(PathBuf::from)
     }
 
     pub fn hash_concurrency(&self) -> usize {

@@ -49,6 +49,19 @@ pub enum StartupError {
     Command(String),
     #[error("unsupported DATABASE_URL {0:?}: expected sqlite://PATH or postgres://…")]
     UnsupportedDatabase(String),
+    #[error(transparent)]
+    Secrets(#[from] auth::vault::VaultError),
+    #[error(transparent)]
+    ExposedFile(#[from] private_files::ExposedFile),
+}
+
+impl From<auth::LoadError> for StartupError {
+    fn from(error: auth::LoadError) -> Self {
+        match error {
+            auth::LoadError::Store(error) => error.into(),
+            auth::LoadError::Vault(error) => error.into(),
+        }
+    }
 }
 
 /// Serves the API on `store` until SIGINT or SIGTERM.

@@ -1321,3 +1321,148 @@ async fn the_service_raises_its_open_files_limit_to_the_hard_limit() {
         "{log}"
     );
 }
+
+/// Runs the service on `database` with `args`, expecting it to refuse to start: its exit
+/// status and what it wrote.
+fn refused_start(database: &Path, args: &[&str]) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(BINARY)
+        .args(["--bind", &format!("127.0.0.1:{}", free_port())])
+        .args(["--database-url", &database_url(database)])
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the service runs");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "the service started instead of refusing:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A new master key file (32 random bytes, base64) readable by its owner only.
+#[cfg(unix)]
+fn write_master_key(path: &Path) {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    writeln!(
+        file,
+        "{}",
+        base64::engine::general_purpose::STANDARD.encode(key)
+    )
+    .unwrap();
+}
+
+#[cfg(unix)]
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn start_is_refused_for_a_database_or_master_key_readable_by_others_unless_allowed() {
+    // Arrange: a database and its generated master key, made readable by everyone.
+    let directory = tempfile::tempdir().unwrap();
+    let database = directory.path().join("open.sqlite3");
+    let key_file = directory.path().join("open.sqlite3.master-key");
+    let mut service = Service::start_on(tempfile::tempdir().unwrap(), database.clone(), &[]);
+    // Answered once the server runs, and with it the SIGTERM handler.
+    let health = reqwest::get(service.url("/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert!(service.terminate().success());
+    assert!(
+        service
+            .log_text()
+            .contains(&format!("path={}", key_file.display())),
+        "the generated master key is announced:\n{}",
+        service.log_text()
+    );
+    chmod(&database, 0o644);
+
+    // Act
+    let (database_status, database_error) = refused_start(&database, &[]);
+    chmod(&database, 0o600);
+    chmod(&key_file, 0o644);
+    let (key_status, key_error) = refused_start(&database, &[]);
+    chmod(&database, 0o644);
+    let allowed = Service::start_on(
+        directory,
+        database.clone(),
+        &["--allow-insecure-permissions"],
+    );
+
+    // Assert
+    assert_eq!(database_status.code(), Some(1), "{database_error}");
+    assert!(
+        database_error.contains(&database.display().to_string())
+            && database_error.contains("chmod 600")
+            && database_error.contains("--allow-insecure-permissions"),
+        "{database_error}"
+    );
+    assert_eq!(key_status.code(), Some(1), "{key_error}");
+    assert!(
+        key_error.contains(&key_file.display().to_string()) && key_error.contains("chmod 600"),
+        "{key_error}"
+    );
+    assert!(allowed.log_text().contains("restful-auth listening"));
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_missing_or_wrong_master_key_stops_the_start_and_changes_nothing() {
+    // Arrange: keys sealed under the generated master key, which then goes missing.
+    let directory = tempfile::tempdir().unwrap();
+    let database = directory.path().join("lost.sqlite3");
+    let key_file = directory.path().join("lost.sqlite3.master-key");
+    let wrong_key = directory.path().join("wrong.key");
+    write_master_key(&wrong_key);
+    let mut service = Service::start_on(tempfile::tempdir().unwrap(), database.clone(), &[]);
+    register_and_login(&service, "lost@example.org").await;
+    assert!(service.terminate().success());
+    let kept = directory.path().join("kept.key");
+    std::fs::rename(&key_file, &kept).unwrap();
+    let before = std::fs::read(&database).unwrap();
+
+    // Act
+    let (missing_status, missing_error) = refused_start(&database, &[]);
+    let (wrong_status, wrong_error) = refused_start(
+        &database,
+        &["--master-key-file", wrong_key.to_str().unwrap()],
+    );
+
+    // Assert
+    assert_eq!(missing_status.code(), Some(1), "{missing_error}");
+    assert!(
+        missing_error.contains(&key_file.display().to_string())
+            && missing_error.contains("restore"),
+        "{missing_error}"
+    );
+    assert!(!key_file.exists(), "no new key replaces the lost one");
+    assert_eq!(wrong_status.code(), Some(1), "{wrong_error}");
+    assert!(wrong_error.contains("does not decrypt"), "{wrong_error}");
+    assert_eq!(std::fs::read(&database).unwrap(), before);
+    std::fs::rename(&kept, &key_file).unwrap();
+    let restored = Service::start_on(directory, database, &[]);
+    assert!(restored.log_text().contains("restful-auth listening"));
+}

@@ -1,6 +1,7 @@
 //! The domain: accounts, credentials, tokens and sessions. It speaks to storage through the
 //! [`Store`] trait and knows nothing of HTTP.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -10,8 +11,8 @@ use crate::config::Config;
 use crate::domain::clock::{Clock, SystemClock};
 use crate::domain::{Profile, SessionId, UserId};
 use crate::store::{
-    Account, NewSession, NewUser, Purge, Purged, Redeem, Redeemed, SessionInfo, SessionScope,
-    Store, StoreError, StoredKey,
+    Account, NewSession, NewUser, Purge, Purged, Redeem, Redeemed, SecretRow, SessionInfo,
+    SessionScope, Store, StoreError, StoredKey, StoredSecret,
 };
 
 pub mod email;
@@ -27,6 +28,7 @@ use email::Email;
 use password::{Hasher, Password, PasswordPolicy, Verification};
 use tokens::{AccessClaims, InvalidAccessToken, Keyring, RefreshToken, SigningKey};
 use username::Username;
+use vault::{MasterKey, VaultError};
 
 /// A new access token and the refresh token that replaces the one presented.
 #[derive(Debug)]
@@ -86,6 +88,15 @@ pub enum AuthError {
     Store(#[from] StoreError),
 }
 
+/// Why the service cannot load its keys and settings.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+}
+
 /// What may change while the service runs, swapped whole on reload so a request never sees
 /// half of an update.
 struct Live {
@@ -97,6 +108,9 @@ struct Live {
 
 /// Where the successor key is kept: in the database only, shared by the instances.
 const SUCCESSOR_KEY: &str = "internal:refresh-successor-key";
+
+/// The settings that hold secrets, sealed like the signing keys.
+const SECRET_SETTINGS: [&str; 1] = [SUCCESSOR_KEY];
 
 /// The service's operations; cheap to share behind an `Arc`.
 pub struct Auth<S> {
@@ -110,12 +124,15 @@ pub struct Auth<S> {
     default_lifetimes: Lifetimes,
     live: ArcSwap<Live>,
     clock: Arc<dyn Clock>,
+    /// Seals the secrets stored in the database; never stored there itself.
+    master_key: MasterKey,
 }
 
 impl<S: Store> Auth<S> {
     /// Prepares the service on `store`, taking the signing keys from `config` or, when none
-    /// is configured, from the store (generating the first at first start).
-    pub async fn new(store: S, config: &Config) -> Result<Auth<S>, StoreError> {
+    /// is configured, from the store (generating the first at first start). Secrets stored
+    /// in plaintext by an earlier build are sealed under the master key first.
+    pub async fn new(store: S, config: &Config) -> Result<Auth<S>, LoadError> {
         Self::with_clock(store, config, Arc::new(SystemClock)).await
     }
 
@@ -124,7 +141,10 @@ impl<S: Store> Auth<S> {
         store: S,
         config: &Config,
         clock: Arc<dyn Clock>,
-    ) -> Result<Auth<S>, StoreError> {
+    ) -> Result<Auth<S>, LoadError> {
+        let stored = store.secrets(secret_settings()).await?;
+        let master_key = unlock(config, &stored)?;
+        seal_plaintext_secrets(&store, &master_key, stored).await?;
         let configured_keys = config.secret_key.as_ref().map(|newest| {
             std::iter::once(newest)
                 .chain(&config.previous_secret_keys)
@@ -143,6 +163,7 @@ impl<S: Store> Auth<S> {
             &store,
             configured_keys.as_deref(),
             default_lifetimes,
+            &master_key,
             clock.now(),
         )
         .await?;
@@ -157,6 +178,7 @@ impl<S: Store> Auth<S> {
             default_lifetimes,
             live: ArcSwap::from_pointee(live),
             clock,
+            master_key,
         })
     }
 
@@ -164,50 +186,57 @@ impl<S: Store> Auth<S> {
         store: &S,
         configured_keys: Option<&[SigningKey]>,
         defaults: Lifetimes,
+        master_key: &MasterKey,
         now: i64,
-    ) -> Result<Live, StoreError> {
+    ) -> Result<Live, LoadError> {
         let keys = match configured_keys {
             Some(keys) => keys.to_vec(),
             None => store
-                .signing_keys(generate_key(now))
+                .signing_keys(generate_key(master_key, now))
                 .await?
                 .into_iter()
-                .map(|key| SigningKey {
-                    kid: key.kid,
-                    secret: key.secret.into_bytes(),
+                .map(|key| {
+                    let row = SecretRow::SigningKey(key.kid.clone());
+                    Ok(SigningKey {
+                        kid: key.kid,
+                        secret: open(master_key, &row, &key.secret)?,
+                    })
                 })
-                .collect(),
+                .collect::<Result<_, VaultError>>()?,
         };
+        let successor_row = SecretRow::Setting(SUCCESSOR_KEY.to_owned());
         let mut stored = store.settings().await?;
         let successor_key = match stored.iter().find(|(name, _)| name == SUCCESSOR_KEY) {
             Some((_, key)) => key.clone(),
             None => {
                 // First start. Several instances starting at once may each store one; the
                 // last stands, and all use it from their next reload on.
-                let key = generate_key(now).secret;
+                let key = random_hex_key();
+                let sealed = master_key.seal(&associated_data(&successor_row), key.as_bytes());
                 store
-                    .put_setting(SUCCESSOR_KEY.to_owned(), key.clone())
+                    .put_setting(SUCCESSOR_KEY.to_owned(), sealed.clone())
                     .await?;
                 stored = store.settings().await?;
                 stored
                     .iter()
                     .find(|(name, _)| name == SUCCESSOR_KEY)
-                    .map_or(key, |(_, key)| key.clone())
+                    .map_or(sealed, |(_, key)| key.clone())
             }
         };
         Ok(Live {
             keyring: Keyring::hs256(&keys),
             lifetimes: defaults.with_stored(&stored),
-            successor_key: successor_key.into_bytes(),
+            successor_key: open(master_key, &successor_row, &successor_key)?,
         })
     }
 
     /// Picks up keys and settings changed by another instance or by the command line.
-    pub async fn reload(&self) -> Result<(), StoreError> {
+    pub async fn reload(&self) -> Result<(), LoadError> {
         let live = Self::load_live(
             &self.store,
             self.configured_keys.as_deref(),
             self.default_lifetimes,
+            &self.master_key,
             self.clock.now(),
         )
         .await?;
@@ -240,7 +269,7 @@ impl<S: Store> Auth<S> {
         if self.configured_keys.is_some() {
             return Ok(None);
         }
-        let key = generate_key(self.clock.now());
+        let key = generate_key(&self.master_key, self.clock.now());
         let kid = key.kid.clone();
         self.store.add_signing_key(key).await?;
         Ok(Some(kid))
@@ -796,13 +825,110 @@ fn seconds(duration: std::time::Duration) -> i64 {
     i64::try_from(duration.as_secs()).unwrap_or(i64::MAX / 2)
 }
 
-/// A new signing key of 256 random bits, hex-encoded (HS256's own key size), with a random id.
-fn generate_key(now: i64) -> StoredKey {
-    let mut bytes = [0u8; 36];
-    getrandom::fill(&mut bytes).expect("the operating system provides randomness");
+/// A new signing key of 256 random bits, hex-encoded (HS256's own key size), with a random id,
+/// sealed under `master_key` for storage.
+fn generate_key(master_key: &MasterKey, now: i64) -> StoredKey {
+    let mut kid = [0u8; 4];
+    getrandom::fill(&mut kid).expect("the operating system provides randomness");
+    let kid = hex::encode(kid);
+    let row = SecretRow::SigningKey(kid.clone());
     StoredKey {
-        kid: hex::encode(&bytes[32..]),
-        secret: hex::encode(&bytes[..32]),
+        secret: master_key.seal(&associated_data(&row), random_hex_key().as_bytes()),
+        kid,
         created_at: now,
     }
+}
+
+/// 256 random bits, hex-encoded: the secrets the service generates are used as this text.
+fn random_hex_key() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the operating system provides randomness");
+    hex::encode(bytes)
+}
+
+fn secret_settings() -> Vec<String> {
+    SECRET_SETTINGS
+        .iter()
+        .map(|name| (*name).to_owned())
+        .collect()
+}
+
+/// What binds a sealed value to its row, so that values cannot be swapped between rows.
+fn associated_data(row: &SecretRow) -> String {
+    match row {
+        SecretRow::SigningKey(kid) => format!("signing_keys:{kid}"),
+        SecretRow::Setting(name) => format!("settings:{name}"),
+    }
+}
+
+fn open(master_key: &MasterKey, row: &SecretRow, sealed: &str) -> Result<Vec<u8>, VaultError> {
+    let row = associated_data(row);
+    master_key
+        .open(&row, sealed)
+        .map_err(|_| VaultError::WrongKey { row })
+}
+
+/// The master key: the configured file, else the configured value, else (SQLite only) the
+/// file beside the database, generated at first start. A missing file is never replaced
+/// while the database holds values sealed under the lost key.
+fn unlock(config: &Config, stored: &[StoredSecret]) -> Result<MasterKey, VaultError> {
+    let allow_exposed = config.allow_insecure_permissions;
+    if let Some(path) = &config.master_key_file {
+        return MasterKey::read_file(path, allow_exposed);
+    }
+    if let Some(key) = &config.master_key {
+        return Ok(key.clone());
+    }
+    let path = default_master_key_file(config).ok_or(VaultError::NotConfigured)?;
+    if std::fs::symlink_metadata(&path).is_ok() {
+        return MasterKey::read_file(&path, allow_exposed);
+    }
+    if stored.iter().any(|secret| vault::is_sealed(&secret.value)) {
+        return Err(VaultError::Missing { path });
+    }
+    let key = MasterKey::generate();
+    key.write_file(&path)?;
+    tracing::warn!(
+        path = %path.display(),
+        "generated the master key that seals the secrets in the database; back it up with the \
+         database: without it they cannot be read"
+    );
+    Ok(key)
+}
+
+/// `<database file>.master-key` for a SQLite database; none for PostgreSQL, whose instances
+/// must share one configured key.
+pub fn default_master_key_file(config: &Config) -> Option<PathBuf> {
+    let mut path = config.sqlite_path()?.into_os_string();
+    path.push(".master-key");
+    Some(path.into())
+}
+
+/// Seals what an earlier build stored in plaintext, in one transaction, after checking that
+/// every sealed value opens (so that a wrong key changes nothing).
+async fn seal_plaintext_secrets<S: Store>(
+    store: &S,
+    master_key: &MasterKey,
+    stored: Vec<StoredSecret>,
+) -> Result<(), LoadError> {
+    let mut sealed = Vec::new();
+    for secret in stored {
+        if vault::is_sealed(&secret.value) {
+            open(master_key, &secret.row, &secret.value)?;
+        } else {
+            sealed.push(StoredSecret {
+                value: master_key.seal(&associated_data(&secret.row), secret.value.as_bytes()),
+                row: secret.row,
+            });
+        }
+    }
+    if !sealed.is_empty() {
+        let count = sealed.len();
+        store.replace_secrets(sealed).await?;
+        tracing::info!(
+            count,
+            "sealed the secrets stored in plaintext under the master key"
+        );
+    }
+    Ok(())
 }

@@ -138,6 +138,28 @@ impl std::fmt::Debug for StoredKey {
     }
 }
 
+/// The row a secret is stored in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretRow {
+    /// `signing_keys.secret` of the key with this id.
+    SigningKey(String),
+    /// `settings.value` of the setting with this name.
+    Setting(String),
+}
+
+/// A secret as stored: sealed by the domain, or in plaintext as an earlier build wrote it.
+#[derive(Clone)]
+pub struct StoredSecret {
+    pub row: SecretRow,
+    pub value: String,
+}
+
+impl std::fmt::Debug for StoredSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StoredSecret({:?}, <redacted>)", self.row)
+    }
+}
+
 /// The outcome of presenting a refresh token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Redeemed {
@@ -346,6 +368,20 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn add_signing_key(
         &self,
         key: StoredKey,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every stored signing key's secret and the values of the `settings` named, in one read.
+    fn secrets(
+        &self,
+        settings: Vec<String>,
+    ) -> impl Future<Output = Result<Vec<StoredSecret>, StoreError>> + Send;
+
+    /// Replaces the values of the rows named, all in one transaction: every one or none. A
+    /// row that no longer exists is skipped. On SQLite the log is then emptied into the file,
+    /// so that no copy of a replaced value stays behind in it.
+    fn replace_secrets(
+        &self,
+        secrets: Vec<StoredSecret>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{
     Account, Credentials, NewSession, NewUser, PoolState, Purge, Purged, Redeem, Redeemed,
-    SessionInfo, SessionScope, Store, StoreError, StoredKey,
+    SecretRow, SessionInfo, SessionScope, Store, StoreError, StoredKey, StoredSecret,
 };
 use crate::domain::sessions::{EndReason, PresentedToken, Redemption, Verdict};
 use crate::domain::throttle::Bucket;
@@ -731,6 +731,50 @@ impl Store for PostgresStore {
             .await
             .map(drop)
             .map_err(database_error)
+    }
+
+    async fn secrets(&self, settings: Vec<String>) -> Result<Vec<StoredSecret>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(database_error)?;
+        let keys: Vec<(String, String)> =
+            sqlx::query_as("SELECT kid, secret FROM signing_keys ORDER BY kid")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(database_error)?;
+        let values: Vec<(String, String)> =
+            sqlx::query_as("SELECT key, value FROM settings WHERE key = ANY($1) ORDER BY key")
+                .bind(settings)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(database_error)?;
+        tx.commit().await.map_err(database_error)?;
+        let keys = keys.into_iter().map(|(kid, value)| StoredSecret {
+            row: SecretRow::SigningKey(kid),
+            value,
+        });
+        let values = values.into_iter().map(|(name, value)| StoredSecret {
+            row: SecretRow::Setting(name),
+            value,
+        });
+        Ok(keys.chain(values).collect())
+    }
+
+    async fn replace_secrets(&self, secrets: Vec<StoredSecret>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(database_error)?;
+        for secret in secrets {
+            let (sql, key) = match secret.row {
+                SecretRow::SigningKey(kid) => {
+                    ("UPDATE signing_keys SET secret = $2 WHERE kid = $1", kid)
+                }
+                SecretRow::Setting(name) => ("UPDATE settings SET value = $2 WHERE key = $1", name),
+            };
+            sqlx::query(sql)
+                .bind(key)
+                .bind(secret.value)
+                .execute(&mut *tx)
+                .await
+                .map_err(database_error)?;
+        }
+        tx.commit().await.map_err(database_error)
     }
 }
 

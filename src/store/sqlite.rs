@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use super::{
     Account, Credentials, NewSession, NewUser, PoolState, Purge, Purged, Redeem, Redeemed,
-    SessionInfo, SessionScope, Store, StoreError, StoredKey,
+    SecretRow, SessionInfo, SessionScope, Store, StoreError, StoredKey, StoredSecret,
 };
 use crate::domain::RefreshDigest;
 use crate::domain::sessions::{EndReason, PresentedToken, Redemption, Verdict};
@@ -108,6 +108,11 @@ impl SqliteStore {
     }
 
     fn open_blocking(path: &Path, readers: usize) -> Result<Opened, StoreError> {
+        // Created readable by the owner only before SQLite opens it: SQLite gives the log and
+        // the shared memory the database file's mode.
+        crate::private_files::create_private(path).map_err(|error| {
+            StoreError::Database(format!("cannot create {}: {error}", path.display()))
+        })?;
         let mut writer = Connection::open(path).map_err(database_error)?;
         // A new file gets 1 KiB pages (an existing one keeps its size). Rows here are small and
         // found by random keys (token digests, session ids): a refresh changes a few rows on
@@ -367,7 +372,7 @@ fn run_job(conn: &Connection, job: Job) -> Option<Ran> {
 }
 
 /// `sqlite://restful_auth.sqlite3` (relative) or `sqlite:///var/lib/app.db` (absolute).
-fn path_of(url: &str) -> Result<&str, StoreError> {
+pub fn path_of(url: &str) -> Result<&str, StoreError> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
@@ -833,24 +838,7 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
-        let checkpoint = self
-            .write_alone(|conn| {
-                // The checkpointer may be in the middle of one: then this one is "busy" at once
-                // (no busy handler for that lock), and is tried again.
-                for _ in 0..50 {
-                    let busy: i64 = conn
-                        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
-                        .map_err(database_error)?;
-                    if busy == 0 {
-                        return Ok(());
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(StoreError::Unavailable(
-                    "the log stayed busy for a second".into(),
-                ))
-            })
-            .await;
+        let checkpoint = self.write_alone(empty_log).await;
         if let Err(error) = checkpoint {
             tracing::warn!(%error, "the write-ahead log was not checkpointed at shutdown");
         }
@@ -887,6 +875,86 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn secrets(&self, settings: Vec<String>) -> Result<Vec<StoredSecret>, StoreError> {
+        self.read(move |conn| {
+            let tx = conn.unchecked_transaction()?;
+            let mut secrets: Vec<StoredSecret> = tx
+                .prepare_cached("SELECT kid, secret FROM signing_keys ORDER BY kid")?
+                .query_map([], |row| {
+                    Ok(StoredSecret {
+                        row: SecretRow::SigningKey(row.get(0)?),
+                        value: row.get(1)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            for name in settings {
+                let value: Option<String> = tx
+                    .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
+                    .query_row([&name], |row| row.get(0))
+                    .optional()?;
+                secrets.extend(value.map(|value| StoredSecret {
+                    row: SecretRow::Setting(name),
+                    value,
+                }));
+            }
+            Ok(secrets)
+        })
+    }
+
+    async fn replace_secrets(&self, secrets: Vec<StoredSecret>) -> Result<(), StoreError> {
+        self.write_alone(move |conn| overwrite_secrets(conn, &secrets))
+            .await
+    }
+}
+
+/// Copies the whole write-ahead log into the database file and truncates it.
+fn empty_log(conn: &Connection) -> Result<(), StoreError> {
+    // The checkpointer may be in the middle of one: then this one is "busy" at once (no busy
+    // handler for that lock), and is tried again.
+    for _ in 0..50 {
+        let busy: i64 = conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
+            .map_err(database_error)?;
+        if busy == 0 {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Err(StoreError::Unavailable(
+        "the log stayed busy for a second".into(),
+    ))
+}
+
+/// Replaces the values in one transaction, zeroing the space the old ones held in their pages
+/// (`secure_delete`), then empties the log, which still holds the pages as they were.
+fn overwrite_secrets(conn: &Connection, secrets: &[StoredSecret]) -> Result<(), StoreError> {
+    let secure_delete: i64 = conn
+        .pragma_query_value(None, "secure_delete", |row| row.get(0))
+        .map_err(database_error)?;
+    conn.pragma_update(None, "secure_delete", true)
+        .map_err(database_error)?;
+    let replaced = (|| {
+        let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+        for secret in secrets {
+            match &secret.row {
+                SecretRow::SigningKey(kid) => tx.execute(
+                    "UPDATE signing_keys SET secret = ?2 WHERE kid = ?1",
+                    [kid, &secret.value],
+                )?,
+                SecretRow::Setting(name) => tx.execute(
+                    "UPDATE settings SET value = ?2 WHERE key = ?1",
+                    [name, &secret.value],
+                )?,
+            };
+        }
+        tx.commit()
+    })()
+    .map_err(database_error);
+    conn.pragma_update(None, "secure_delete", secure_delete)
+        .map_err(database_error)?;
+    replaced?;
+    empty_log(conn)
 }
 
 /// Reads the presented token, lets [`judge`](crate::domain::sessions::judge) decide, and carries

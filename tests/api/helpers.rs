@@ -16,6 +16,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use restful_auth::auth::Auth;
+use restful_auth::auth::vault::MasterKey;
 use restful_auth::config::{Config, SecretKey};
 use restful_auth::domain::clock::ManualClock;
 use restful_auth::domain::settings::Setting;
@@ -107,6 +108,10 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     };
     let mut config = Config::with_database(url);
     config.secret_key = Some(SECRET.parse::<SecretKey>().expect("a long enough test key"));
+    if crate::pg::server_url().is_some() {
+        // PostgreSQL has no default master key: every instance must be given the same one.
+        config.master_key = Some(MasterKey::generate());
+    }
     configure(&mut config);
     let clock = Arc::new(ManualClock::starting_now());
     let (router, admin) = build_router(&config, clock.clone()).await;
@@ -128,6 +133,23 @@ async fn build_router(config: &Config, clock: Arc<ManualClock>) -> (Router, Arc<
     } else {
         let store = PostgresStore::open(&config.database_url, &config.pool_settings()).await;
         service_on(store.expect("the test database opens"), config, clock).await
+    }
+}
+
+/// Why the service does not start on `config`'s database: the message it stops with.
+pub async fn refused_start(config: &Config) -> String {
+    async fn refused<S: Store>(store: S, config: &Config) -> String {
+        match Auth::new(store, config).await {
+            Ok(_) => panic!("the service started"),
+            Err(error) => error.to_string(),
+        }
+    }
+    if config.database_url.starts_with("sqlite://") {
+        let store = SqliteStore::open(&config.database_url).await;
+        refused(store.expect("the test database opens"), config).await
+    } else {
+        let store = PostgresStore::open(&config.database_url, &config.pool_settings()).await;
+        refused(store.expect("the test database opens"), config).await
     }
 }
 

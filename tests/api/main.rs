@@ -12,4 +12,5 @@ mod protocol;
 mod refresh;
 mod register;
 mod scale_out;
+mod secrets;
 mod security;
