@@ -3,10 +3,12 @@
 
 use clap::Subcommand;
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 
 use crate::auth::email::Email;
 use crate::auth::password::{self, Password};
 use crate::auth::username::Username;
+use crate::auth::vault::MasterKey;
 use crate::auth::{Auth, AuthError};
 use crate::config::Config;
 use crate::domain::settings::Setting;
@@ -72,6 +74,13 @@ pub enum KeysCommand {
     /// Add a new key: new access tokens are signed with it, tokens signed with the previous
     /// keys verify until they expire (housekeeping then deletes the old keys).
     Rotate,
+    /// Seal every secret stored in the database under a new master key (in one transaction);
+    /// start the service with that key from then on.
+    Rewrap {
+        /// The new master key: a file holding 32 random bytes in base64 or hex.
+        #[arg(long)]
+        new_master_key_file: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -143,6 +152,19 @@ async fn execute<S: Store>(store: S, cli: Cli) -> Result<(), StartupError> {
                         .into(),
                 )),
             }
+        }
+        Command::Keys(KeysCommand::Rewrap {
+            new_master_key_file,
+        }) => {
+            let new_key =
+                MasterKey::read_file(&new_master_key_file, config.allow_insecure_permissions)?;
+            let auth = Auth::new(store, &config).await?;
+            let count = auth.rewrap(&new_key).await?;
+            println!(
+                "{}",
+                rewrapped_message(count, &new_master_key_file, &config)
+            );
+            Ok(())
         }
         Command::Purge => {
             let purged = Auth::new(store, &config)
@@ -357,6 +379,26 @@ async fn import_one<S: Store>(auth: &Auth<S>, user: &DjangoUser) -> Result<(), I
         Err(StoreError::EmailTaken) => Err(ImportOutcome::Present),
         Err(error) => Err(ImportOutcome::Refused(error.to_string())),
     }
+}
+
+/// What the operator must do after a rewrap: the old key opens nothing any more.
+fn rewrapped_message(count: usize, new_key_file: &Path, config: &crate::config::Config) -> String {
+    let new_key_file = new_key_file.display();
+    let switch = match crate::auth::default_master_key_file(config) {
+        Some(default) if config.master_key_file.is_none() && config.master_key.is_none() => {
+            format!(
+                "replace {} with it, or point --master-key-file at it",
+                default.display()
+            )
+        }
+        _ => "point --master-key-file (RESTFUL_AUTH_MASTER_KEY_FILE) at it, or set \
+              RESTFUL_AUTH_MASTER_KEY to its content"
+            .to_owned(),
+    };
+    format!(
+        "Sealed {count} secrets under the master key in {new_key_file}. The old key no longer \
+         opens them: stop every instance, {switch}, then start them again."
+    )
 }
 
 fn failure(message: String) -> StartupError {

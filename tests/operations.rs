@@ -1466,3 +1466,54 @@ async fn a_missing_or_wrong_master_key_stops_the_start_and_changes_nothing() {
     let restored = Service::start_on(directory, database, &[]);
     assert!(restored.log_text().contains("restful-auth listening"));
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn rewrapping_under_a_new_master_key_keeps_every_token_valid_and_retires_the_old_key() {
+    // Arrange
+    let directory = tempfile::tempdir().unwrap();
+    let database = directory.path().join("rewrap.sqlite3");
+    let new_key = directory.path().join("new.key");
+    write_master_key(&new_key);
+    let mut service = Service::start_on(tempfile::tempdir().unwrap(), database.clone(), &[]);
+    let tokens = register_and_login(&service, "rewrap@example.org").await;
+    assert!(service.terminate().success());
+
+    // Act
+    let rewrapped = admin(
+        &database,
+        &[
+            "keys",
+            "rewrap",
+            "--new-master-key-file",
+            new_key.to_str().unwrap(),
+        ],
+        "",
+    );
+    let (old_status, old_error) = refused_start(&database, &[]);
+    let service = Service::start_on(
+        directory,
+        database.clone(),
+        &["--master-key-file", new_key.to_str().unwrap()],
+    );
+
+    // Assert
+    assert!(rewrapped.status.success(), "{rewrapped:?}");
+    assert!(
+        stdout(&rewrapped).contains("--master-key-file"),
+        "{rewrapped:?}"
+    );
+    assert_eq!(old_status.code(), Some(1), "{old_error}");
+    assert!(old_error.contains("does not decrypt"), "{old_error}");
+    assert_eq!(
+        me(&service, tokens["access_token"].as_str().unwrap()).await,
+        200
+    );
+    let (status, _) = post(
+        &reqwest::Client::new(),
+        service.url("/api/refresh/"),
+        json!({"refresh_token": tokens["refresh_token"]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+}

@@ -275,6 +275,27 @@ impl<S: Store> Auth<S> {
         Ok(Some(kid))
     }
 
+    /// Seals every stored secret under `new_key` instead of the current master key, in one
+    /// transaction; how many there are. Instances must then start with `new_key`.
+    pub async fn rewrap(&self, new_key: &MasterKey) -> Result<usize, LoadError> {
+        let resealed = self
+            .store
+            .secrets(secret_settings())
+            .await?
+            .into_iter()
+            .map(|secret| {
+                let plaintext = open(&self.master_key, &secret.row, &secret.value)?;
+                Ok(StoredSecret {
+                    value: new_key.seal(&associated_data(&secret.row), &plaintext),
+                    row: secret.row,
+                })
+            })
+            .collect::<Result<Vec<_>, VaultError>>()?;
+        let count = resealed.len();
+        self.store.replace_secrets(resealed).await?;
+        Ok(count)
+    }
+
     /// Deletes consumed and expired tokens, long-ended sessions, retired keys and finished
     /// throttle windows; live sessions and their tokens stay.
     pub async fn housekeeping(&self, retention: std::time::Duration) -> Result<Purged, StoreError> {

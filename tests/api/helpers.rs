@@ -180,6 +180,9 @@ pub trait Admin: Send + Sync {
     /// Adds a signing key to the database; `None` when the key comes from the configuration.
     fn rotate_signing_key(&self) -> Pending<'_, Option<String>>;
 
+    /// Seals the stored secrets under `new_key` (`restful-auth keys rewrap`).
+    fn rewrap<'a>(&'a self, new_key: &'a MasterKey) -> Pending<'a, ()>;
+
     /// Picks up what the database holds now, as every instance does every few seconds.
     fn reload(&self) -> Pending<'_, ()>;
 
@@ -217,6 +220,14 @@ impl<S: Store> Admin for Auth<S> {
         })
     }
 
+    fn rewrap<'a>(&'a self, new_key: &'a MasterKey) -> Pending<'a, ()> {
+        Box::pin(async move {
+            Auth::rewrap(self, new_key)
+                .await
+                .expect("every secret opens with the current key");
+        })
+    }
+
     fn reload(&self) -> Pending<'_, ()> {
         Box::pin(async move { Auth::reload(self).await.expect("the store answers") })
     }
@@ -243,12 +254,19 @@ impl TestApp {
     /// Another instance of the service on the same database, as behind a load balancer; it
     /// lives no longer than `self`, which keeps the database.
     pub async fn another_instance(&self) -> TestApp {
-        let (router, admin) = build_router(&self.config, self.clock.clone()).await;
+        self.another_instance_with(|_| {}).await
+    }
+
+    /// Another instance on the same database, its configuration changed by `configure`.
+    pub async fn another_instance_with(&self, configure: impl FnOnce(&mut Config)) -> TestApp {
+        let mut config = self.config.clone();
+        configure(&mut config);
+        let (router, admin) = build_router(&config, self.clock.clone()).await;
         TestApp {
             router,
             admin,
             clock: self.clock.clone(),
-            config: self.config.clone(),
+            config,
             secret: self.secret.clone(),
             _database: Box::new(()),
         }

@@ -287,3 +287,30 @@ async fn postgresql_without_a_configured_master_key_does_not_start() {
         "no key is stored unsealed"
     );
 }
+
+#[tokio::test]
+async fn after_a_rewrap_the_new_master_key_opens_every_secret_and_the_old_one_none() {
+    // Arrange
+    let app = spawn_app_with(|config| config.secret_key = None).await;
+    let user = app.register_user("ann@example.org").await;
+    let tokens = app.login_user(&user).await;
+    let new_key = MasterKey::generate();
+
+    // Act
+    app.admin.rewrap(&new_key).await;
+    let old_key_error = refused_start(&app.config).await;
+    let rewrapped = app
+        .another_instance_with(|config| config.master_key = Some(new_key))
+        .await;
+
+    // Assert
+    assert!(
+        old_key_error.starts_with("the master key does not decrypt"),
+        "{old_key_error}"
+    );
+    let response = rewrapped.get_me(&tokens.access).await;
+    assert_eq!(response.status, StatusCode::OK, "{response:?}");
+    let renewed = rewrapped.refresh_ok(&tokens.refresh).await;
+    let response = rewrapped.get_me(&renewed.access).await;
+    assert_eq!(response.status, StatusCode::OK, "{response:?}");
+}
