@@ -23,6 +23,12 @@ COPY --from=build /src/target/release/restful-auth /usr/local/bin/restful-auth
 USER restful-auth
 WORKDIR /data
 VOLUME ["/data"]
+# The master key sealing the stored secrets defaults to /data/restful_auth.sqlite3.master-key
+# (back it up apart from the database). To keep it out of the volume (and on PostgreSQL, where
+# it is required), give it as a docker secret readable by this user only:
+#   openssl rand -base64 32 | docker secret create restful-auth-master-key -
+#   docker service create --secret source=restful-auth-master-key,uid=10001,mode=0400 \
+#     -e RESTFUL_AUTH_MASTER_KEY_FILE=/run/secrets/restful-auth-master-key … restful-auth
 ENV RESTFUL_AUTH_BIND=0.0.0.0:8000 \
     DATABASE_URL=sqlite:///data/restful_auth.sqlite3
 EXPOSE 8000
