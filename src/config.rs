@@ -189,7 +189,7 @@ pub struct Config {
     /// The master key itself (base64 or hex), for containers; prefer the environment variable,
     /// as a command line is visible to other users.
     #[arg(long, env = "RESTFUL_AUTH_MASTER_KEY", hide_env_values = true)]
-    pub master_key: Option<crate::auth::vault::MasterKey>,
+    pub master_key: Option<crate::domain::vault::MasterKey>,
 
     /// Start even if the SQLite file or the master key file is open to group or others.
     #[arg(long, env = "RESTFUL_AUTH_ALLOW_INSECURE_PERMISSIONS")]

@@ -12,7 +12,8 @@
 //! | HTTP | [`http`]: the API's routes, extractors, the one error type, a module per resource, the accept loop; [`web`]: the browsable pages and the OpenAPI document | use cases and below; `web` also `http` |
 //! | assembly | [`app`]: the whole router; [`cli`]: the commands; `main` | everything |
 //!
-//! [`telemetry`] (logging) uses configuration only.
+//! [`telemetry`] (logging) uses configuration only; [`private_files`] (files only their owner
+//! may read) uses nothing of the crate.
 
 use std::sync::Arc;
 

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod sessions;
 pub mod settings;
 pub mod throttle;
+pub mod vault;
 
 pub type UserId = i64;
 pub type SessionId = Uuid;
