@@ -8,7 +8,8 @@ use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{PASSWORD, TestResponse, now, spawn_app, spawn_app_with, tokens_of};
+use crate::helpers::{PASSWORD, TestResponse, spawn_app, spawn_app_with, tokens_of};
+use restful_auth::domain::clock::Clock as _;
 
 /// The canonical spelling of a random (version 4) UUID.
 fn assert_canonical_uuid_v4(text: &str) {
@@ -65,13 +66,13 @@ async fn the_access_token_carries_simplejwt_claims_and_lives_30_seconds() {
     // Arrange
     let app = spawn_app().await;
     let user = app.register_user("ann@example.org").await;
-    let before = now();
+    let before = app.clock.now();
 
     // Act
     let tokens = app.login_user(&user).await;
 
     // Assert
-    let after = now();
+    let after = app.clock.now();
     let claims = app.claims_of(&tokens.access);
     let names: BTreeSet<&str> = claims
         .as_object()
