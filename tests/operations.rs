@@ -2,27 +2,27 @@
 //! shutdown under load, log hygiene, the administration commands, run-time settings, key
 //! rotation, housekeeping and the Django import.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_restful-auth");
+#[path = "support/mod.rs"]
+mod support;
+
+use support::{BINARY, Running};
 const PASSWORD: &str = "correct horse battery staple";
 const SECRET: &str = "operations-test-secret-0123456789abcdef";
 
 /// A running service on a database of its own, its log captured line by line.
 struct Service {
-    child: Child,
-    base: String,
+    running: Running,
     database: PathBuf,
-    log: Arc<Mutex<Vec<String>>>,
     _directory: tempfile::TempDir,
 }
 
@@ -46,72 +46,36 @@ impl Service {
         database: PathBuf,
         args: &[&str],
     ) -> Service {
-        let port = free_port();
-        let mut child = command
-            .args(["--bind", &format!("127.0.0.1:{port}")])
+        command
             .args(["--database-url", &database_url(&database)])
             .args(args)
             .env("RESTFUL_AUTH_LOG", "debug")
-            .env_remove("DATABASE_URL")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the service starts");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    log.lock().unwrap().push(line);
-                }
-            });
-        }
-        let service = Service {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
+            .env_remove("DATABASE_URL");
+        Service {
+            running: Running::start(command),
             database,
-            log,
             _directory: directory,
-        };
-        service.wait_until_listening();
-        service
+        }
     }
 
-    fn wait_until_listening(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.log_text().contains("restful-auth listening") {
-            assert!(
-                Instant::now() < deadline,
-                "the service did not start:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    fn base(&self) -> String {
+        self.running.url("")
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        self.running.url(path)
     }
 
     fn log_text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
+        self.running.log_text()
     }
 
     fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
+        let child = self.running.child();
+        let pid = child.id().to_string();
         let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(sent.success());
-        wait_with_timeout(&mut self.child, Duration::from_secs(20))
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        wait_with_timeout(child, Duration::from_secs(20))
     }
 }
 
@@ -131,14 +95,6 @@ fn wait_with_timeout(child: &mut Child, timeout: Duration) -> std::process::Exit
 
 fn database_url(path: &Path) -> String {
     format!("sqlite://{}", path.display())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Runs an administration command on `database`, feeding `stdin`.
@@ -400,7 +356,7 @@ async fn without_configured_origins_no_cors_header_is_sent() {
 /// A raw connection to `service` with `sent` written on it; what the service wrote back before
 /// it closed the connection, and how long that took. Panics if it is still open after 10 s.
 fn answer_until_closed(service: &Service, sent: &[u8]) -> (String, Duration) {
-    let address = service.base.trim_start_matches("http://");
+    let address = service.running.address().to_string();
     let mut connection = std::net::TcpStream::connect(address).unwrap();
     connection
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -488,7 +444,7 @@ async fn sigterm_lets_every_accepted_request_finish() {
     let signalled = Arc::new(AtomicBool::new(false));
     let mut streams = Vec::new();
     for stream in 0..8 {
-        let (base, access, signalled) = (service.base.clone(), access.clone(), signalled.clone());
+        let (base, access, signalled) = (service.base(), access.clone(), signalled.clone());
         streams.push(tokio::spawn(async move {
             let client = reqwest::Client::new();
             let mut answered = 0;
@@ -1223,7 +1179,7 @@ async fn headers_of_20_kib_are_read() {
 
 /// A connection that was answered once and is kept open, idle.
 fn idle_connection(service: &Service) -> std::net::TcpStream {
-    let address = service.base.trim_start_matches("http://");
+    let address = service.running.address().to_string();
     let mut connection = std::net::TcpStream::connect(address).unwrap();
     connection
         .set_read_timeout(Some(Duration::from_secs(5)))
@@ -1311,7 +1267,7 @@ async fn the_service_raises_its_open_files_limit_to_the_hard_limit() {
 
     let service = Service::launch(lowered, directory, database, &[]);
 
-    let (soft, raised_hard) = open_files_limits(&service.child.id().to_string());
+    let (soft, raised_hard) = open_files_limits(&service.running.pid().to_string());
     assert_eq!(raised_hard, hard);
     assert_eq!(soft, hard, "the soft limit is raised to the hard one");
     let log = service.log_text();
@@ -1326,7 +1282,7 @@ async fn the_service_raises_its_open_files_limit_to_the_hard_limit() {
 /// status and what it wrote.
 fn refused_start(database: &Path, args: &[&str]) -> (std::process::ExitStatus, String) {
     let mut child = Command::new(BINARY)
-        .args(["--bind", &format!("127.0.0.1:{}", free_port())])
+        .args(["--bind", "127.0.0.1:0"])
         .args(["--database-url", &database_url(database)])
         .args(args)
         .env_remove("DATABASE_URL")

@@ -6,11 +6,10 @@
 //! `RESTFUL_AUTH_REQUIRE_NGINX` is set (as CI does), which makes it fail instead.
 
 use std::any::Any;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -20,7 +19,12 @@ use serde_json::{Value, json};
 #[path = "api/pg.rs"]
 mod pg;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_restful-auth");
+// Shared with tests/operations.rs, which uses more of it.
+#[allow(dead_code)]
+#[path = "support/mod.rs"]
+mod support;
+
+use support::{BINARY, Running};
 const PASSWORD: &str = "correct horse battery staple";
 const SECRET: &str = "proxy-test-secret-0123456789abcdef";
 const STARTUP: Duration = Duration::from_secs(20);
@@ -188,58 +192,28 @@ fn nginx_executable() -> Option<PathBuf> {
 
 /// One instance of the service, its log captured; killed when dropped.
 struct Instance {
-    child: Child,
-    port: u16,
-    log: Arc<Mutex<Vec<String>>>,
+    running: Running,
 }
 
 impl Instance {
     fn start(database_url: &str, args: &[&str]) -> Instance {
-        let port = free_port();
-        let mut child = Command::new(BINARY)
-            .args(["--bind", &format!("127.0.0.1:{port}")])
+        let mut command = Command::new(BINARY);
+        command
             .args(["--database-url", database_url, "--secret-key", SECRET])
             .args(args)
             .env_remove("DATABASE_URL")
-            .env_remove("RESTFUL_AUTH_TRUSTED_PROXIES")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the service starts");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    log.lock().unwrap().push(line);
-                }
-            });
+            .env_remove("RESTFUL_AUTH_TRUSTED_PROXIES");
+        Instance {
+            running: Running::start(command),
         }
-        let instance = Instance { child, port, log };
-        let deadline = Instant::now() + STARTUP;
-        while !instance.log_text().contains("restful-auth listening") {
-            assert!(
-                Instant::now() < deadline,
-                "instance on port {port} did not start:\n{}",
-                instance.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        instance
+    }
+
+    fn port(&self) -> u16 {
+        self.running.address().port()
     }
 
     fn log_text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.running.log_text()
     }
 }
 
@@ -347,7 +321,7 @@ async fn behind_the_shipped_nginx_each_client_has_its_own_address_and_throttle_b
     // One after the other: the first creates the schema.
     let first = Instance::start(&database_url, &flags);
     let second = Instance::start(&database_url, &flags);
-    let nginx = Nginx::start(&executable, &[first.port, second.port]);
+    let nginx = Nginx::start(&executable, &[first.port(), second.port()]);
     let (two, three) = (
         LoopbackClient::from([127, 0, 0, 2]),
         LoopbackClient::from([127, 0, 0, 3]),
