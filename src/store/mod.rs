@@ -395,15 +395,53 @@ fn expect_schema(found: i64, expected: usize) -> Result<(), StoreError> {
 }
 
 impl Redeem {
-    /// The verdict on the presented token, given what the transaction read of it.
-    fn judge(&self, token: &PresentedToken) -> Verdict {
-        match crate::domain::sessions::judge(token, &self.policy, self.now) {
+    /// The verdict on the presented token, given what the transaction read of it (the token of
+    /// `session_id`, a session of `user_id`), and the writes that carry it out: decided here
+    /// once, and written by each store in its own SQL.
+    fn decide(&self, token: &PresentedToken, user_id: UserId, session_id: SessionId) -> Decision {
+        let verdict = match crate::domain::sessions::judge(token, &self.policy, self.now) {
             // The grace repeats a rotation; a logout with a consumed token is a replay like
             // any other, and its session ends.
             Verdict::Repeat if matches!(self.redemption, Redemption::EndSession) => {
                 Verdict::EndSessionForReuse
             }
             verdict => verdict,
-        }
+        };
+        let (write, outcome) = match verdict {
+            Verdict::Accept => (
+                RedeemWrite::Consume(self.redemption),
+                Redeemed::Accepted {
+                    user_id,
+                    session_id,
+                },
+            ),
+            Verdict::Repeat => (
+                RedeemWrite::Nothing,
+                Redeemed::Repeated {
+                    user_id,
+                    session_id,
+                },
+            ),
+            Verdict::EndSessionForReuse => (
+                RedeemWrite::EndSession(EndReason::RefreshTokenReused),
+                Redeemed::ReuseDetected,
+            ),
+            Verdict::Reject => (RedeemWrite::Nothing, Redeemed::Rejected),
+        };
+        Decision { write, outcome }
     }
+}
+
+/// What a redeemed token's transaction writes, and answers once that has committed.
+struct Decision {
+    write: RedeemWrite,
+    outcome: Redeemed,
+}
+
+enum RedeemWrite {
+    Nothing,
+    /// Consume the token, then rotate it or end its session (logout).
+    Consume(Redemption),
+    /// End the token's session (a replay).
+    EndSession(EndReason),
 }

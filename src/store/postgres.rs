@@ -10,10 +10,10 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use super::{
-    Account, Credentials, NewSession, NewUser, PoolState, Purge, Purged, Redeem, Redeemed,
-    SecretRow, SessionInfo, SessionScope, Store, StoreError, StoredKey, StoredSecret,
+    Account, Credentials, NewSession, NewUser, PoolState, Purge, Purged, Redeem, RedeemWrite,
+    Redeemed, SecretRow, SessionInfo, SessionScope, Store, StoreError, StoredKey, StoredSecret,
 };
-use crate::domain::sessions::{EndReason, PresentedToken, Redemption, Verdict};
+use crate::domain::sessions::{EndReason, PresentedToken, Redemption};
 use crate::domain::throttle::Bucket;
 use crate::domain::{Profile, SessionId, UserId};
 
@@ -834,8 +834,10 @@ async fn redeem_judged(
     };
     let session_id = session_id_of(&session_text)?;
     let now = redeem.now;
-    let outcome = match redeem.judge(&token) {
-        Verdict::Accept => {
+    let decision = redeem.decide(&token, user_id, session_id);
+    match decision.write {
+        RedeemWrite::Nothing => {}
+        RedeemWrite::Consume(redemption) => {
             let consumed = sqlx::query(
                 "UPDATE refresh_tokens SET consumed_at = $2
                  WHERE token_hash = $1 AND consumed_at IS NULL",
@@ -848,7 +850,7 @@ async fn redeem_judged(
             if consumed.rows_affected() != 1 {
                 return Ok(Redeemed::Rejected);
             }
-            match redeem.redemption {
+            match redemption {
                 Redemption::Rotate { expires_at } => {
                     sqlx::query(
                         "WITH next AS (
@@ -869,22 +871,10 @@ async fn redeem_judged(
                     end_one_session(tx, &session_text, EndReason::Logout, now).await?
                 }
             }
-            Redeemed::Accepted {
-                user_id,
-                session_id,
-            }
         }
-        Verdict::Repeat => Redeemed::Repeated {
-            user_id,
-            session_id,
-        },
-        Verdict::EndSessionForReuse => {
-            end_one_session(tx, &session_text, EndReason::RefreshTokenReused, now).await?;
-            Redeemed::ReuseDetected
-        }
-        Verdict::Reject => Redeemed::Rejected,
-    };
-    Ok(outcome)
+        RedeemWrite::EndSession(reason) => end_one_session(tx, &session_text, reason, now).await?,
+    }
+    Ok(decision.outcome)
 }
 
 /// How long an attempt must wait because `bucket` would hold `more` attempts past its limit

@@ -21,11 +21,11 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::{
-    Account, Credentials, NewSession, NewUser, PoolState, Purge, Purged, Redeem, Redeemed,
-    SecretRow, SessionInfo, SessionScope, Store, StoreError, StoredKey, StoredSecret,
+    Account, Credentials, NewSession, NewUser, PoolState, Purge, Purged, Redeem, RedeemWrite,
+    Redeemed, SecretRow, SessionInfo, SessionScope, Store, StoreError, StoredKey, StoredSecret,
 };
 use crate::domain::RefreshDigest;
-use crate::domain::sessions::{EndReason, PresentedToken, Redemption, Verdict};
+use crate::domain::sessions::{EndReason, PresentedToken, Redemption};
 use crate::domain::throttle::Bucket;
 use crate::domain::{Profile, SessionId, UserId};
 
@@ -999,10 +999,12 @@ fn redeem_judged(conn: &Connection, redeem: &Redeem) -> Result<Redeemed, StoreEr
         return Ok(Redeemed::Rejected);
     };
     let now = redeem.now;
-    let outcome = match redeem.judge(&token) {
-        Verdict::Accept => {
+    let decision = redeem.decide(&token, user_id, session_id);
+    match decision.write {
+        RedeemWrite::Nothing => {}
+        RedeemWrite::Consume(redemption) => {
             consume(conn, &redeem.presented, now)?;
-            match redeem.redemption {
+            match redemption {
                 Redemption::Rotate { expires_at } => {
                     insert_refresh_token(conn, &redeem.successor, &session_id, now, expires_at)?;
                     conn.prepare_cached(
@@ -1013,38 +1015,12 @@ fn redeem_judged(conn: &Connection, redeem: &Redeem) -> Result<Redeemed, StoreEr
                     .and_then(|mut touch| touch.execute(params![session_id.as_bytes(), now]))
                     .map_err(database_error)?;
                 }
-                Redemption::EndSession => {
-                    end_sessions_where(
-                        conn,
-                        "id = ?1",
-                        session_id.as_bytes(),
-                        EndReason::Logout,
-                        now,
-                    )?;
-                }
-            }
-            Redeemed::Accepted {
-                user_id,
-                session_id,
+                Redemption::EndSession => end_session(conn, &session_id, EndReason::Logout, now)?,
             }
         }
-        Verdict::Repeat => Redeemed::Repeated {
-            user_id,
-            session_id,
-        },
-        Verdict::EndSessionForReuse => {
-            end_sessions_where(
-                conn,
-                "id = ?1",
-                session_id.as_bytes(),
-                EndReason::RefreshTokenReused,
-                now,
-            )?;
-            Redeemed::ReuseDetected
-        }
-        Verdict::Reject => Redeemed::Rejected,
-    };
-    Ok(outcome)
+        RedeemWrite::EndSession(reason) => end_session(conn, &session_id, reason, now)?,
+    }
+    Ok(decision.outcome)
 }
 
 /// One hit in a fixed window of `?3` seconds: a window that has passed starts again at `?2`.
@@ -1204,19 +1180,18 @@ fn end_user_sessions(
     Ok(ended as u64)
 }
 
-/// Ends the sessions matching `condition` (on `?1`) that are still live.
-fn end_sessions_where(
+/// Ends the session if it is still live.
+fn end_session(
     conn: &Connection,
-    condition: &str,
-    value: &[u8],
+    session_id: &SessionId,
     reason: EndReason,
     now: i64,
 ) -> Result<(), StoreError> {
-    conn.prepare_cached(&format!(
+    conn.prepare_cached(
         "UPDATE sessions SET ended_at = ?2, end_reason = ?3, last_seen_at = ?2
-         WHERE {condition} AND ended_at IS NULL"
-    ))
-    .and_then(|mut update| update.execute(params![value, now, reason.as_str()]))
+         WHERE id = ?1 AND ended_at IS NULL",
+    )
+    .and_then(|mut update| update.execute(params![session_id.as_bytes(), now, reason.as_str()]))
     .map(drop)
     .map_err(database_error)
 }
