@@ -1,5 +1,7 @@
-//! Storage: one trait that the domain speaks to, one implementation per database. No SQL lives
-//! outside this module; every method is one round trip (one transaction) to the database.
+//! Storage: the traits the use cases speak to, one per role ([`Accounts`], [`Sessions`],
+//! [`Throttle`], [`Settings`], and [`Store`] for all of them with housekeeping), and one
+//! implementation per database. No SQL lives outside this module; every method is one round
+//! trip (one transaction) to the database.
 
 use std::future::Future;
 
@@ -200,8 +202,8 @@ pub enum StoreError {
     SchemaMismatch { found: i64, expected: usize },
 }
 
-/// The persistence the service needs. Implementations are cheap to clone (a pool handle).
-pub trait Store: Clone + Send + Sync + 'static {
+/// Accounts: who exists, their credentials and profile.
+pub trait Accounts: Send + Sync {
     /// Creates the user; [`StoreError::EmailTaken`] if its email key exists.
     fn create_user(&self, user: NewUser)
     -> impl Future<Output = Result<UserId, StoreError>> + Send;
@@ -248,6 +250,31 @@ pub trait Store: Clone + Send + Sync + 'static {
         now: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// The password hash of an active user.
+    fn password_hash(
+        &self,
+        user_id: UserId,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// The profile of `user_id` if it is active and its session `session_id` has not ended.
+    fn profile(
+        &self,
+        user_id: UserId,
+        session_id: SessionId,
+    ) -> impl Future<Output = Result<Option<Profile>, StoreError>> + Send;
+
+    /// Renames the user under the same conditions as [`profile`](Self::profile).
+    fn rename(
+        &self,
+        user_id: UserId,
+        session_id: SessionId,
+        username: String,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<Profile>, StoreError>> + Send;
+}
+
+/// Sessions and their refresh tokens.
+pub trait Sessions: Send + Sync {
     /// Starts the session, with its first refresh token, if the account is active and its
     /// password hash is still the one verified (see [`NewSession::verified_hash`]), and
     /// records the login's address as known to the account; one transaction that a concurrent
@@ -255,14 +282,6 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn start_session(
         &self,
         session: NewSession,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
-    /// Whether `address` logged into the account of `email_key` at or after `since`.
-    fn is_known_address(
-        &self,
-        email_key: String,
-        address: String,
-        since: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// In one transaction: reads the token, lets [`judge`](crate::domain::sessions::judge) decide,
@@ -274,12 +293,6 @@ pub trait Store: Clone + Send + Sync + 'static {
         &self,
         redeem: Redeem,
     ) -> impl Future<Output = Result<Redeemed, StoreError>> + Send;
-
-    /// The password hash of an active user.
-    fn password_hash(
-        &self,
-        user_id: UserId,
-    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
 
     /// The user's sessions that have not ended, most recently used first.
     fn sessions(
@@ -295,7 +308,10 @@ pub trait Store: Clone + Send + Sync + 'static {
         reason: EndReason,
         now: i64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
 
+/// Throttle counters, and the addresses known to accounts.
+pub trait Throttle: Send + Sync {
     /// Counts one attempt in each `take` bucket, opening a new window where the last one has
     /// passed, unless that takes a bucket past its limit, or one more attempt would take a
     /// `check` bucket (not counted) past its own: then nothing is counted, and the answer is
@@ -316,9 +332,17 @@ pub trait Store: Clone + Send + Sync + 'static {
         give_back: Vec<String>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Deletes what is no longer needed; see [`Purge`].
-    fn purge(&self, purge: Purge) -> impl Future<Output = Result<Purged, StoreError>> + Send;
+    /// Whether `address` logged into the account of `email_key` at or after `since`.
+    fn is_known_address(
+        &self,
+        email_key: String,
+        address: String,
+        since: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
 
+/// Run-time settings, signing keys and the other sealed secrets.
+pub trait Settings: Send + Sync {
     /// The run-time settings stored, as `(name, value)`.
     fn settings(&self) -> impl Future<Output = Result<Vec<(String, String)>, StoreError>> + Send;
 
@@ -330,32 +354,6 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     fn delete_setting(&self, name: String)
     -> impl Future<Output = Result<bool, StoreError>> + Send;
-
-    /// The profile of `user_id` if it is active and its session `session_id` has not ended.
-    fn profile(
-        &self,
-        user_id: UserId,
-        session_id: SessionId,
-    ) -> impl Future<Output = Result<Option<Profile>, StoreError>> + Send;
-
-    /// Renames the user under the same conditions as [`profile`](Self::profile).
-    fn rename(
-        &self,
-        user_id: UserId,
-        session_id: SessionId,
-        username: String,
-        now: i64,
-    ) -> impl Future<Output = Result<Option<Profile>, StoreError>> + Send;
-
-    /// `Ok` when the database answers and its schema is the one this build migrates to.
-    fn ready(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// How many pooled connections are in use and idle, for metrics.
-    fn pool_state(&self) -> PoolState;
-
-    /// Closes the connections cleanly (on SQLite: checkpoints the write-ahead log into the
-    /// database file, so it is complete on its own).
-    fn close(&self) -> impl Future<Output = ()> + Send;
 
     /// The stored signing keys, newest first; `generated` is stored first if there is none
     /// yet. Concurrent first starts all end up with the one key that won.
@@ -383,6 +381,23 @@ pub trait Store: Clone + Send + Sync + 'static {
         &self,
         secrets: Vec<StoredSecret>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The persistence the service needs, by role; implementations are cheap to clone (a pool
+/// handle). Housekeeping and the connection's life are the store's as a whole.
+pub trait Store: Accounts + Sessions + Throttle + Settings + Clone + Send + Sync + 'static {
+    /// Deletes what is no longer needed; see [`Purge`].
+    fn purge(&self, purge: Purge) -> impl Future<Output = Result<Purged, StoreError>> + Send;
+
+    /// `Ok` when the database answers and its schema is the one this build migrates to.
+    fn ready(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// How many pooled connections are in use and idle, for metrics.
+    fn pool_state(&self) -> PoolState;
+
+    /// Closes the connections cleanly (on SQLite: checkpoints the write-ahead log into the
+    /// database file, so it is complete on its own).
+    fn close(&self) -> impl Future<Output = ()> + Send;
 }
 
 /// Shared by every implementation: readiness needs exactly the schema this build knows.

@@ -10,8 +10,9 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use super::{
-    Account, Credentials, NewSession, NewUser, PoolState, Purge, Purged, Redeem, RedeemWrite,
-    Redeemed, SecretRow, SessionInfo, SessionScope, Store, StoreError, StoredKey, StoredSecret,
+    Account, Accounts, Credentials, NewSession, NewUser, PoolState, Purge, Purged, Redeem,
+    RedeemWrite, Redeemed, SecretRow, SessionInfo, SessionScope, Sessions, Settings, Store,
+    StoreError, StoredKey, StoredSecret, Throttle,
 };
 use crate::domain::sessions::{EndReason, PresentedToken, Redemption};
 use crate::domain::throttle::Bucket;
@@ -243,7 +244,7 @@ fn session_id_of(text: &str) -> Result<SessionId, StoreError> {
     Uuid::parse_str(text).map_err(|error| StoreError::Database(error.to_string()))
 }
 
-impl Store for PostgresStore {
+impl Accounts for PostgresStore {
     async fn create_user(&self, user: NewUser) -> Result<UserId, StoreError> {
         sqlx::query_scalar(
             "INSERT INTO users
@@ -381,245 +382,11 @@ impl Store for PostgresStore {
         Ok(replaced)
     }
 
-    async fn start_session(&self, session: NewSession) -> Result<bool, StoreError> {
-        // One statement, so the session, its first token and the known address appear
-        // together or not at all. `FOR SHARE` orders it with a password change or a
-        // deactivation (which update the user's row first): one waits for the other, and
-        // after a change the re-read row no longer matches the verified hash.
-        let started = sqlx::query(
-            "WITH verified AS (
-                 SELECT id FROM users
-                 WHERE id = $2 AND password_hash = $8 AND is_active
-                 FOR SHARE),
-             session AS (
-                 INSERT INTO sessions (id, user_id, created_at, last_seen_at, user_agent, client_ip)
-                 SELECT $1::uuid, id, $3, $3, $4, $5 FROM verified RETURNING id, user_id),
-             token AS (
-                 INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at)
-                 SELECT $6, id, $3, $7 FROM session),
-             known AS (
-                 INSERT INTO known_addresses (user_id, address, last_login_at)
-                 SELECT user_id, $9, $3 FROM session WHERE $9::text IS NOT NULL
-                 ON CONFLICT (user_id, address) DO UPDATE SET last_login_at = excluded.last_login_at)
-             SELECT count(*) FROM session",
-        )
-        .bind(uuid_text(&session.id))
-        .bind(session.user_id)
-        .bind(session.now)
-        .bind(session.user_agent)
-        .bind(session.client_ip)
-        .bind(&session.refresh[..])
-        .bind(session.refresh_expires_at)
-        .bind(session.verified_hash)
-        .bind(session.address)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(database_error)?;
-        let started: i64 = started.try_get(0).map_err(database_error)?;
-        Ok(started == 1)
-    }
-
-    async fn is_known_address(
-        &self,
-        email_key: String,
-        address: String,
-        since: i64,
-    ) -> Result<bool, StoreError> {
-        sqlx::query_scalar(
-            "SELECT EXISTS (
-                 SELECT 1 FROM users u JOIN known_addresses k ON k.user_id = u.id
-                 WHERE u.email_key = $1 AND k.address = $2 AND k.last_login_at >= $3)",
-        )
-        .bind(email_key)
-        .bind(address)
-        .bind(since)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(database_error)
-    }
-
-    async fn redeem_refresh_token(&self, redeem: Redeem) -> Result<Redeemed, StoreError> {
-        if let Redemption::Rotate { expires_at } = redeem.redemption
-            && let Some(rotated) = self.rotate_live_token(&redeem, expires_at).await?
-        {
-            return Ok(rotated);
-        }
-        let mut tx = self.pool.begin().await.map_err(database_error)?;
-        if let Some(bucket) = &redeem.throttle
-            && let Some(retry_after) = bucket_wait(&mut *tx, bucket, 1, redeem.now).await?
-        {
-            return Ok(Redeemed::Throttled { retry_after });
-        }
-        let outcome = redeem_judged(&mut tx, &redeem).await?;
-        if let (Some(bucket), Redeemed::Rejected | Redeemed::ReuseDetected) =
-            (&redeem.throttle, outcome)
-        {
-            bucket_hit(&mut *tx, bucket, redeem.now).await?;
-        }
-        tx.commit().await.map_err(database_error)?;
-        Ok(outcome)
-    }
-
     async fn password_hash(&self, user_id: UserId) -> Result<Option<String>, StoreError> {
         sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1 AND is_active")
             .bind(user_id)
             .fetch_optional(&self.pool)
             .await
-            .map_err(database_error)
-    }
-
-    async fn sessions(&self, user_id: UserId) -> Result<Vec<SessionInfo>, StoreError> {
-        sqlx::query(
-            "SELECT id::text, created_at, last_seen_at, user_agent, client_ip FROM sessions
-             WHERE user_id = $1 AND ended_at IS NULL ORDER BY last_seen_at DESC, created_at DESC",
-        )
-        .bind(user_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(database_error)?
-        .iter()
-        .map(|row| {
-            let id: String = row.try_get(0)?;
-            Ok(SessionInfo {
-                id: Uuid::parse_str(&id).map_err(|error| sqlx::Error::Decode(Box::new(error)))?,
-                created_at: row.try_get(1)?,
-                last_seen_at: row.try_get(2)?,
-                user_agent: row.try_get(3)?,
-                client_ip: row.try_get(4)?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(database_error)
-    }
-
-    async fn end_sessions(
-        &self,
-        user_id: UserId,
-        scope: SessionScope,
-        reason: EndReason,
-        now: i64,
-    ) -> Result<u64, StoreError> {
-        end_user_sessions(&self.pool, user_id, scope, reason, now).await
-    }
-
-    async fn throttle_take(
-        &self,
-        take: Vec<Bucket>,
-        check: Vec<Bucket>,
-        now: i64,
-    ) -> Result<Option<i64>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(database_error)?;
-        let mut wait = None;
-        for bucket in &check {
-            wait = wait.max(bucket_wait(&mut *tx, bucket, 1, now).await?);
-        }
-        for bucket in &take {
-            wait = wait.max(bucket_hit(&mut *tx, bucket, now).await?);
-        }
-        if wait.is_some() {
-            tx.rollback().await.map_err(database_error)?;
-        } else {
-            tx.commit().await.map_err(database_error)?;
-        }
-        Ok(wait)
-    }
-
-    async fn throttle_settle(
-        &self,
-        reset: Vec<String>,
-        give_back: Vec<String>,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(database_error)?;
-        sqlx::query("DELETE FROM throttle_buckets WHERE key = ANY($1)")
-            .bind(reset)
-            .execute(&mut *tx)
-            .await
-            .map_err(database_error)?;
-        sqlx::query("UPDATE throttle_buckets SET hits = hits - 1 WHERE key = ANY($1) AND hits > 0")
-            .bind(give_back)
-            .execute(&mut *tx)
-            .await
-            .map_err(database_error)?;
-        tx.commit().await.map_err(database_error)
-    }
-
-    async fn purge(&self, purge: Purge) -> Result<Purged, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(database_error)?;
-        let over = [
-            Some(purge.before),
-            Some(purge.idle_before),
-            purge.started_before,
-        ];
-        let mut run = async |sql: &'static str, binds: &[Option<i64>]| {
-            let mut query = sqlx::query(sql);
-            for bind in binds {
-                query = query.bind(*bind);
-            }
-            query
-                .execute(&mut *tx)
-                .await
-                .map(|done| done.rows_affected())
-                .map_err(database_error)
-        };
-        let purged = Purged {
-            refresh_tokens: run(
-                concat!(
-                    "DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE ",
-                    sessions_over!(),
-                    ")"
-                ),
-                &over,
-            )
-            .await?,
-            sessions: run(concat!("DELETE FROM sessions WHERE ", sessions_over!()), &over).await?,
-            signing_keys: run(
-                "DELETE FROM signing_keys
-                 WHERE created_at < (SELECT max(created_at) FROM signing_keys)
-                   AND (SELECT max(created_at) FROM signing_keys) < $1",
-                &[Some(purge.keys_superseded_before)],
-            )
-            .await?,
-            throttle_buckets: run(
-                "DELETE FROM throttle_buckets WHERE window_start < $1",
-                &[Some(purge.throttle_before)],
-            )
-            .await?,
-            known_addresses: run(
-                "DELETE FROM known_addresses WHERE last_login_at < $1",
-                &[Some(purge.known_before)],
-            )
-            .await?,
-        };
-        tx.commit().await.map_err(database_error)?;
-        Ok(purged)
-    }
-
-    async fn settings(&self) -> Result<Vec<(String, String)>, StoreError> {
-        sqlx::query_as("SELECT key, value FROM settings ORDER BY key")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(database_error)
-    }
-
-    async fn put_setting(&self, name: String, value: String) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO settings (key, value) VALUES ($1, $2)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(name)
-        .bind(value)
-        .execute(&self.pool)
-        .await
-        .map(drop)
-        .map_err(database_error)
-    }
-
-    async fn delete_setting(&self, name: String) -> Result<bool, StoreError> {
-        sqlx::query("DELETE FROM settings WHERE key = $1")
-            .bind(name)
-            .execute(&self.pool)
-            .await
-            .map(|done| done.rows_affected() > 0)
             .map_err(database_error)
     }
 
@@ -669,26 +436,194 @@ impl Store for PostgresStore {
         .transpose()
         .map_err(database_error)
     }
+}
 
-    async fn ready(&self) -> Result<(), StoreError> {
-        let found: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(database_error)?;
-        super::expect_schema(found, MIGRATIONS.len())
+impl Sessions for PostgresStore {
+    async fn start_session(&self, session: NewSession) -> Result<bool, StoreError> {
+        // One statement, so the session, its first token and the known address appear
+        // together or not at all. `FOR SHARE` orders it with a password change or a
+        // deactivation (which update the user's row first): one waits for the other, and
+        // after a change the re-read row no longer matches the verified hash.
+        let started = sqlx::query(
+            "WITH verified AS (
+                 SELECT id FROM users
+                 WHERE id = $2 AND password_hash = $8 AND is_active
+                 FOR SHARE),
+             session AS (
+                 INSERT INTO sessions (id, user_id, created_at, last_seen_at, user_agent, client_ip)
+                 SELECT $1::uuid, id, $3, $3, $4, $5 FROM verified RETURNING id, user_id),
+             token AS (
+                 INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at)
+                 SELECT $6, id, $3, $7 FROM session),
+             known AS (
+                 INSERT INTO known_addresses (user_id, address, last_login_at)
+                 SELECT user_id, $9, $3 FROM session WHERE $9::text IS NOT NULL
+                 ON CONFLICT (user_id, address) DO UPDATE SET last_login_at = excluded.last_login_at)
+             SELECT count(*) FROM session",
+        )
+        .bind(uuid_text(&session.id))
+        .bind(session.user_id)
+        .bind(session.now)
+        .bind(session.user_agent)
+        .bind(session.client_ip)
+        .bind(&session.refresh[..])
+        .bind(session.refresh_expires_at)
+        .bind(session.verified_hash)
+        .bind(session.address)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(database_error)?;
+        let started: i64 = started.try_get(0).map_err(database_error)?;
+        Ok(started == 1)
     }
 
-    fn pool_state(&self) -> PoolState {
-        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
-        PoolState {
-            in_use: self.pool.size().saturating_sub(idle),
-            idle,
+    async fn redeem_refresh_token(&self, redeem: Redeem) -> Result<Redeemed, StoreError> {
+        if let Redemption::Rotate { expires_at } = redeem.redemption
+            && let Some(rotated) = self.rotate_live_token(&redeem, expires_at).await?
+        {
+            return Ok(rotated);
         }
+        let mut tx = self.pool.begin().await.map_err(database_error)?;
+        if let Some(bucket) = &redeem.throttle
+            && let Some(retry_after) = bucket_wait(&mut *tx, bucket, 1, redeem.now).await?
+        {
+            return Ok(Redeemed::Throttled { retry_after });
+        }
+        let outcome = redeem_judged(&mut tx, &redeem).await?;
+        if let (Some(bucket), Redeemed::Rejected | Redeemed::ReuseDetected) =
+            (&redeem.throttle, outcome)
+        {
+            bucket_hit(&mut *tx, bucket, redeem.now).await?;
+        }
+        tx.commit().await.map_err(database_error)?;
+        Ok(outcome)
     }
 
-    async fn close(&self) {
-        self.pool.close().await;
+    async fn sessions(&self, user_id: UserId) -> Result<Vec<SessionInfo>, StoreError> {
+        sqlx::query(
+            "SELECT id::text, created_at, last_seen_at, user_agent, client_ip FROM sessions
+             WHERE user_id = $1 AND ended_at IS NULL ORDER BY last_seen_at DESC, created_at DESC",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database_error)?
+        .iter()
+        .map(|row| {
+            let id: String = row.try_get(0)?;
+            Ok(SessionInfo {
+                id: Uuid::parse_str(&id).map_err(|error| sqlx::Error::Decode(Box::new(error)))?,
+                created_at: row.try_get(1)?,
+                last_seen_at: row.try_get(2)?,
+                user_agent: row.try_get(3)?,
+                client_ip: row.try_get(4)?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(database_error)
+    }
+
+    async fn end_sessions(
+        &self,
+        user_id: UserId,
+        scope: SessionScope,
+        reason: EndReason,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        end_user_sessions(&self.pool, user_id, scope, reason, now).await
+    }
+}
+
+impl Throttle for PostgresStore {
+    async fn throttle_take(
+        &self,
+        take: Vec<Bucket>,
+        check: Vec<Bucket>,
+        now: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(database_error)?;
+        let mut wait = None;
+        for bucket in &check {
+            wait = wait.max(bucket_wait(&mut *tx, bucket, 1, now).await?);
+        }
+        for bucket in &take {
+            wait = wait.max(bucket_hit(&mut *tx, bucket, now).await?);
+        }
+        if wait.is_some() {
+            tx.rollback().await.map_err(database_error)?;
+        } else {
+            tx.commit().await.map_err(database_error)?;
+        }
+        Ok(wait)
+    }
+
+    async fn throttle_settle(
+        &self,
+        reset: Vec<String>,
+        give_back: Vec<String>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(database_error)?;
+        sqlx::query("DELETE FROM throttle_buckets WHERE key = ANY($1)")
+            .bind(reset)
+            .execute(&mut *tx)
+            .await
+            .map_err(database_error)?;
+        sqlx::query("UPDATE throttle_buckets SET hits = hits - 1 WHERE key = ANY($1) AND hits > 0")
+            .bind(give_back)
+            .execute(&mut *tx)
+            .await
+            .map_err(database_error)?;
+        tx.commit().await.map_err(database_error)
+    }
+
+    async fn is_known_address(
+        &self,
+        email_key: String,
+        address: String,
+        since: i64,
+    ) -> Result<bool, StoreError> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (
+                 SELECT 1 FROM users u JOIN known_addresses k ON k.user_id = u.id
+                 WHERE u.email_key = $1 AND k.address = $2 AND k.last_login_at >= $3)",
+        )
+        .bind(email_key)
+        .bind(address)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(database_error)
+    }
+}
+
+impl Settings for PostgresStore {
+    async fn settings(&self) -> Result<Vec<(String, String)>, StoreError> {
+        sqlx::query_as("SELECT key, value FROM settings ORDER BY key")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(database_error)
+    }
+
+    async fn put_setting(&self, name: String, value: String) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.pool)
+        .await
+        .map(drop)
+        .map_err(database_error)
+    }
+
+    async fn delete_setting(&self, name: String) -> Result<bool, StoreError> {
+        sqlx::query("DELETE FROM settings WHERE key = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected() > 0)
+            .map_err(database_error)
     }
 
     async fn signing_keys(&self, generated: StoredKey) -> Result<Vec<StoredKey>, StoreError> {
@@ -775,6 +710,80 @@ impl Store for PostgresStore {
                 .map_err(database_error)?;
         }
         tx.commit().await.map_err(database_error)
+    }
+}
+
+impl Store for PostgresStore {
+    async fn purge(&self, purge: Purge) -> Result<Purged, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(database_error)?;
+        let over = [
+            Some(purge.before),
+            Some(purge.idle_before),
+            purge.started_before,
+        ];
+        let mut run = async |sql: &'static str, binds: &[Option<i64>]| {
+            let mut query = sqlx::query(sql);
+            for bind in binds {
+                query = query.bind(*bind);
+            }
+            query
+                .execute(&mut *tx)
+                .await
+                .map(|done| done.rows_affected())
+                .map_err(database_error)
+        };
+        let purged = Purged {
+            refresh_tokens: run(
+                concat!(
+                    "DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE ",
+                    sessions_over!(),
+                    ")"
+                ),
+                &over,
+            )
+            .await?,
+            sessions: run(concat!("DELETE FROM sessions WHERE ", sessions_over!()), &over).await?,
+            signing_keys: run(
+                "DELETE FROM signing_keys
+                 WHERE created_at < (SELECT max(created_at) FROM signing_keys)
+                   AND (SELECT max(created_at) FROM signing_keys) < $1",
+                &[Some(purge.keys_superseded_before)],
+            )
+            .await?,
+            throttle_buckets: run(
+                "DELETE FROM throttle_buckets WHERE window_start < $1",
+                &[Some(purge.throttle_before)],
+            )
+            .await?,
+            known_addresses: run(
+                "DELETE FROM known_addresses WHERE last_login_at < $1",
+                &[Some(purge.known_before)],
+            )
+            .await?,
+        };
+        tx.commit().await.map_err(database_error)?;
+        Ok(purged)
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        let found: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(database_error)?;
+        super::expect_schema(found, MIGRATIONS.len())
+    }
+
+    fn pool_state(&self) -> PoolState {
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
+        PoolState {
+            in_use: self.pool.size().saturating_sub(idle),
+            idle,
+        }
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
     }
 }
 

@@ -21,8 +21,9 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::{
-    Account, Credentials, NewSession, NewUser, PoolState, Purge, Purged, Redeem, RedeemWrite,
-    Redeemed, SecretRow, SessionInfo, SessionScope, Store, StoreError, StoredKey, StoredSecret,
+    Account, Accounts, Credentials, NewSession, NewUser, PoolState, Purge, Purged, Redeem,
+    RedeemWrite, Redeemed, SecretRow, SessionInfo, SessionScope, Sessions, Settings, Store,
+    StoreError, StoredKey, StoredSecret, Throttle,
 };
 use crate::domain::RefreshDigest;
 use crate::domain::sessions::{EndReason, PresentedToken, Redemption};
@@ -434,7 +435,7 @@ fn profile_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Profile> {
     })
 }
 
-impl Store for SqliteStore {
+impl Accounts for SqliteStore {
     async fn create_user(&self, user: NewUser) -> Result<UserId, StoreError> {
         self.write(move |conn| {
             conn.prepare_cached(
@@ -560,6 +561,59 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn password_hash(&self, user_id: UserId) -> Result<Option<String>, StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT password_hash FROM users WHERE id = ?1 AND is_active = 1")?
+                .query_row([user_id], |row| row.get(0))
+                .optional()
+        })
+    }
+
+    async fn profile(
+        &self,
+        user_id: UserId,
+        session_id: SessionId,
+    ) -> Result<Option<Profile>, StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT u.id, u.username, u.email
+                 FROM sessions s JOIN users u ON u.id = s.user_id
+                 WHERE s.id = ?1 AND s.user_id = ?2 AND s.ended_at IS NULL AND u.is_active = 1",
+            )?
+            .query_row(params![session_id.as_bytes(), user_id], profile_row)
+            .optional()
+        })
+    }
+
+    async fn rename(
+        &self,
+        user_id: UserId,
+        session_id: SessionId,
+        username: String,
+        now: i64,
+    ) -> Result<Option<Profile>, StoreError> {
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE users SET username = ?3, updated_at = ?4
+                 WHERE id = ?2 AND is_active = 1 AND EXISTS (
+                     SELECT 1 FROM sessions WHERE id = ?1 AND user_id = ?2 AND ended_at IS NULL)
+                 RETURNING id, username, email",
+            )
+            .and_then(|mut update| {
+                update
+                    .query_row(
+                        params![session_id.as_bytes(), user_id, username, now],
+                        profile_row,
+                    )
+                    .optional()
+            })
+            .map_err(database_error)
+        })
+        .await
+    }
+}
+
+impl Sessions for SqliteStore {
     async fn start_session(&self, session: NewSession) -> Result<bool, StoreError> {
         self.write(move |conn| {
             // The writer runs one write at a time: the check and the insert are one step.
@@ -609,22 +663,6 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn is_known_address(
-        &self,
-        email_key: String,
-        address: String,
-        since: i64,
-    ) -> Result<bool, StoreError> {
-        self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT EXISTS (
-                     SELECT 1 FROM users u JOIN known_addresses k ON k.user_id = u.id
-                     WHERE u.email_key = ?1 AND k.address = ?2 AND k.last_login_at >= ?3)",
-            )?
-            .query_row(params![email_key, address, since], |row| row.get(0))
-        })
-    }
-
     async fn redeem_refresh_token(&self, redeem: Redeem) -> Result<Redeemed, StoreError> {
         self.write(move |conn| {
             if let Some(bucket) = &redeem.throttle
@@ -641,14 +679,6 @@ impl Store for SqliteStore {
             Ok(outcome)
         })
         .await
-    }
-
-    async fn password_hash(&self, user_id: UserId) -> Result<Option<String>, StoreError> {
-        self.read(move |conn| {
-            conn.prepare_cached("SELECT password_hash FROM users WHERE id = ?1 AND is_active = 1")?
-                .query_row([user_id], |row| row.get(0))
-                .optional()
-        })
     }
 
     async fn sessions(&self, user_id: UserId) -> Result<Vec<SessionInfo>, StoreError> {
@@ -680,7 +710,9 @@ impl Store for SqliteStore {
         self.write(move |conn| end_user_sessions(conn, user_id, scope, reason, now))
             .await
     }
+}
 
+impl Throttle for SqliteStore {
     async fn throttle_take(
         &self,
         take: Vec<Bucket>,
@@ -728,27 +760,24 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn purge(&self, purge: Purge) -> Result<Purged, StoreError> {
-        self.write(move |conn| {
-            let run = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> Result<u64, StoreError> {
-                conn.execute(sql, params)
-                    .map(|rows| rows as u64)
-                    .map_err(database_error)
-            };
-            let over: [&dyn rusqlite::ToSql; 3] =
-                [&purge.before, &purge.idle_before, &purge.started_before];
-            let purged = Purged {
-                refresh_tokens: run(PURGE_TOKENS, &over)?,
-                sessions: run(PURGE_SESSIONS, &over)?,
-                signing_keys: run(PURGE_KEYS, &[&purge.keys_superseded_before])?,
-                throttle_buckets: run(PURGE_THROTTLE, &[&purge.throttle_before])?,
-                known_addresses: run(PURGE_KNOWN_ADDRESSES, &[&purge.known_before])?,
-            };
-            Ok(purged)
+    async fn is_known_address(
+        &self,
+        email_key: String,
+        address: String,
+        since: i64,
+    ) -> Result<bool, StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT EXISTS (
+                     SELECT 1 FROM users u JOIN known_addresses k ON k.user_id = u.id
+                     WHERE u.email_key = ?1 AND k.address = ?2 AND k.last_login_at >= ?3)",
+            )?
+            .query_row(params![email_key, address, since], |row| row.get(0))
         })
-        .await
     }
+}
 
+impl Settings for SqliteStore {
     async fn settings(&self) -> Result<Vec<(String, String)>, StoreError> {
         self.read(|conn| {
             conn.prepare_cached("SELECT key, value FROM settings ORDER BY key")?
@@ -777,71 +806,6 @@ impl Store for SqliteStore {
                 .map_err(database_error)
         })
         .await
-    }
-
-    async fn profile(
-        &self,
-        user_id: UserId,
-        session_id: SessionId,
-    ) -> Result<Option<Profile>, StoreError> {
-        self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT u.id, u.username, u.email
-                 FROM sessions s JOIN users u ON u.id = s.user_id
-                 WHERE s.id = ?1 AND s.user_id = ?2 AND s.ended_at IS NULL AND u.is_active = 1",
-            )?
-            .query_row(params![session_id.as_bytes(), user_id], profile_row)
-            .optional()
-        })
-    }
-
-    async fn rename(
-        &self,
-        user_id: UserId,
-        session_id: SessionId,
-        username: String,
-        now: i64,
-    ) -> Result<Option<Profile>, StoreError> {
-        self.write(move |conn| {
-            conn.prepare_cached(
-                "UPDATE users SET username = ?3, updated_at = ?4
-                 WHERE id = ?2 AND is_active = 1 AND EXISTS (
-                     SELECT 1 FROM sessions WHERE id = ?1 AND user_id = ?2 AND ended_at IS NULL)
-                 RETURNING id, username, email",
-            )
-            .and_then(|mut update| {
-                update
-                    .query_row(
-                        params![session_id.as_bytes(), user_id, username, now],
-                        profile_row,
-                    )
-                    .optional()
-            })
-            .map_err(database_error)
-        })
-        .await
-    }
-
-    async fn ready(&self) -> Result<(), StoreError> {
-        let found = self.read(|conn| {
-            conn.pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0))
-        })?;
-        super::expect_schema(found, MIGRATIONS.len())
-    }
-
-    fn pool_state(&self) -> PoolState {
-        let state = self.readers.state();
-        PoolState {
-            in_use: state.connections - state.idle_connections,
-            idle: state.idle_connections,
-        }
-    }
-
-    async fn close(&self) {
-        let checkpoint = self.write_alone(empty_log).await;
-        if let Err(error) = checkpoint {
-            tracing::warn!(%error, "the write-ahead log was not checkpointed at shutdown");
-        }
     }
 
     async fn signing_keys(&self, generated: StoredKey) -> Result<Vec<StoredKey>, StoreError> {
@@ -905,6 +869,51 @@ impl Store for SqliteStore {
     async fn replace_secrets(&self, secrets: Vec<StoredSecret>) -> Result<(), StoreError> {
         self.write_alone(move |conn| overwrite_secrets(conn, &secrets))
             .await
+    }
+}
+
+impl Store for SqliteStore {
+    async fn purge(&self, purge: Purge) -> Result<Purged, StoreError> {
+        self.write(move |conn| {
+            let run = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> Result<u64, StoreError> {
+                conn.execute(sql, params)
+                    .map(|rows| rows as u64)
+                    .map_err(database_error)
+            };
+            let over: [&dyn rusqlite::ToSql; 3] =
+                [&purge.before, &purge.idle_before, &purge.started_before];
+            let purged = Purged {
+                refresh_tokens: run(PURGE_TOKENS, &over)?,
+                sessions: run(PURGE_SESSIONS, &over)?,
+                signing_keys: run(PURGE_KEYS, &[&purge.keys_superseded_before])?,
+                throttle_buckets: run(PURGE_THROTTLE, &[&purge.throttle_before])?,
+                known_addresses: run(PURGE_KNOWN_ADDRESSES, &[&purge.known_before])?,
+            };
+            Ok(purged)
+        })
+        .await
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        let found = self.read(|conn| {
+            conn.pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0))
+        })?;
+        super::expect_schema(found, MIGRATIONS.len())
+    }
+
+    fn pool_state(&self) -> PoolState {
+        let state = self.readers.state();
+        PoolState {
+            in_use: state.connections - state.idle_connections,
+            idle: state.idle_connections,
+        }
+    }
+
+    async fn close(&self) {
+        let checkpoint = self.write_alone(empty_log).await;
+        if let Err(error) = checkpoint {
+            tracing::warn!(%error, "the write-ahead log was not checkpointed at shutdown");
+        }
     }
 }
 
