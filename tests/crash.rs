@@ -18,7 +18,12 @@ use std::time::{Duration, Instant};
 use restful_auth::auth::tokens::RefreshToken;
 use serde_json::{Value, json};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_restful-auth");
+// Shared with tests/operations.rs, which uses more of it.
+#[allow(dead_code)]
+#[path = "support/mod.rs"]
+mod support;
+
+use support::{BINARY, listening_address};
 const SECRET: &str = "crash-test-only-secret-0123456789abcdef";
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -37,15 +42,12 @@ struct Service {
 }
 
 impl Service {
+    /// Starts the service on a port the kernel picks, read back from its log (kept in a file,
+    /// which outlives a SIGKILL).
     fn start(database: &Path, log: PathBuf) -> Service {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let output = std::fs::File::create(&log).unwrap();
-        let child = Command::new(BINARY)
-            .args(["--bind", &format!("127.0.0.1:{port}")])
+        let mut child = Command::new(BINARY)
+            .args(["--bind", "127.0.0.1:0"])
             .args([
                 "--database-url",
                 &format!("sqlite://{}", database.display()),
@@ -63,9 +65,22 @@ impl Service {
             .stderr(output)
             .spawn()
             .expect("the service starts");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let address = loop {
+            let written = std::fs::read_to_string(&log).unwrap_or_default();
+            let lines: Vec<String> = written.lines().map(str::to_owned).collect();
+            if let Some(address) = listening_address(&lines) {
+                break address;
+            }
+            if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+                let _ = child.kill();
+                panic!("the service did not start:\n{written}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
         Service {
             child,
-            base: format!("http://127.0.0.1:{port}"),
+            base: format!("http://{address}"),
             log,
         }
     }

@@ -1,5 +1,5 @@
 //! The real executable, started for a test: shared by the test binaries that run it
-//! (`operations`, `proxy`).
+//! (`operations`, `proxy`, `crash`).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -90,7 +90,7 @@ impl Drop for Running {
 }
 
 /// The address of the start-up line (`restful-auth listening address=…`, or its JSON form).
-fn listening_address(lines: &[String]) -> Option<SocketAddr> {
+pub fn listening_address(lines: &[String]) -> Option<SocketAddr> {
     let line = lines
         .iter()
         .find(|line| line.contains("restful-auth listening"))?;
