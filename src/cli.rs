@@ -44,8 +44,8 @@ pub enum Command {
     /// Signing keys kept in the database (when no `--secret-key` is configured).
     #[command(subcommand)]
     Keys(KeysCommand),
-    /// Delete consumed and expired tokens and long-ended sessions now (the service also does
-    /// it every `--purge-interval`).
+    /// Delete the sessions that are over, with their tokens, and other expired data now (the
+    /// service also does it every `--purge-interval`).
     Purge,
     /// Import the users of a Django database (its `auth_user` table, or `--table`). Their
     /// Django password hashes keep working and are replaced by Argon2id at their next login.

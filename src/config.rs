@@ -106,8 +106,8 @@ pub struct Config {
     #[arg(long, env = "RESTFUL_AUTH_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 
-    /// How long consumed and expired refresh tokens and ended sessions are kept before
-    /// housekeeping deletes them.
+    /// How long an ended or expired session is kept, with its tokens, before housekeeping
+    /// deletes it (a session that can still be refreshed is always kept whole).
     #[arg(long, env = "RESTFUL_AUTH_RETENTION", default_value = "7days", value_parser = parse_lifetime)]
     pub retention: Duration,
 

@@ -296,8 +296,9 @@ impl<S: Store> Auth<S> {
         Ok(count)
     }
 
-    /// Deletes consumed and expired tokens, long-ended sessions, retired keys and finished
-    /// throttle windows; live sessions and their tokens stay.
+    /// Deletes the sessions that are over (with all their tokens), retired keys, finished
+    /// throttle windows and addresses no longer known to an account. A session that can still
+    /// be refreshed stays whole, consumed tokens included, so a replay of any of them ends it.
     pub async fn housekeeping(&self, retention: std::time::Duration) -> Result<Purged, StoreError> {
         let now = self.clock.now();
         let lifetimes = self.lifetimes();
