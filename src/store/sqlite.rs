@@ -665,11 +665,6 @@ impl Sessions for SqliteStore {
 
     async fn redeem_refresh_token(&self, redeem: Redeem) -> Result<Redeemed, StoreError> {
         self.write(move |conn| {
-            if let Some(bucket) = &redeem.throttle
-                && let Some(retry_after) = bucket_wait(conn, bucket, 1, redeem.now)?
-            {
-                return Ok(Redeemed::Throttled { retry_after });
-            }
             let outcome = redeem_judged(conn, &redeem)?;
             if let (Some(bucket), Redeemed::Rejected | Redeemed::ReuseDetected) =
                 (&redeem.throttle, outcome)
@@ -968,7 +963,12 @@ fn overwrite_secrets(conn: &Connection, secrets: &[StoredSecret]) -> Result<(), 
 
 /// Reads the presented token, lets [`judge`](crate::domain::sessions::judge) decide, and carries
 /// out the verdict, inside the writer's transaction.
+///
+/// The address's bucket of invalid tokens is read by the same statement as the token: on the
+/// writer thread, which every refresh waits for, a statement of its own cost about 7% of the
+/// refresh throughput: 13.6-14.4k against 15.1-15.3k req/s without the throttle (`loadtest`).
 fn redeem_judged(conn: &Connection, redeem: &Redeem) -> Result<Redeemed, StoreError> {
+    let bucket = redeem.throttle.as_ref();
     let found = conn
         .prepare_cached(
             "SELECT t.session_id, s.user_id, t.expires_at, t.consumed_at, s.created_at,
@@ -978,7 +978,9 @@ fn redeem_judged(conn: &Connection, redeem: &Redeem) -> Result<Redeemed, StoreEr
                         EXISTS (SELECT 1 FROM refresh_tokens n
                                 WHERE n.token_hash = ?2 AND n.session_id = t.session_id
                                   AND n.consumed_at IS NULL)
-                    ELSE FALSE END
+                    ELSE FALSE END,
+                    EXISTS (SELECT 1 FROM throttle_buckets b
+                            WHERE b.key = ?3 AND b.window_start + ?4 > ?6 AND b.hits >= ?5)
              FROM refresh_tokens t
              JOIN sessions s ON s.id = t.session_id
              JOIN users u ON u.id = s.user_id
@@ -987,7 +989,14 @@ fn redeem_judged(conn: &Connection, redeem: &Redeem) -> Result<Redeemed, StoreEr
         .and_then(|mut select| {
             select
                 .query_row(
-                    params![&redeem.presented[..], &redeem.successor[..]],
+                    params![
+                        &redeem.presented[..],
+                        &redeem.successor[..],
+                        bucket.map(|bucket| &bucket.key),
+                        bucket.map(|bucket| bucket.limit.window),
+                        bucket.map(|bucket| bucket.limit.hits),
+                        redeem.now,
+                    ],
                     |row| {
                         let token = PresentedToken {
                             expires_at: row.get(2)?,
@@ -997,16 +1006,26 @@ fn redeem_judged(conn: &Connection, redeem: &Redeem) -> Result<Redeemed, StoreEr
                             user_active: row.get(6)?,
                             successor_is_live: row.get(7)?,
                         };
-                        Ok((session_id(row.get(0)?), row.get::<_, UserId>(1)?, token))
+                        let bucket_full: bool = row.get(8)?;
+                        Ok((
+                            session_id(row.get(0)?),
+                            row.get::<_, UserId>(1)?,
+                            token,
+                            bucket_full,
+                        ))
                     },
                 )
                 .optional()
         })
         .map_err(database_error)?;
 
-    let Some((session_id, user_id, token)) = found else {
-        return Ok(Redeemed::Rejected);
+    // A full bucket answers before the token is looked at; an unknown token asks it too.
+    let Some((session_id, user_id, token, bucket_full)) = found else {
+        return Ok(throttled(conn, redeem)?.unwrap_or(Redeemed::Rejected));
     };
+    if bucket_full && let Some(throttled) = throttled(conn, redeem)? {
+        return Ok(throttled);
+    }
     let now = redeem.now;
     let decision = redeem.decide(&token, user_id, session_id);
     match decision.write {
@@ -1030,6 +1049,15 @@ fn redeem_judged(conn: &Connection, redeem: &Redeem) -> Result<Redeemed, StoreEr
         RedeemWrite::EndSession(reason) => end_session(conn, &session_id, reason, now)?,
     }
     Ok(decision.outcome)
+}
+
+/// [`Redeemed::Throttled`] when the redeem's bucket of invalid tokens is full.
+fn throttled(conn: &Connection, redeem: &Redeem) -> Result<Option<Redeemed>, StoreError> {
+    let Some(bucket) = &redeem.throttle else {
+        return Ok(None);
+    };
+    let wait = bucket_wait(conn, bucket, 1, redeem.now)?;
+    Ok(wait.map(|retry_after| Redeemed::Throttled { retry_after }))
 }
 
 /// One hit in a fixed window of `?3` seconds: a window that has passed starts again at `?2`.
