@@ -6,7 +6,7 @@
 //! | layer | modules | may use |
 //! |---|---|---|
 //! | core | [`domain`]: ids, the profile, the rotation and throttling rules, run-time settings, the clock | nothing of the crate |
-//! | storage | [`store`]: the storage trait, SQLite and PostgreSQL, the embedded migrations | core |
+//! | storage | [`store`]: the storage traits by role, SQLite and PostgreSQL, the embedded migrations | core, `private_files` |
 //! | configuration | [`config`]: the flags and their environment-variable twins | core, storage (pool settings) |
 //! | use cases | [`auth`]: emails, passwords, tokens, sessions, throttling — no HTTP, no SQL | core, storage, configuration |
 //! | HTTP | [`http`]: the API's routes, extractors, the one error type, a module per resource, the accept loop; [`web`]: the browsable pages and the OpenAPI document | use cases and below; `web` also `http` |

@@ -1,6 +1,7 @@
 //! The domain: accounts, credentials, tokens and sessions. It speaks to storage through the
 //! [`Store`] trait and knows nothing of HTTP.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -642,7 +643,7 @@ impl<S: Store> Auth<S> {
     pub async fn refresh(
         &self,
         presented: RefreshToken,
-        client: &Client,
+        client: Option<IpAddr>,
     ) -> Result<TokenPair, AuthError> {
         let now = self.clock.now();
         let rotation = Redemption::Rotate {
@@ -654,7 +655,11 @@ impl<S: Store> Auth<S> {
     }
 
     /// Ends the session of `presented`: its refresh and access tokens stop working at once.
-    pub async fn logout(&self, presented: RefreshToken, client: &Client) -> Result<(), AuthError> {
+    pub async fn logout(
+        &self,
+        presented: RefreshToken,
+        client: Option<IpAddr>,
+    ) -> Result<(), AuthError> {
         self.redeem(presented, Redemption::EndSession, client, self.clock.now())
             .await
             .map(drop)
@@ -664,7 +669,7 @@ impl<S: Store> Auth<S> {
         &self,
         presented: RefreshToken,
         redemption: Redemption,
-        client: &Client,
+        client: Option<IpAddr>,
         now: i64,
     ) -> Result<(UserId, SessionId, RefreshToken), AuthError> {
         let (successor, policy) = {
@@ -679,10 +684,10 @@ impl<S: Store> Auth<S> {
             successor: successor.digest(),
             redemption,
             policy,
-            throttle: self.address_of(client).and_then(|address| {
+            throttle: client.and_then(|address| {
                 Bucket::new(
                     "refresh-ip",
-                    &address,
+                    &self.throttle.prefixes.network_of_address(address),
                     self.throttle.invalid_refresh_tokens_per_ip,
                 )
             }),

@@ -97,12 +97,22 @@ impl AddressPrefixes {
     /// The network `ip` is counted under, e.g. `2001:db8:1:2::/64` or `203.0.113.7/32`; text
     /// that is not an address is counted as itself.
     pub fn network_of(&self, ip: &str) -> String {
-        let network = match ip.parse::<IpAddr>() {
-            Ok(IpAddr::V4(v4)) => Ipv4Net::new(v4, self.v4.min(32)).map(|net| net.trunc().into()),
-            Ok(IpAddr::V6(v6)) => Ipv6Net::new(v6, self.v6.min(128)).map(|net| net.trunc().into()),
-            Err(_) => return ip.to_owned(),
+        match ip.parse::<IpAddr>() {
+            Ok(address) => self.network_of_address(address),
+            Err(_) => ip.to_owned(),
+        }
+    }
+
+    /// [`network_of`](Self::network_of) for an address already parsed.
+    pub fn network_of_address(&self, address: IpAddr) -> String {
+        let network = match address {
+            IpAddr::V4(v4) => Ipv4Net::new(v4, self.v4.min(32)).map(IpNet::from),
+            IpAddr::V6(v6) => Ipv6Net::new(v6, self.v6.min(128)).map(IpNet::from),
         };
-        network.map_or_else(|_| ip.to_owned(), |network: IpNet| network.to_string())
+        network.map_or_else(
+            |_| address.to_string(),
+            |network| network.trunc().to_string(),
+        )
     }
 }
 

@@ -276,12 +276,33 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
                 .take(MAX_USER_AGENT)
                 .collect()
         });
-        let ip = parts
-            .extensions
-            .get::<Arc<Requester>>()
-            .and_then(|requester| requester.address)
-            .map(|address| address.to_string());
+        let ClientAddress(address) = ClientAddress::of(parts);
+        let ip = address.map(|address| address.to_string());
         Ok(Client { user_agent, ip })
+    }
+}
+
+/// The client's address alone (after trusted proxies), for the endpoints that throttle by it
+/// but record nothing of the client: a refresh need not copy the user agent.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddress(pub Option<IpAddr>);
+
+impl ClientAddress {
+    fn of(parts: &Parts) -> ClientAddress {
+        ClientAddress(
+            parts
+                .extensions
+                .get::<Arc<Requester>>()
+                .and_then(|requester| requester.address),
+        )
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress::of(parts))
     }
 }
 

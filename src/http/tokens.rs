@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::error::FieldErrors;
-use super::extract::{Fields, Trim};
+use super::extract::{ClientAddress, Fields, Trim};
 use super::{ApiError, AppState, Reply};
 use crate::auth::password::Password;
 use crate::auth::tokens::RefreshToken;
@@ -121,11 +121,11 @@ async fn login<S: Store>(
 )]
 async fn refresh<S: Store>(
     State(auth): State<AppState<S>>,
-    client: Client,
+    ClientAddress(client): ClientAddress,
     fields: Fields,
 ) -> Result<Reply<Tokens>, ApiError> {
     let token = refresh_token(&fields)?;
-    Ok(auth.refresh(token, &client).await?.into())
+    Ok(auth.refresh(token, client).await?.into())
 }
 
 /// Log out
@@ -150,10 +150,10 @@ async fn refresh<S: Store>(
 )]
 async fn logout<S: Store>(
     State(auth): State<AppState<S>>,
-    client: Client,
+    ClientAddress(client): ClientAddress,
     fields: Fields,
 ) -> Result<Reply<serde_json::Value>, ApiError> {
-    auth.logout(refresh_token(&fields)?, &client).await?;
+    auth.logout(refresh_token(&fields)?, client).await?;
     Ok(Reply(
         StatusCode::OK,
         json!({"success": "User logged out."}),
