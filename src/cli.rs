@@ -5,11 +5,11 @@ use clap::Subcommand;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
+use crate::auth::Auth;
 use crate::auth::email::Email;
-use crate::auth::password::{self, Password};
+use crate::auth::password::{self, NewPassword, Password};
 use crate::auth::username::Username;
 use crate::auth::vault::MasterKey;
-use crate::auth::{Auth, AuthError};
 use crate::config::Config;
 use crate::domain::settings::Setting;
 use crate::store::django::{self, DjangoUser};
@@ -233,16 +233,11 @@ async fn users<S: Store>(auth: &Auth<S>, command: UserCommand) -> Result<(), Sta
     match command {
         UserCommand::Create { email } => {
             let email = parse_email(&email)?;
-            let password = read_new_password(auth, &email)?;
+            let password = read_new_password()?;
             let id = auth
                 .register(email.clone(), password)
                 .await
-                .map_err(|error| match error {
-                    AuthError::Store(StoreError::EmailTaken) => {
-                        failure(format!("{} is already registered", email.as_str()))
-                    }
-                    other => failure(other.to_string()),
-                })?;
+                .map_err(|error| failure(error.to_string()))?;
             println!("Created account {id} for {}.", email.as_str());
         }
         UserCommand::List => {
@@ -268,8 +263,8 @@ async fn users<S: Store>(auth: &Auth<S>, command: UserCommand) -> Result<(), Sta
         }
         UserCommand::SetPassword { email } => {
             let account = find(auth, &email).await?;
-            let password = read_new_password(auth, &parse_email(&account.email)?)?;
-            auth.set_password(account.id, password)
+            let password = read_new_password()?;
+            auth.set_password(&account, password)
                 .await
                 .map_err(|error| failure(error.to_string()))?;
             println!("Password of {} changed.", account.email);
@@ -305,7 +300,7 @@ fn parse_email(raw: &str) -> Result<Email, StartupError> {
 
 /// Reads a password from the terminal without echo, or the first line of piped input; never
 /// from the command line, where it would stay in the shell history and the process list.
-fn read_new_password<S: Store>(auth: &Auth<S>, email: &Email) -> Result<Password, StartupError> {
+fn read_new_password() -> Result<NewPassword, StartupError> {
     let password = if std::io::stdin().is_terminal() {
         rpassword::prompt_password("New password: ")
     } else {
@@ -315,11 +310,7 @@ fn read_new_password<S: Store>(auth: &Auth<S>, email: &Email) -> Result<Password
             .map(|_| line.trim_end_matches(['\r', '\n']).to_owned())
     }
     .map_err(|error| failure(format!("cannot read the password: {error}")))?;
-    let violations = auth.password_policy().violations(&password, email.as_str());
-    if !violations.is_empty() {
-        return Err(failure(violations.join(" ")));
-    }
-    Ok(Password::new(password))
+    NewPassword::new(Password::new(password)).map_err(failure)
 }
 
 async fn import_django<S: Store>(

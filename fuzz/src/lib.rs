@@ -15,10 +15,14 @@ use http_body_util::BodyExt;
 use restful_auth::auth::email::Email;
 use restful_auth::auth::password::{self, PasswordPolicy};
 use restful_auth::auth::tokens::{Keyring, RefreshToken, SigningKey};
-use restful_auth::auth::username::{self, Username};
-use restful_auth::http::ApiError;
+use restful_auth::auth::username;
+use restful_auth::http::body::{Fields, MAX_BODY_BYTES, RequestBody, Text, parse_body};
 use restful_auth::http::error::FieldErrors;
-use restful_auth::http::extract::{Fields, MAX_BODY_BYTES, Trim, parse_bearer, parse_body};
+use restful_auth::http::extract::parse_bearer;
+use restful_auth::http::{
+    ApiError, Credentials, NewAccount, PasswordChange, ProfileReplacement, ProfileUpdate,
+    RefreshTokenBody,
+};
 use serde_json::Value;
 
 /// The `Content-Type` a body input is sent with, picked by its first byte: both parsers, other
@@ -65,34 +69,25 @@ pub fn check_body(data: &[u8]) {
     }
 }
 
-/// What the handlers of register, login, refresh/logout, me and password change do with the
-/// fields, and the invariants of what they accept.
+/// Every request body of the API, read from the fields by the service's own types, and the
+/// invariants of what they accept.
 fn validate_every_endpoint(fields: &Fields) {
-    let policy = PasswordPolicy { min_length: 8 };
-
     // POST /api/register/
-    let mut errors = FieldErrors::default();
-    let email = required_text(fields, "email", Trim::Yes, &mut errors).and_then(|raw| {
-        let parsed = Email::parse(&raw);
-        if let Ok(email) = &parsed {
-            assert_valid_email(&raw, email);
-        }
-        parsed.map_err(|message| errors.add("email", message)).ok()
-    });
-    let address = email.as_ref().map_or("", Email::as_str);
-    let password = new_password(fields, "password", &policy, address, &mut errors);
-    assert_eq!(
-        errors.is_empty(),
-        email.is_some() && password,
-        "an accepted registration has both fields and no error"
-    );
-    assert_field_errors(errors, &["email", "password"]);
+    if let Some(account) = read::<NewAccount>(fields) {
+        let mut errors = FieldErrors::default();
+        let raw: Text = fields.read("email", &mut errors).expect("it was read once");
+        assert_valid_email(&raw.0, &account.email);
+        assert_new_password(account.password.expose());
+        // The use case's rules run on whatever the body accepted.
+        PasswordPolicy { min_length: 8 }.violations(account.password.expose(), &raw.0);
+    }
 
     // POST /api/login/: the email is looked up as typed, never validated.
-    let mut errors = FieldErrors::default();
-    let login = required_text(fields, "email", Trim::Yes, &mut errors);
-    required_text(fields, "password", Trim::No, &mut errors);
-    if let Some(login) = login {
+    if let Some(credentials) = read::<Credentials>(fields) {
+        let login = credentials.email.0;
+        assert_text(&login);
+        assert_eq!(login.trim(), login, "untrimmed");
+        assert!(!credentials.password.expose().trim().is_empty());
         let key = Email::lookup_key(&login);
         if let Ok(registered) = Email::parse(&login) {
             assert_eq!(
@@ -102,96 +97,64 @@ fn validate_every_endpoint(fields: &Fields) {
             );
         }
     }
-    assert_field_errors(errors, &["email", "password"]);
 
     // POST /api/refresh/ and /api/logout/: DRF's UUIDField.
-    let mut errors = FieldErrors::default();
-    if let Some(value) = fields.required_value("refresh_token", &mut errors) {
-        match value
-            .as_str()
-            .and_then(|text| RefreshToken::parse(text.trim()))
-        {
-            Some(token) => {
-                let canonical = RefreshToken::parse(&token.reveal()).expect("its own text parses");
-                assert!(
-                    canonical.digest() == token.digest(),
-                    "one token, one digest"
-                );
-            }
-            None => errors.add("refresh_token", "Must be a valid UUID."),
-        }
+    if let Some(body) = read::<RefreshTokenBody>(fields) {
+        let token = body.refresh_token;
+        let canonical = RefreshToken::parse(&token.reveal()).expect("its own text parses");
+        assert!(
+            canonical.digest() == token.digest(),
+            "one token, one digest"
+        );
     }
-    assert_field_errors(errors, &["refresh_token"]);
 
     // PUT and PATCH /api/me/
-    for optional in [false, true] {
-        let mut errors = FieldErrors::default();
-        let raw = if optional {
-            fields.optional_text("username", Trim::Yes, &mut errors)
-        } else {
-            required_text(fields, "username", Trim::Yes, &mut errors)
-        };
-        if let Some(raw) = raw {
-            match Username::parse(&raw) {
-                Ok(name) => {
-                    assert!(name.as_str().chars().count() <= username::MAX_LEN);
-                    assert!(!name.as_str().chars().any(char::is_control));
-                }
-                Err(message) => errors.add("username", message),
-            }
-        }
-        assert_field_errors(errors, &["username"]);
+    let replaced = read::<ProfileReplacement>(fields).map(|body| body.username);
+    let updated = read::<ProfileUpdate>(fields).and_then(|body| body.username);
+    for name in replaced.iter().chain(&updated) {
+        assert_text(name.as_str());
+        assert!(name.as_str().chars().count() <= username::MAX_LEN);
+        assert!(!name.as_str().chars().any(char::is_control));
     }
 
     // POST /api/me/password/
-    let mut errors = FieldErrors::default();
-    required_text(fields, "old_password", Trim::No, &mut errors);
-    new_password(
-        fields,
-        "new_password",
-        &policy,
-        "ann@example.org",
-        &mut errors,
-    );
-    assert_field_errors(errors, &["old_password", "new_password"]);
+    if let Some(change) = read::<PasswordChange>(fields) {
+        assert!(!change.old_password.expose().trim().is_empty());
+        assert_new_password(change.new_password.expose());
+    }
 }
 
-/// A required text field, with the invariants of what `Fields` hands out.
-fn required_text<'a>(
-    fields: &'a Fields,
-    field: &'static str,
-    trim: Trim,
-    errors: &mut FieldErrors,
-) -> Option<std::borrow::Cow<'a, str>> {
-    let text = fields.required_text(field, trim, errors)?;
-    assert!(!text.trim().is_empty(), "{field}: blank text was accepted");
-    assert!(!text.contains('\0'), "{field}: a NUL was accepted");
-    if trim == Trim::Yes {
-        assert_eq!(text.trim(), text, "{field}: untrimmed");
+/// The body `T` read from `fields` as its handler reads it; a refusal is one 400 whose keys
+/// are fields of `T`, each with its messages.
+fn read<T: RequestBody>(fields: &Fields) -> Option<T> {
+    match T::from_fields(fields) {
+        Ok(body) => Some(body),
+        Err(error) => {
+            let body = assert_contract_error(error, StatusCode::BAD_REQUEST);
+            let object = body.as_object().expect("an object");
+            for (field, messages) in object {
+                assert!(
+                    T::FIELDS.contains(&field.as_str()),
+                    "unexpected key {field}"
+                );
+                let messages = messages.as_array().expect("a list of messages");
+                assert!(!messages.is_empty());
+                assert!(messages.iter().all(Value::is_string));
+            }
+            None
+        }
     }
-    Some(text)
 }
 
-/// The register handler's check of a new password: bounded length, then Django's validators.
-fn new_password(
-    fields: &Fields,
-    field: &'static str,
-    policy: &PasswordPolicy,
-    email: &str,
-    errors: &mut FieldErrors,
-) -> bool {
-    let Some(raw) = required_text(fields, field, Trim::No, errors) else {
-        return false;
-    };
-    let violations = if raw.chars().count() > password::MAX_LEN {
-        vec!["too long".to_owned()]
-    } else {
-        policy.violations(&raw, email)
-    };
-    for message in &violations {
-        errors.add(field, message.clone());
-    }
-    violations.is_empty()
+/// What every accepted text field holds: something, and no NUL.
+fn assert_text(text: &str) {
+    assert!(!text.trim().is_empty(), "blank text was accepted");
+    assert!(!text.contains('\0'), "a NUL was accepted");
+}
+
+fn assert_new_password(password: &str) {
+    assert_text(password);
+    assert!(password.chars().count() <= password::MAX_LEN);
 }
 
 fn assert_valid_email(raw: &str, email: &Email) {
@@ -216,21 +179,6 @@ fn assert_valid_email(raw: &str, email: &Email) {
             literal.parse::<std::net::IpAddr>().is_ok(),
             "an address literal that is no IP address: {address:?}"
         );
-    }
-}
-
-/// Field errors become one 400 whose keys are the fields checked, each with its messages.
-fn assert_field_errors(errors: FieldErrors, allowed: &[&str]) {
-    if errors.is_empty() {
-        return;
-    }
-    let body = assert_contract_error(ApiError::Fields(errors), StatusCode::BAD_REQUEST);
-    let object = body.as_object().expect("an object");
-    for (field, messages) in object {
-        assert!(allowed.contains(&field.as_str()), "unexpected key {field}");
-        let messages = messages.as_array().expect("a list of messages");
-        assert!(!messages.is_empty());
-        assert!(messages.iter().all(Value::is_string));
     }
 }
 

@@ -10,6 +10,9 @@ pub const MAX_LEN: usize = 254;
 
 pub const INVALID: &str = "Enter a valid email address.";
 
+/// Django's message for a unique field's value that exists.
+pub const TAKEN: &str = "user with this email already exists.";
+
 /// A syntactically valid address, stored trimmed with its domain lower-cased.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email {

@@ -26,7 +26,7 @@ use crate::domain::sessions::{EndReason, Redemption, SessionPolicy};
 use crate::domain::settings::{Lifetimes, Setting};
 use crate::domain::throttle::{Bucket, ThrottlePolicy};
 use email::Email;
-use password::{Hasher, Password, PasswordPolicy, Verification};
+use password::{Hasher, NewPassword, Password, PasswordPolicy, Verification};
 use tokens::{AccessClaims, InvalidAccessToken, Keyring, RefreshToken, SigningKey};
 use username::Username;
 use vault::{MasterKey, VaultError};
@@ -81,12 +81,47 @@ pub enum AuthError {
     RefreshTokenReused,
     #[error("the old password is wrong")]
     WrongPassword,
+    /// The inputs break rules of the service: every one is listed.
+    #[error("refused: {0}")]
+    Refused(Refusal),
     #[error("throttled for {retry_after} s")]
     Throttled { retry_after: i64 },
     #[error(transparent)]
     Overloaded(#[from] password::Overloaded),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// The rules an email or a new password breaks, as the messages the user is shown.
+#[derive(Debug, Default)]
+pub struct Refusal {
+    pub email: Vec<String>,
+    pub password: Vec<String>,
+}
+
+impl Refusal {
+    fn is_empty(&self) -> bool {
+        self.email.is_empty() && self.password.is_empty()
+    }
+
+    fn email_taken() -> Refusal {
+        Refusal {
+            email: vec![email::TAKEN.to_owned()],
+            password: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let messages: Vec<&str> = self
+            .email
+            .iter()
+            .chain(&self.password)
+            .map(String::as_str)
+            .collect();
+        f.write_str(&messages.join(" "))
+    }
 }
 
 /// Why the service cannot load its keys and settings.
@@ -322,16 +357,18 @@ impl<S: Store> Auth<S> {
             .await
     }
 
-    pub fn password_policy(&self) -> &PasswordPolicy {
-        &self.policy
+    /// Every rule of the policy `password` breaks, for the account of `email`.
+    fn password_refusal(&self, password: &NewPassword, email: &str) -> Result<(), AuthError> {
+        let violations = self.policy.violations(password.expose(), email);
+        if violations.is_empty() {
+            return Ok(());
+        }
+        Err(AuthError::Refused(Refusal {
+            email: Vec::new(),
+            password: violations,
+        }))
     }
 
-    pub async fn is_registered(&self, email: &Email) -> Result<bool, StoreError> {
-        self.store.email_registered(email.key().to_owned()).await
-    }
-
-    /// Creates an account whose username is its email; the password must already satisfy the
-    /// [policy](Self::password_policy).
     /// Counts a registration attempt from `client` and refuses it when its address has made
     /// too many.
     pub async fn throttle_registration(&self, client: &Client) -> Result<(), AuthError> {
@@ -401,8 +438,20 @@ impl<S: Store> Auth<S> {
         }
     }
 
-    pub async fn register(&self, email: Email, password: Password) -> Result<UserId, AuthError> {
-        let password_hash = self.hasher.hash(password).await?;
+    /// Creates an account whose username is its email, if the email is free and the password
+    /// follows the policy; otherwise refuses with every rule broken.
+    pub async fn register(&self, email: Email, password: NewPassword) -> Result<UserId, AuthError> {
+        let mut refusal = Refusal {
+            email: Vec::new(),
+            password: self.policy.violations(password.expose(), email.as_str()),
+        };
+        if self.store.email_registered(email.key().to_owned()).await? {
+            refusal.email.push(email::TAKEN.to_owned());
+        }
+        if !refusal.is_empty() {
+            return Err(AuthError::Refused(refusal));
+        }
+        let password_hash = self.hasher.hash(password.into()).await?;
         self.store
             .create_user(NewUser {
                 email: email.as_str().to_owned(),
@@ -413,7 +462,11 @@ impl<S: Store> Auth<S> {
                 now: self.clock.now(),
             })
             .await
-            .map_err(AuthError::from)
+            .map_err(|error| match error {
+                // Lost a race with another registration of the same address.
+                StoreError::EmailTaken => AuthError::Refused(Refusal::email_taken()),
+                other => other.into(),
+            })
     }
 
     /// Adds an account with a hash made elsewhere (the Django original's); it verifies at login
@@ -453,13 +506,18 @@ impl<S: Store> Auth<S> {
             .await
     }
 
-    /// Replaces the password (an administrator's reset) and ends every session of the account;
-    /// the caller has checked it against the policy.
-    pub async fn set_password(&self, user_id: UserId, password: Password) -> Result<(), AuthError> {
-        let password_hash = self.hasher.hash(password).await?;
+    /// Replaces the password of `account` (an administrator's reset), if it follows the
+    /// policy, and ends every session of the account.
+    pub async fn set_password(
+        &self,
+        account: &Account,
+        password: NewPassword,
+    ) -> Result<(), AuthError> {
+        self.password_refusal(&password, &account.email)?;
+        let password_hash = self.hasher.hash(password.into()).await?;
         self.store
             .set_password_hash(
-                user_id,
+                account.id,
                 password_hash,
                 None,
                 Some(SessionScope::All),
@@ -750,13 +808,16 @@ impl<S: Store> Auth<S> {
     }
 
     /// Replaces the caller's password after checking the old one; every other session ends.
-    /// The new password must already satisfy the [policy](Self::password_policy).
+    /// The new password must follow the policy for the caller's `email`; that is checked
+    /// first, so a weak new password costs no guess at the old one.
     pub async fn change_password(
         &self,
         caller: &AccessClaims,
+        email: &str,
         old: Password,
-        new: Password,
+        new: NewPassword,
     ) -> Result<(), AuthError> {
+        self.password_refusal(&new, email)?;
         // Guessing the old password with a stolen access token is throttled like logins.
         let bucket = Bucket::new(
             "password-change",
@@ -777,7 +838,7 @@ impl<S: Store> Auth<S> {
             return Err(AuthError::WrongPassword);
         }
         self.settle_throttle(key, Vec::new()).await?;
-        let password_hash = self.hasher.hash(new).await?;
+        let password_hash = self.hasher.hash(new.into()).await?;
         // Only over the hash the old password was checked against: if another change won
         // meanwhile, the old password is no longer this one.
         let replaced = self

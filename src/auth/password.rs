@@ -35,6 +35,32 @@ impl fmt::Debug for Password {
     }
 }
 
+/// A password being chosen, within the length bound. The [policy](PasswordPolicy) is the use
+/// case's to check: it needs the account's email.
+#[derive(Debug)]
+pub struct NewPassword(Password);
+
+impl NewPassword {
+    pub fn new(password: Password) -> Result<NewPassword, String> {
+        if password.expose().chars().count() > MAX_LEN {
+            return Err(format!(
+                "Ensure this field has no more than {MAX_LEN} characters."
+            ));
+        }
+        Ok(NewPassword(password))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose()
+    }
+}
+
+impl From<NewPassword> for Password {
+    fn from(new: NewPassword) -> Password {
+        new.0
+    }
+}
+
 /// Django's default `AUTH_PASSWORD_VALIDATORS`, in Django's order.
 #[derive(Debug, Clone)]
 pub struct PasswordPolicy {

@@ -5,18 +5,31 @@ use axum::http::StatusCode;
 use axum::routing::{MethodRouter, post};
 use serde::Serialize;
 
-use super::extract::{Fields, Trim};
-use super::{ApiError, AppState, Reply, error::FieldErrors};
+use super::body::{Body, field_name, request_body};
+use super::{ApiError, AppState, Reply};
 use crate::auth::email::Email;
-use crate::auth::password::{self, Password};
+use crate::auth::password::NewPassword;
 use crate::auth::{AuthError, Client};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 pub fn routes<S: Store>() -> MethodRouter<AppState<S>> {
     post(register::<S>)
 }
 
-const EMAIL_TAKEN: &str = "user with this email already exists.";
+request_body! {
+    /// A new account's email and password (a JSON object or a form).
+    #[schema(example = json!({"email": "ann@example.org", "password": "correct horse battery"}))]
+    pub struct NewAccount {
+        /// A valid address of at most 254 characters, unique whatever its case. Stored
+        /// trimmed, with its domain lower-cased; it is also the new account's username.
+        #[schema(value_type = String, format = Email, max_length = 254)]
+        pub email: Email,
+        /// At least 8 characters (configurable) and at most 1024; not a common password, not
+        /// entirely numeric, not too similar to the email.
+        #[schema(value_type = String, format = Password, max_length = 1024)]
+        pub password: NewPassword,
+    }
+}
 
 /// The account created.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -35,7 +48,7 @@ struct Registered {
     post,
     path = "/api/register/",
     tag = "accounts",
-    request_body = super::openapi::NewAccount,
+    request_body = NewAccount,
     responses(
         (status = 201, description = "The account was created.", body = Registered),
         (status = 400, description = "Every invalid field, each with its messages.",
@@ -53,74 +66,20 @@ struct Registered {
 async fn register<S: Store>(
     State(auth): State<AppState<S>>,
     client: Client,
-    fields: Fields,
+    Body(body): Body<NewAccount>,
 ) -> Result<Reply<Registered>, ApiError> {
     auth.throttle_registration(&client).await?;
-    let mut errors = FieldErrors::default();
-    let email = fields
-        .required_text("email", Trim::Yes, &mut errors)
-        .and_then(|raw| {
-            Email::parse(&raw)
-                .map_err(|message| errors.add("email", message))
-                .ok()
-        });
-    if let Some(email) = &email
-        && auth.is_registered(email).await?
-    {
-        errors.add("email", EMAIL_TAKEN);
-    }
-    let password = new_password(
-        &fields,
-        "password",
-        &auth,
-        email.as_ref().map_or("", Email::as_str),
-        &mut errors,
-    );
-    let (Some(email), Some(password), true) = (email, password, errors.is_empty()) else {
-        return Err(ApiError::Fields(errors));
-    };
-
-    match auth.register(email.clone(), password).await {
-        Ok(id) => Ok(Reply(
-            StatusCode::CREATED,
-            Registered {
-                id,
-                email: email.as_str().to_owned(),
-            },
-        )),
-        // Lost a race with another registration of the same address.
-        Err(AuthError::Store(StoreError::EmailTaken)) => {
-            let mut errors = FieldErrors::default();
-            errors.add("email", EMAIL_TAKEN);
-            Err(ApiError::Fields(errors))
-        }
-        Err(error) => Err(error.into()),
-    }
-}
-
-/// A new password from `field`, checked against the length bound and the password policy;
-/// every rule it breaks is recorded in `errors`.
-pub(super) fn new_password<S: Store>(
-    fields: &Fields,
-    field: &'static str,
-    auth: &AppState<S>,
-    email: &str,
-    errors: &mut FieldErrors,
-) -> Option<Password> {
-    let raw = fields.required_text(field, Trim::No, errors)?;
-    let violations = if raw.chars().count() > password::MAX_LEN {
-        vec![format!(
-            "Ensure this field has no more than {} characters.",
-            password::MAX_LEN
-        )]
-    } else {
-        auth.password_policy().violations(&raw, email)
-    };
-    if violations.is_empty() {
-        return Some(Password::new(raw.into_owned()));
-    }
-    for message in violations {
-        errors.add(field, message);
-    }
-    None
+    let email = body.email.as_str().to_owned();
+    let id = auth
+        .register(body.email, body.password)
+        .await
+        .map_err(|error| match error {
+            AuthError::Refused(refusal) => ApiError::refused(
+                refusal,
+                field_name!(NewAccount, email),
+                field_name!(NewAccount, password),
+            ),
+            other => other.into(),
+        })?;
+    Ok(Reply(StatusCode::CREATED, Registered { id, email }))
 }

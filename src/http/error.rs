@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 use serde_json::json;
 
-use crate::auth::AuthError;
+use crate::auth::{AuthError, Refusal};
 use crate::store::StoreError;
 
 /// Field errors in the order the fields were checked: `{"email": ["…"], "password": ["…"]}`.
@@ -243,6 +243,38 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// DRF's key for the errors of no one field.
+const NON_FIELD_ERRORS: &str = "non_field_errors";
+
+impl ApiError {
+    /// A use case's refusal, its email's and its password's messages filed under the fields
+    /// of the request body that hold them.
+    pub fn refused(
+        refusal: Refusal,
+        email_field: &'static str,
+        password_field: &'static str,
+    ) -> ApiError {
+        let mut errors = FieldErrors::default();
+        for message in refusal.email {
+            errors.add(email_field, message);
+        }
+        for message in refusal.password {
+            errors.add(password_field, message);
+        }
+        ApiError::Fields(errors)
+    }
+
+    /// The old password given was wrong: Django's `PasswordChangeForm` message, under `field`.
+    pub fn wrong_password(field: &'static str) -> ApiError {
+        let mut errors = FieldErrors::default();
+        errors.add(
+            field,
+            "Your old password was entered incorrectly. Please enter it again.",
+        );
+        ApiError::Fields(errors)
+    }
+}
+
 impl From<AuthError> for ApiError {
     fn from(error: AuthError) -> Self {
         match error {
@@ -251,14 +283,11 @@ impl From<AuthError> for ApiError {
             AuthError::RefreshTokenReused => ApiError::RefreshTokenReused,
             AuthError::Throttled { retry_after } => ApiError::Throttled { retry_after },
             AuthError::Overloaded(overloaded) => ApiError::Unavailable(overloaded.to_string()),
-            AuthError::WrongPassword => {
-                let mut errors = FieldErrors::default();
-                // Django's PasswordChangeForm message.
-                errors.add(
-                    "old_password",
-                    "Your old password was entered incorrectly. Please enter it again.",
-                );
-                ApiError::Fields(errors)
+            // A handler whose body has the fields these name files them there
+            // (`ApiError::refused`); elsewhere they are DRF's errors of no one field.
+            AuthError::WrongPassword => ApiError::wrong_password(NON_FIELD_ERRORS),
+            AuthError::Refused(refusal) => {
+                ApiError::refused(refusal, NON_FIELD_ERRORS, NON_FIELD_ERRORS)
             }
             AuthError::Store(error) => error.into(),
         }

@@ -4,8 +4,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{MethodRouter, get};
 
-use super::error::FieldErrors;
-use super::extract::{AuthUser, Fields, Trim};
+use super::body::{Body, request_body};
+use super::extract::AuthUser;
 use super::{ApiError, AppState, Reply};
 use crate::auth::username::Username;
 use crate::domain::Profile;
@@ -13,6 +13,26 @@ use crate::store::Store;
 
 pub fn routes<S: Store>() -> MethodRouter<AppState<S>> {
     get(show).put(replace::<S>).patch(update::<S>)
+}
+
+request_body! {
+    /// A new username (PUT: required).
+    #[schema(example = json!({"username": "Ann Lee"}))]
+    pub struct ProfileReplacement {
+        /// 1 to 150 characters after trimming, any but control characters; need not be unique.
+        #[schema(value_type = String, min_length = 1, max_length = 150)]
+        pub username: Username,
+    }
+}
+
+request_body! {
+    /// The fields to change (PATCH: any may be left out). `id` and `email` are read-only.
+    #[schema(example = json!({"username": "Ann Lee"}))]
+    pub struct ProfileUpdate {
+        /// 1 to 150 characters after trimming, any but control characters; need not be unique.
+        #[schema(value_type = String, min_length = 1, max_length = 150, required = false)]
+        pub username: Option<Username>,
+    }
 }
 
 /// Show my profile
@@ -37,7 +57,7 @@ async fn show(caller: AuthUser) -> Reply<Profile> {
     operation_id = "replace_profile",
     tag = "profile",
     security(("bearer" = [])),
-    request_body = super::openapi::ProfileReplacement,
+    request_body = ProfileReplacement,
     responses(
         (status = 200, description = "The updated profile.", body = Profile),
         (status = 400, description = "The username is missing or invalid.",
@@ -48,11 +68,9 @@ async fn show(caller: AuthUser) -> Reply<Profile> {
 async fn replace<S: Store>(
     State(auth): State<AppState<S>>,
     caller: AuthUser,
-    fields: Fields,
+    Body(body): Body<ProfileReplacement>,
 ) -> Result<Reply<Profile>, ApiError> {
-    let mut errors = FieldErrors::default();
-    let username = fields.required_text("username", Trim::Yes, &mut errors);
-    save(&auth, caller, username.as_deref(), errors).await
+    save(&auth, caller, Some(body.username)).await
 }
 
 /// Change my profile
@@ -64,7 +82,7 @@ async fn replace<S: Store>(
     operation_id = "update_profile",
     tag = "profile",
     security(("bearer" = [])),
-    request_body = super::openapi::ProfileUpdate,
+    request_body = ProfileUpdate,
     responses(
         (status = 200, description = "The profile, changed.", body = Profile),
         (status = 400, description = "The username is invalid.",
@@ -75,28 +93,17 @@ async fn replace<S: Store>(
 async fn update<S: Store>(
     State(auth): State<AppState<S>>,
     caller: AuthUser,
-    fields: Fields,
+    Body(body): Body<ProfileUpdate>,
 ) -> Result<Reply<Profile>, ApiError> {
-    let mut errors = FieldErrors::default();
-    let username = fields.optional_text("username", Trim::Yes, &mut errors);
-    save(&auth, caller, username.as_deref(), errors).await
+    save(&auth, caller, body.username).await
 }
 
 /// `id` and `email` are read-only: whatever else the body holds is ignored.
 async fn save<S: Store>(
     auth: &AppState<S>,
     caller: AuthUser,
-    username: Option<&str>,
-    mut errors: FieldErrors,
+    username: Option<Username>,
 ) -> Result<Reply<Profile>, ApiError> {
-    let username = username.and_then(|raw| {
-        Username::parse(raw)
-            .map_err(|message| errors.add("username", message))
-            .ok()
-    });
-    if !errors.is_empty() {
-        return Err(ApiError::Fields(errors));
-    }
     let profile = match username {
         Some(username) => auth
             .rename(&caller.claims, username)

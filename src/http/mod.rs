@@ -21,6 +21,7 @@ use crate::auth::Auth;
 use crate::store::Store;
 
 mod accounts;
+pub mod body;
 pub mod error;
 pub mod extract;
 mod health;
@@ -33,6 +34,12 @@ mod sessions;
 mod tokens;
 
 pub use error::ApiError;
+
+/// The API's request bodies, each one type (see [`body`]).
+pub use accounts::NewAccount;
+pub use me::{ProfileReplacement, ProfileUpdate};
+pub use sessions::PasswordChange;
+pub use tokens::{Credentials, RefreshTokenBody};
 
 /// The router state: the domain service, shared by every request.
 pub type AppState<S> = Arc<Auth<S>>;
@@ -224,6 +231,20 @@ pub(crate) const API_ANSWER_HEADERS: [(header::HeaderName, &str); 2] = [
     (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
     (header::CACHE_CONTROL, "no-store"),
 ];
+
+/// It worked.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"success": "User logged out."}))]
+pub struct Success {
+    #[schema(value_type = String)]
+    success: &'static str,
+}
+
+impl Success {
+    pub fn new(message: &'static str) -> Success {
+        Success { success: message }
+    }
+}
 
 /// A JSON answer with its status, with the contract's `application/json; charset=utf-8`
 /// (named apart from `axum::Json`, which takes no status and sets another media type).

@@ -1,10 +1,9 @@
 //! The API's part of the OpenAPI 3.1 document, which `crate::web` completes with the pages'
 //! part and serves at `/api/schema/`.
 //!
-//! It is generated from the `#[utoipa::path]` annotations on the handlers, so that it changes
-//! with them; the browsable pages (`crate::web`) are built from it too. The request bodies are
-//! described here because the handlers read them with [`Fields`](super::extract::Fields), as
-//! DRF's parsers do (JSON or form, every field error at once), not into typed structs.
+//! It is generated from the `#[utoipa::path]` annotations on the handlers and from the types
+//! they read and answer (request bodies: [`request_body!`](super::body::request_body)), so
+//! that it changes with them; the browsable pages (`crate::web`) are built from it too.
 
 use serde_json::json;
 use utoipa::openapi::path::{HttpMethod, Operation, OperationBuilder, PathItem};
@@ -73,102 +72,16 @@ pub fn api_document() -> Document {
 )]
 struct ApiDoc;
 
-pub(crate) use shapes::{
-    BadRequest, Credentials, Detail, NewAccount, PasswordChange, ProfileReplacement, ProfileUpdate,
-    RefreshTokenBody, SessionsEnded, Success, Throttled,
-};
+pub(crate) use shapes::{BadRequest, Detail, Throttled};
 use shapes::{
     MethodNotAllowed, NotAuthenticated, PayloadTooLarge, ServiceUnavailable, UnsupportedMediaType,
 };
 
-/// The bodies the handlers read with `Fields` or build with `json!`, and the answers many
-/// endpoints share, described for the document. Nothing constructs these types: they exist for
-/// their derives.
+/// The error answers many endpoints share, described for the document. Nothing constructs
+/// these types (`ApiError` writes the bodies): they exist for their derives.
 #[expect(dead_code, reason = "these types only describe bodies")]
 mod shapes {
     use utoipa::{ToResponse, ToSchema};
-
-    /// A new account's email and password (a JSON object or a form).
-    #[derive(ToSchema)]
-    #[schema(example = json!({"email": "ann@example.org", "password": "correct horse battery"}))]
-    pub(crate) struct NewAccount {
-        /// A valid address of at most 254 characters, unique whatever its case. Stored
-        /// trimmed, with its domain lower-cased; it is also the new account's username.
-        #[schema(format = Email, max_length = 254)]
-        email: String,
-        /// At least 8 characters (configurable) and at most 1024; not a common password, not
-        /// entirely numeric, not too similar to the email.
-        #[schema(format = Password, max_length = 1024)]
-        password: String,
-    }
-
-    /// The email and password of an account (a JSON object or a form).
-    #[derive(ToSchema)]
-    #[schema(example = json!({"email": "ann@example.org", "password": "correct horse battery"}))]
-    pub(crate) struct Credentials {
-        /// The address the account was registered with, in any case.
-        #[schema(format = Email)]
-        email: String,
-        #[schema(format = Password)]
-        password: String,
-    }
-
-    /// A refresh token (a JSON object or a form).
-    #[derive(ToSchema)]
-    #[schema(example = json!({"refresh_token": "6f1c2a4e-3b7d-4c8e-9f10-2a3b4c5d6e7f"}))]
-    pub(crate) struct RefreshTokenBody {
-        /// The latest refresh token of the session, as handed out by login or refresh.
-        #[schema(format = "uuid")]
-        refresh_token: String,
-    }
-
-    /// A new username (PUT: required).
-    #[derive(ToSchema)]
-    #[schema(example = json!({"username": "Ann Lee"}))]
-    pub(crate) struct ProfileReplacement {
-        /// 1 to 150 characters after trimming, any but control characters; need not be unique.
-        #[schema(min_length = 1, max_length = 150)]
-        username: String,
-    }
-
-    /// The fields to change (PATCH: any may be left out). `id` and `email` are read-only.
-    #[derive(ToSchema)]
-    #[schema(example = json!({"username": "Ann Lee"}))]
-    pub(crate) struct ProfileUpdate {
-        /// 1 to 150 characters after trimming, any but control characters; need not be unique.
-        #[schema(min_length = 1, max_length = 150, required = false)]
-        username: String,
-    }
-
-    /// The current password and a new one (a JSON object or a form).
-    #[derive(ToSchema)]
-    #[schema(example = json!({
-        "old_password": "correct horse battery",
-        "new_password": "a much longer passphrase"
-    }))]
-    pub(crate) struct PasswordChange {
-        #[schema(format = Password)]
-        old_password: String,
-        /// The rules of a new account's password.
-        #[schema(format = Password, max_length = 1024)]
-        new_password: String,
-    }
-
-    /// It worked.
-    #[derive(ToSchema)]
-    #[schema(example = json!({"success": "User logged out."}))]
-    pub(crate) struct Success {
-        success: String,
-    }
-
-    /// The caller's sessions ended.
-    #[derive(ToSchema)]
-    #[schema(example = json!({"success": "All sessions ended.", "ended": 3}))]
-    pub(crate) struct SessionsEnded {
-        success: String,
-        /// How many sessions there were.
-        ended: u64,
-    }
 
     /// Every error but invalid fields.
     #[derive(ToSchema)]

@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
-use super::extract::BodyDeadline;
+use super::body::BodyDeadline;
 use super::protocol_errors::JsonProtocolErrors;
 
 /// The most a request's line and headers may take together: far above what browsers and

@@ -8,12 +8,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{MethodRouter, delete, get, post};
 use serde::Serialize;
-use serde_json::{Value, json};
 
-use super::error::FieldErrors;
-use super::extract::{AuthUser, Fields, Trim};
-use super::{ApiError, AppState, Reply};
-use crate::auth::password::Password;
+use super::body::{Body, field_name, request_body};
+use super::extract::AuthUser;
+use super::{ApiError, AppState, Reply, Success};
+use crate::auth::AuthError;
+use crate::auth::password::{NewPassword, Password};
 use crate::store::{SessionInfo, Store};
 
 pub fn list_routes<S: Store>() -> MethodRouter<AppState<S>> {
@@ -129,17 +129,45 @@ async fn end_one<S: Store>(
     path = "/api/logout/all/",
     tag = "sessions",
     security(("bearer" = [])),
-    responses((status = 200, description = "Every session ended.", body = super::openapi::SessionsEnded)),
+    responses((status = 200, description = "Every session ended.", body = SessionsEnded)),
 )]
 async fn logout_all<S: Store>(
     State(auth): State<AppState<S>>,
     caller: AuthUser,
-) -> Result<Reply<Value>, ApiError> {
+) -> Result<Reply<SessionsEnded>, ApiError> {
     let ended = auth.end_all_sessions(&caller.claims).await?;
     Ok(Reply(
         StatusCode::OK,
-        json!({"success": "All sessions ended.", "ended": ended}),
+        SessionsEnded {
+            success: "All sessions ended.",
+            ended,
+        },
     ))
+}
+
+/// The caller's sessions ended.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"success": "All sessions ended.", "ended": 3}))]
+struct SessionsEnded {
+    #[schema(value_type = String)]
+    success: &'static str,
+    /// How many sessions there were.
+    ended: u64,
+}
+
+request_body! {
+    /// The current password and a new one (a JSON object or a form).
+    #[schema(example = json!({
+        "old_password": "correct horse battery",
+        "new_password": "a much longer passphrase"
+    }))]
+    pub struct PasswordChange {
+        #[schema(value_type = String, format = Password)]
+        pub old_password: Password,
+        /// The rules of a new account's password.
+        #[schema(value_type = String, format = Password, max_length = 1024)]
+        pub new_password: NewPassword,
+    }
 }
 
 /// Change my password
@@ -151,9 +179,9 @@ async fn logout_all<S: Store>(
     path = "/api/me/password/",
     tag = "profile",
     security(("bearer" = [])),
-    request_body = super::openapi::PasswordChange,
+    request_body = PasswordChange,
     responses(
-        (status = 200, description = "The password changed.", body = super::openapi::Success,
+        (status = 200, description = "The password changed.", body = Success,
             example = json!({"success": "Password changed."})),
         (status = 400, description = "The old password is wrong, or the new one breaks a rule.",
             body = super::openapi::BadRequest,
@@ -165,24 +193,25 @@ async fn logout_all<S: Store>(
 async fn change_password<S: Store>(
     State(auth): State<AppState<S>>,
     caller: AuthUser,
-    fields: Fields,
-) -> Result<Reply<Value>, ApiError> {
-    let mut errors = FieldErrors::default();
-    let old = fields.required_text("old_password", Trim::No, &mut errors);
-    let new = super::accounts::new_password(
-        &fields,
-        "new_password",
-        &auth,
+    Body(body): Body<PasswordChange>,
+) -> Result<Reply<Success>, ApiError> {
+    auth.change_password(
+        &caller.claims,
         &caller.profile.email,
-        &mut errors,
-    );
-    let (Some(old), Some(new), true) = (old, new, errors.is_empty()) else {
-        return Err(ApiError::Fields(errors));
-    };
-    auth.change_password(&caller.claims, Password::new(old.into_owned()), new)
-        .await?;
-    Ok(Reply(
-        StatusCode::OK,
-        json!({"success": "Password changed."}),
-    ))
+        body.old_password,
+        body.new_password,
+    )
+    .await
+    .map_err(|error| match error {
+        AuthError::WrongPassword => {
+            ApiError::wrong_password(field_name!(PasswordChange, old_password))
+        }
+        AuthError::Refused(refusal) => ApiError::refused(
+            refusal,
+            field_name!(PasswordChange, new_password),
+            field_name!(PasswordChange, new_password),
+        ),
+        other => other.into(),
+    })?;
+    Ok(Reply(StatusCode::OK, Success::new("Password changed.")))
 }

@@ -4,11 +4,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{MethodRouter, post};
 use serde::Serialize;
-use serde_json::json;
 
-use super::error::FieldErrors;
-use super::extract::{ClientAddress, Fields, Trim};
-use super::{ApiError, AppState, Reply};
+use super::body::{Body, Text, request_body};
+use super::extract::ClientAddress;
+use super::{ApiError, AppState, Reply, Success};
 use crate::auth::password::Password;
 use crate::auth::tokens::RefreshToken;
 use crate::auth::{Client, TokenPair};
@@ -24,6 +23,28 @@ pub fn refresh_routes<S: Store>() -> MethodRouter<AppState<S>> {
 
 pub fn logout_routes<S: Store>() -> MethodRouter<AppState<S>> {
     post(logout::<S>)
+}
+
+request_body! {
+    /// The email and password of an account (a JSON object or a form).
+    #[schema(example = json!({"email": "ann@example.org", "password": "correct horse battery"}))]
+    pub struct Credentials {
+        /// The address the account was registered with, in any case.
+        #[schema(value_type = String, format = Email)]
+        pub email: Text,
+        #[schema(value_type = String, format = Password)]
+        pub password: Password,
+    }
+}
+
+request_body! {
+    /// A refresh token (a JSON object or a form).
+    #[schema(example = json!({"refresh_token": "6f1c2a4e-3b7d-4c8e-9f10-2a3b4c5d6e7f"}))]
+    pub struct RefreshTokenBody {
+        /// The latest refresh token of the session, as handed out by login or refresh.
+        #[schema(value_type = String, format = "uuid")]
+        pub refresh_token: RefreshToken,
+    }
 }
 
 /// The body of a successful login or refresh.
@@ -70,7 +91,7 @@ impl From<TokenPair> for Reply<Tokens> {
     post,
     path = "/api/login/",
     tag = "sessions",
-    request_body = super::openapi::Credentials,
+    request_body = Credentials,
     responses(
         (status = 200, description = "A new session's tokens.", body = Tokens),
         (status = 400, description = "A field is missing or blank.",
@@ -85,16 +106,10 @@ impl From<TokenPair> for Reply<Tokens> {
 async fn login<S: Store>(
     State(auth): State<AppState<S>>,
     client: Client,
-    fields: Fields,
+    Body(credentials): Body<Credentials>,
 ) -> Result<Reply<Tokens>, ApiError> {
-    let mut errors = FieldErrors::default();
-    let email = fields.required_text("email", Trim::Yes, &mut errors);
-    let password = fields.required_text("password", Trim::No, &mut errors);
-    let (Some(email), Some(password)) = (email, password) else {
-        return Err(ApiError::Fields(errors));
-    };
     let pair = auth
-        .login(&email, Password::new(password.into_owned()), client)
+        .login(&credentials.email.0, credentials.password, client)
         .await?;
     Ok(pair.into())
 }
@@ -107,7 +122,7 @@ async fn login<S: Store>(
     post,
     path = "/api/refresh/",
     tag = "sessions",
-    request_body = super::openapi::RefreshTokenBody,
+    request_body = RefreshTokenBody,
     responses(
         (status = 200, description = "The session's new tokens.", body = Tokens),
         (status = 400, description = "The token is missing or not a UUID.",
@@ -122,10 +137,9 @@ async fn login<S: Store>(
 async fn refresh<S: Store>(
     State(auth): State<AppState<S>>,
     ClientAddress(client): ClientAddress,
-    fields: Fields,
+    Body(body): Body<RefreshTokenBody>,
 ) -> Result<Reply<Tokens>, ApiError> {
-    let token = refresh_token(&fields)?;
-    Ok(auth.refresh(token, client).await?.into())
+    Ok(auth.refresh(body.refresh_token, client).await?.into())
 }
 
 /// Log out
@@ -136,9 +150,9 @@ async fn refresh<S: Store>(
     post,
     path = "/api/logout/",
     tag = "sessions",
-    request_body = super::openapi::RefreshTokenBody,
+    request_body = RefreshTokenBody,
     responses(
-        (status = 200, description = "The session ended.", body = super::openapi::Success),
+        (status = 200, description = "The session ended.", body = Success),
         (status = 400, description = "The token is missing or not a UUID.",
             body = super::openapi::BadRequest,
             example = json!({"refresh_token": ["This field is required."]})),
@@ -151,29 +165,8 @@ async fn refresh<S: Store>(
 async fn logout<S: Store>(
     State(auth): State<AppState<S>>,
     ClientAddress(client): ClientAddress,
-    fields: Fields,
-) -> Result<Reply<serde_json::Value>, ApiError> {
-    auth.logout(refresh_token(&fields)?, client).await?;
-    Ok(Reply(
-        StatusCode::OK,
-        json!({"success": "User logged out."}),
-    ))
-}
-
-/// The `refresh_token` field, as DRF's `UUIDField`: anything but a UUID's text, blank
-/// included, is "not a valid UUID".
-fn refresh_token(fields: &Fields) -> Result<RefreshToken, ApiError> {
-    let mut errors = FieldErrors::default();
-    fields
-        .required_value("refresh_token", &mut errors)
-        .and_then(|value| {
-            value
-                .as_str()
-                .and_then(|text| RefreshToken::parse(text.trim()))
-                .or_else(|| {
-                    errors.add("refresh_token", "Must be a valid UUID.");
-                    None
-                })
-        })
-        .ok_or(ApiError::Fields(errors))
+    Body(body): Body<RefreshTokenBody>,
+) -> Result<Reply<Success>, ApiError> {
+    auth.logout(body.refresh_token, client).await?;
+    Ok(Reply(StatusCode::OK, Success::new("User logged out.")))
 }

@@ -187,7 +187,7 @@ pub trait Admin: Send + Sync {
     fn reload(&self) -> Pending<'_, ()>;
 
     /// Sets a new password, ending every session (`restful-auth user set-password`).
-    fn set_password<'a>(&'a self, user_id: i64, password: &'a str) -> Pending<'a, ()>;
+    fn set_password<'a>(&'a self, email: &'a str, password: &'a str) -> Pending<'a, ()>;
 
     /// Deletes what housekeeping deletes after `retention` (`restful-auth purge`).
     fn purge(&self, retention: std::time::Duration) -> Pending<'_, ()>;
@@ -232,10 +232,16 @@ impl<S: Store> Admin for Auth<S> {
         Box::pin(async move { Auth::reload(self).await.expect("the store answers") })
     }
 
-    fn set_password<'a>(&'a self, user_id: i64, password: &'a str) -> Pending<'a, ()> {
+    fn set_password<'a>(&'a self, email: &'a str, password: &'a str) -> Pending<'a, ()> {
         Box::pin(async move {
-            let password = restful_auth::auth::password::Password::new(password.to_owned());
-            Auth::set_password(self, user_id, password)
+            use restful_auth::auth::password::{NewPassword, Password};
+            let account = Auth::account(self, email)
+                .await
+                .expect("the store answers")
+                .expect("the account exists");
+            let password =
+                NewPassword::new(Password::new(password.to_owned())).expect("a bounded password");
+            Auth::set_password(self, &account, password)
                 .await
                 .expect("the password is set");
         })

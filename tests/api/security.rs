@@ -846,7 +846,7 @@ async fn a_login_that_rehashes_an_imported_hash_cannot_undo_an_administrators_re
     let login = logins_in_flight(&app, &ann.email, "a django-era passphrase", 1);
     // The login is verifying the slow hash (about a second) while the reset commits.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    app.admin.set_password(ann.id, reset_password).await;
+    app.admin.set_password(&ann.email, reset_password).await;
     let login = login.into_iter().next().unwrap().await.unwrap();
 
     login.assert_invalid_credentials();
