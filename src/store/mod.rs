@@ -11,6 +11,7 @@ use crate::domain::throttle::Bucket;
 use crate::domain::{Profile, SessionId, UserId};
 
 pub mod django;
+mod migrations;
 pub mod postgres;
 pub mod sqlite;
 
@@ -398,15 +399,6 @@ pub trait Store: Accounts + Sessions + Throttle + Settings + Clone + Send + Sync
     /// Closes the connections cleanly (on SQLite: checkpoints the write-ahead log into the
     /// database file, so it is complete on its own).
     fn close(&self) -> impl Future<Output = ()> + Send;
-}
-
-/// Shared by every implementation: readiness needs exactly the schema this build knows.
-fn expect_schema(found: i64, expected: usize) -> Result<(), StoreError> {
-    if usize::try_from(found) == Ok(expected) {
-        Ok(())
-    } else {
-        Err(StoreError::SchemaMismatch { found, expected })
-    }
 }
 
 impl Redeem {

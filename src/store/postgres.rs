@@ -12,18 +12,11 @@ use uuid::Uuid;
 use super::{
     Account, Accounts, Credentials, NewSession, NewUser, PoolState, Purge, Purged, Redeem,
     RedeemWrite, Redeemed, SecretRow, SessionInfo, SessionScope, Sessions, Settings, Store,
-    StoreError, StoredKey, StoredSecret, Throttle,
+    StoreError, StoredKey, StoredSecret, Throttle, migrations,
 };
 use crate::domain::sessions::{EndReason, PresentedToken, Redemption};
 use crate::domain::throttle::Bucket;
 use crate::domain::{Profile, SessionId, UserId};
-
-/// Schema versions, applied in order and recorded in `schema_migrations`.
-const MIGRATIONS: &[&str] = &[
-    include_str!("../../migrations/postgres/0001_initial.sql"),
-    include_str!("../../migrations/postgres/0002_security.sql"),
-    include_str!("../../migrations/postgres/0003_known_addresses.sql"),
-];
 
 /// Serialises migrations of instances that start at once (an arbitrary, fixed key).
 const MIGRATION_LOCK: i64 = 0x7265_7374_6175_7468;
@@ -145,20 +138,13 @@ async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
             .fetch_one(&mut *tx)
             .await
             .map_err(database_error)?;
-    let applied = usize::try_from(applied).unwrap_or(usize::MAX);
-    if applied > MIGRATIONS.len() {
-        return Err(StoreError::Database(format!(
-            "the database is at schema version {applied}, newer than this build knows ({})",
-            MIGRATIONS.len()
-        )));
-    }
-    for (version, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
-        sqlx::raw_sql(*sql)
+    for (version, script) in migrations::pending(migrations::POSTGRES, applied)? {
+        sqlx::raw_sql(script)
             .execute(&mut *tx)
             .await
             .map_err(database_error)?;
         sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")
-            .bind(version as i64 + 1)
+            .bind(version)
             .execute(&mut *tx)
             .await
             .map_err(database_error)?;
@@ -771,7 +757,7 @@ impl Store for PostgresStore {
                 .fetch_one(&self.pool)
                 .await
                 .map_err(database_error)?;
-        super::expect_schema(found, MIGRATIONS.len())
+        migrations::expect_current(migrations::POSTGRES, found)
     }
 
     fn pool_state(&self) -> PoolState {

@@ -23,19 +23,12 @@ use uuid::Uuid;
 use super::{
     Account, Accounts, Credentials, NewSession, NewUser, PoolState, Purge, Purged, Redeem,
     RedeemWrite, Redeemed, SecretRow, SessionInfo, SessionScope, Sessions, Settings, Store,
-    StoreError, StoredKey, StoredSecret, Throttle,
+    StoreError, StoredKey, StoredSecret, Throttle, migrations,
 };
 use crate::domain::RefreshDigest;
 use crate::domain::sessions::{EndReason, PresentedToken, Redemption};
 use crate::domain::throttle::Bucket;
 use crate::domain::{Profile, SessionId, UserId};
-
-/// Schema versions, applied in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[
-    include_str!("../../migrations/sqlite/0001_initial.sql"),
-    include_str!("../../migrations/sqlite/0002_security.sql"),
-    include_str!("../../migrations/sqlite/0003_known_addresses.sql"),
-];
 
 /// Every connection: enforce foreign keys, and wait (rather than fail) when another process
 /// holds the write lock. `synchronous=NORMAL` in WAL mode keeps every commit across a killed
@@ -79,6 +72,14 @@ struct Ran {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite://PATH`) and migrates it.
     pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
+        Self::open_with_log_limit(url, LOG_BYTES_BEFORE_RESTART).await
+    }
+
+    /// [`open`](Self::open), with the log starting over past `log_bytes_before_restart`.
+    async fn open_with_log_limit(
+        url: &str,
+        log_bytes_before_restart: i64,
+    ) -> Result<SqliteStore, StoreError> {
         let path = path_of(url)?.to_owned();
         // A read holds its connection without awaiting, so no more are in use at once than
         // threads run tasks.
@@ -99,7 +100,14 @@ impl SqliteStore {
         let (checkpoint_due, checkpoint_requests) = mpsc::sync_channel(1);
         spawn_thread("sqlite-checkpointer", {
             let log_is_long = log_is_long.clone();
-            move || run_checkpointer(checkpointer, checkpoint_requests, &log_is_long)
+            move || {
+                run_checkpointer(
+                    checkpointer,
+                    checkpoint_requests,
+                    &log_is_long,
+                    log_bytes_before_restart,
+                )
+            }
         })?;
         let (writes, queue) = mpsc::channel();
         spawn_thread("sqlite-writer", move || {
@@ -249,12 +257,17 @@ const LOG_BYTES_BEFORE_RESTART: i64 = 32 * 1024 * 1024;
 /// file, which in the writer's turn (SQLite's automatic checkpoint) held every write up.
 /// PASSIVE never waits for readers or the writer; what it cannot copy now, the next one does.
 /// Ends with the writer thread, which holds the other end of `requests`.
-fn run_checkpointer(conn: Connection, requests: mpsc::Receiver<()>, log_is_long: &AtomicBool) {
+fn run_checkpointer(
+    conn: Connection,
+    requests: mpsc::Receiver<()>,
+    log_is_long: &AtomicBool,
+    log_bytes_before_restart: i64,
+) {
     // A file keeps the page size it was made with (4 KiB before this build chose 1 KiB).
     let page_size = conn
         .pragma_query_value(None, "page_size", |row| row.get::<_, i64>(0))
         .unwrap_or(4096);
-    let long_log_frames = LOG_BYTES_BEFORE_RESTART / page_size.max(512);
+    let long_log_frames = log_bytes_before_restart / page_size.max(512);
     while requests.recv().is_ok() {
         match checkpoint(&conn) {
             Ok(log_frames) if log_frames >= long_log_frames => {
@@ -394,16 +407,9 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let applied = tx
         .pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0))
         .map_err(database_error)?;
-    let applied = usize::try_from(applied).unwrap_or(usize::MAX);
-    if applied > MIGRATIONS.len() {
-        return Err(StoreError::Database(format!(
-            "the database is at schema version {applied}, newer than this build knows ({})",
-            MIGRATIONS.len()
-        )));
-    }
-    for (version, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
-        tx.execute_batch(sql).map_err(database_error)?;
-        tx.pragma_update(None, "user_version", version as i64 + 1)
+    for (version, script) in migrations::pending(migrations::SQLITE, applied)? {
+        tx.execute_batch(script).map_err(database_error)?;
+        tx.pragma_update(None, "user_version", version)
             .map_err(database_error)?;
     }
     tx.commit().map_err(database_error)
@@ -893,7 +899,7 @@ impl Store for SqliteStore {
         let found = self.read(|conn| {
             conn.pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0))
         })?;
-        super::expect_schema(found, MIGRATIONS.len())
+        migrations::expect_current(migrations::SQLITE, found)
     }
 
     fn pool_state(&self) -> PoolState {
@@ -1343,13 +1349,21 @@ mod tests {
     /// log, and a log starts over only after one that did: the writer finishes one itself.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_write_ahead_log_starts_over_under_a_steady_stream_of_writes() {
-        let (directory, store) = open_temporary().await;
+        // The service's 32 MiB take seconds to write; the rule is the same at 1 MiB. Writes
+        // outpace the checkpointer's 100 ms rounds, so many lengths are written.
+        const LOG_BYTES_BEFORE_RESTART: i64 = 1024 * 1024;
+        const LENGTHS_WRITTEN: i64 = 16;
+        let directory = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", directory.path().join("db.sqlite3").display());
+        let store = SqliteStore::open_with_log_limit(&url, LOG_BYTES_BEFORE_RESTART)
+            .await
+            .unwrap();
         let value = "x".repeat(900);
         let mut in_flight = tokio::task::JoinSet::<Result<(), StoreError>>::new();
         // Each write changes a page or two of 1 KiB: several times the length that restarts.
         // A new file: 1 KiB pages.
         let restart_frames = LOG_BYTES_BEFORE_RESTART / 1024;
-        for n in 0..(4 * restart_frames) {
+        for n in 0..(LENGTHS_WRITTEN * restart_frames) {
             if in_flight.len() >= 64 {
                 in_flight.join_next().await.unwrap().unwrap().unwrap();
             }
@@ -1362,7 +1376,7 @@ mod tests {
         }
 
         let log = std::fs::metadata(directory.path().join("db.sqlite3-wal")).unwrap();
-        let written = (4 * LOG_BYTES_BEFORE_RESTART) as u64;
+        let written = (LENGTHS_WRITTEN * LOG_BYTES_BEFORE_RESTART) as u64;
         assert!(
             log.len() < written / 2,
             "the log holds {} bytes of the {written} written",
@@ -1370,7 +1384,7 @@ mod tests {
         );
         assert_eq!(
             store.settings().await.unwrap().len(),
-            4 * restart_frames as usize
+            (LENGTHS_WRITTEN * restart_frames) as usize
         );
     }
 }
