@@ -49,6 +49,8 @@ pub const ENDPOINTS: [(&str, &str); 10] = [
 /// One service on a database of its own.
 pub struct TestApp {
     pub router: Router,
+    /// The routes inside `router`, without its request layers: a table that can be listed.
+    pub routes: Router,
     /// The administrator's side of the same service (what `restful-auth user …` does).
     pub admin: Arc<dyn Admin>,
     /// The configuration the service was built from (and a second instance would be).
@@ -114,9 +116,10 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     }
     configure(&mut config);
     let clock = Arc::new(ManualClock::starting_now());
-    let (router, admin) = build_router(&config, clock.clone()).await;
+    let (router, routes, admin) = build_router(&config, clock.clone()).await;
     TestApp {
         router,
+        routes,
         admin,
         clock,
         secret: config.secret_key.as_ref().map(|key| key.expose().to_vec()),
@@ -126,7 +129,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
 }
 
 /// The service on `config`'s database, with a pool of its own, as one instance of several.
-async fn build_router(config: &Config, clock: Arc<ManualClock>) -> (Router, Arc<dyn Admin>) {
+async fn build_router(config: &Config, clock: Arc<ManualClock>) -> Service {
     if config.database_url.starts_with("sqlite://") {
         let store = SqliteStore::open(&config.database_url).await;
         service_on(store.expect("the test database opens"), config, clock).await
@@ -153,19 +156,22 @@ pub async fn refused_start(config: &Config) -> String {
     }
 }
 
-async fn service_on<S: Store>(
-    store: S,
-    config: &Config,
-    clock: Arc<ManualClock>,
-) -> (Router, Arc<dyn Admin>) {
+async fn service_on<S: Store>(store: S, config: &Config, clock: Arc<ManualClock>) -> Service {
     let auth = Arc::new(
         Auth::with_clock(store, config, clock)
             .await
             .expect("the service starts on the test database"),
     );
     let options = restful_auth::http::Options::from_config(config);
-    (restful_auth::app::router_with(auth.clone(), &options), auth)
+    (
+        restful_auth::app::router_with(auth.clone(), &options),
+        restful_auth::app::routes(auth.clone(), &options),
+        auth,
+    )
 }
+
+/// The router, its route table, and the administrator's handle on the same service.
+type Service = (Router, Router, Arc<dyn Admin>);
 
 type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -267,9 +273,10 @@ impl TestApp {
     pub async fn another_instance_with(&self, configure: impl FnOnce(&mut Config)) -> TestApp {
         let mut config = self.config.clone();
         configure(&mut config);
-        let (router, admin) = build_router(&config, self.clock.clone()).await;
+        let (router, routes, admin) = build_router(&config, self.clock.clone()).await;
         TestApp {
             router,
+            routes,
             admin,
             clock: self.clock.clone(),
             config,

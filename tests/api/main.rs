@@ -14,3 +14,4 @@ mod register;
 mod scale_out;
 mod secrets;
 mod security;
+mod web;

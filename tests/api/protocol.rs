@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::helpers::{JSON, PASSWORD, TestApp, TestResponse, spawn_app, tokens_of};
 
 /// Every endpoint and the methods it answers (`/api/sessions/{id}/`, whose path holds an id,
-/// is checked in tests/web.rs against the router and the document).
+/// is checked in web.rs against the router and the document).
 const ENDPOINTS: [(&str, &[&str]); 8] = [
     ("/api/register", &["POST"]),
     ("/api/login", &["POST"]),

@@ -3,21 +3,17 @@
 //! document at `/api/schema/` describes every route of the router.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
-use restful_auth::auth::Auth;
-use restful_auth::config::{Config, SecretKey};
-use restful_auth::http::Options;
-use restful_auth::store::SqliteStore;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+use crate::helpers::{PASSWORD, TestApp, spawn_app_with};
+
 const BROWSER: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
-const PASSWORD: &str = "correct horse battery staple";
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
     connect-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; \
     frame-ancestors 'none'";
@@ -35,12 +31,8 @@ const API_ENDPOINTS: [&str; 6] = [
 /// The pages that are pages at every URL and for every client.
 const PAGES: [&str; 2] = ["/", "/api/docs/"];
 
-struct App {
-    router: Router,
-    /// The routes inside `router`, which can be listed.
-    routes: Router,
-    _directory: tempfile::TempDir,
-}
+/// The API suite's service, with answers read as raw bytes: pages are not JSON.
+struct App(TestApp);
 
 struct Answer {
     status: StatusCode,
@@ -63,32 +55,13 @@ impl Answer {
 }
 
 async fn spawn_app() -> App {
-    let directory = tempfile::tempdir().unwrap();
-    let path = directory.path().join("restful_auth.sqlite3");
-    let mut config = Config::with_database(format!("sqlite://{}", path.display()));
-    config.secret_key = Some(
-        "web-tests-only-secret-0123456789abcdef"
-            .parse::<SecretKey>()
-            .unwrap(),
-    );
-    let store = SqliteStore::open(&config.database_url).await.unwrap();
-    let auth = Arc::new(Auth::new(store, &config).await.unwrap());
-    App {
-        routes: restful_auth::app::routes(
-            auth.clone(),
-            &Options {
-                metrics: true,
-                ..Options::default()
-            },
-        ),
-        router: restful_auth::app::router(auth),
-        _directory: directory,
-    }
+    // `/metrics` on the public router, as a deployment without `--metrics-bind` has it.
+    App(spawn_app_with(|config| config.metrics_bind = None).await)
 }
 
 impl App {
     async fn send(&self, request: Request<Body>) -> Answer {
-        let response = self.router.clone().oneshot(request).await.unwrap();
+        let response = self.0.router.clone().oneshot(request).await.unwrap();
         let (parts, body) = response.into_parts();
         Answer {
             status: parts.status,
@@ -540,7 +513,7 @@ async fn the_document_lists_every_route_of_the_router_with_its_methods() {
 
     // Act
     let mut routed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for path in routes_of(&app.routes) {
+    for path in routes_of(&app.0.routes) {
         let methods = methods_of(&app, &path).await;
         routed.entry(canonical(&path)).or_default().extend(methods);
     }
