@@ -408,7 +408,7 @@ async fn every_acknowledged_write_survives_sigkill_and_restart() {
         }
 
         // Act: SIGKILL mid-stream, at a different moment each round, then a restart.
-        tokio::time::sleep(Duration::from_millis(1000 + 450 * u64::from(round))).await;
+        tokio::time::sleep(Duration::from_millis(500 + 250 * u64::from(round))).await;
         service.kill();
         stop.store(true, Ordering::SeqCst);
         let drained = tokio::time::timeout(Duration::from_secs(10), async {

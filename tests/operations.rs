@@ -355,6 +355,19 @@ async fn without_configured_origins_no_cors_header_is_sent() {
 
 /// A raw connection to `service` with `sent` written on it; what the service wrote back before
 /// it closed the connection, and how long that took. Panics if it is still open after 10 s.
+/// What `attempt` finds, trying every 50 ms for 5 s: for a change the service makes within a
+/// known interval.
+async fn eventually<T, F: Future<Output = Option<T>>>(attempt: impl Fn() -> F) -> T {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(found) = attempt().await {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "nothing changed in 5 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn answer_until_closed(service: &Service, sent: &[u8]) -> (String, Duration) {
     let address = service.running.address().to_string();
     let mut connection = std::net::TcpStream::connect(address).unwrap();
@@ -389,37 +402,38 @@ async fn a_client_that_sends_too_slowly_is_cut_off_after_the_client_timeout() {
         );
     };
 
-    // A client that connects and says nothing: the connection is closed, unanswered.
-    let (answer, elapsed) = answer_until_closed(&service, b"");
-    assert_eq!(answer, "");
-    cut_off_in_time(elapsed);
+    // Each of these waits out the timeout: they wait together.
+    let [silent, endless_headers, short_body, idle] = std::thread::scope(|scope| {
+        [
+            // A client that connects and says nothing.
+            &b""[..],
+            // Headers that never end.
+            b"POST /api/login/ HTTP/1.1\r\nHost: localhost\r\n",
+            // A body that stops short of its declared length.
+            b"POST /api/login/ HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+              Content-Length: 60\r\n\r\n{\"email\": \"slow@example.org\"",
+            // A keep-alive connection left idle after its answer.
+            b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        ]
+        .map(|sent| scope.spawn(|| answer_until_closed(&service, sent)))
+        .map(|probe| probe.join().unwrap())
+    });
 
-    // Headers that never end: the connection is closed, unanswered.
-    let (answer, elapsed) = answer_until_closed(
-        &service,
-        b"POST /api/login/ HTTP/1.1\r\nHost: localhost\r\n",
-    );
-    assert_eq!(answer, "");
-    cut_off_in_time(elapsed);
-
-    // A body that stops short of its declared length: 408, in JSON.
-    let (answer, elapsed) = answer_until_closed(
-        &service,
-        b"POST /api/login/ HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
-          Content-Length: 60\r\n\r\n{\"email\": \"slow@example.org\"",
-    );
+    // Silence and endless headers: the connection is closed, unanswered.
+    for (answer, elapsed) in [silent, endless_headers] {
+        assert_eq!(answer, "");
+        cut_off_in_time(elapsed);
+    }
+    // A short body: 408, in JSON.
+    let (answer, elapsed) = short_body;
     assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
     assert!(
         answer.ends_with(r#"{"detail":"Request body not received in time."}"#),
         "{answer}"
     );
     cut_off_in_time(elapsed);
-
-    // An idle keep-alive connection is closed after its answer.
-    let (answer, elapsed) = answer_until_closed(
-        &service,
-        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n",
-    );
+    // The idle connection is closed after its answer.
+    let (answer, elapsed) = idle;
     assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
     cut_off_in_time(elapsed);
 
@@ -963,8 +977,12 @@ async fn settings_changed_at_run_time_reach_the_running_service() {
         &["settings", "set", "nonsense", "1s"],
         "",
     );
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let (status, tokens) = login(&service, "tuned@example.org", PASSWORD).await;
+    // The service reloads within its interval (1 s): until then, logins see the old lifetime.
+    let (status, tokens) = eventually(|| async {
+        let (status, tokens) = login(&service, "tuned@example.org", PASSWORD).await;
+        (tokens["expires_in"] == 120).then_some((status, tokens))
+    })
+    .await;
 
     assert!(set.status.success(), "{set:?}");
     assert!(!refused.status.success());
@@ -1001,8 +1019,12 @@ async fn a_rotated_signing_key_signs_new_tokens_and_old_ones_still_verify() {
     };
 
     let rotated = admin(&database, &["keys", "rotate"], "");
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let (_, after) = login(&service, "keys@example.org", PASSWORD).await;
+    // The service reloads within its interval (1 s): until then, it signs with the old key.
+    let after = eventually(|| async {
+        let (_, after) = login(&service, "keys@example.org", PASSWORD).await;
+        (kid(&after) != kid(&before)).then_some(after)
+    })
+    .await;
 
     assert!(rotated.status.success(), "{rotated:?}");
     assert_ne!(kid(&before), kid(&after));
