@@ -9,7 +9,7 @@
 //! | storage | [`store`]: the storage traits by role, SQLite and PostgreSQL, the embedded migrations | core, `private_files` |
 //! | configuration | [`config`]: the flags and their environment-variable twins | core, storage (pool settings) |
 //! | use cases | [`auth`]: emails, passwords, tokens, sessions, throttling — no HTTP, no SQL | core, storage, configuration |
-//! | HTTP | [`http`]: the API's routes, extractors, the one error type, a module per resource, the accept loop; [`web`]: the browsable pages and the OpenAPI document | use cases and below; `web` also `http` |
+//! | HTTP | [`http`]: the API's routes, the request bodies (one type each, [`http::body`]), extractors, the one error type, a module per resource, the accept loop; [`web`]: the browsable pages and the OpenAPI document | use cases and below; `web` also `http` |
 //! | assembly | [`app`]: the whole router; [`cli`]: the commands; `main` | everything |
 //!
 //! [`telemetry`] (logging) uses configuration only; [`private_files`] (files only their owner
