@@ -41,7 +41,8 @@ pub enum Command {
     /// change up within `--reload-interval`).
     #[command(subcommand)]
     Settings(SettingsCommand),
-    /// Signing keys kept in the database (when no `--secret-key` is configured).
+    /// Access-token signing keys kept in the database (when no `--secret-key` is configured):
+    /// every instance picks a change up within `--reload-interval`.
     #[command(subcommand)]
     Keys(KeysCommand),
     /// Delete the sessions that are over, with their tokens, and other expired data now (the
@@ -71,9 +72,19 @@ pub enum SettingsCommand {
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum KeysCommand {
-    /// Add a new key: new access tokens are signed with it, tokens signed with the previous
-    /// keys verify until they expire (housekeeping then deletes the old keys).
-    Rotate,
+    /// Add a key of `--jwt-algorithm` (else of the key in force): published at once, it signs
+    /// after `--key-activation-delay`, so that services caching the key set have it before
+    /// its first token. Tokens of the previous keys verify until they expire.
+    Rotate {
+        /// Sign with the new key at once (within the reload interval).
+        #[arg(long)]
+        now: bool,
+    },
+    /// Every key: id, algorithm, created, signs from, state (next, current, retiring, retired).
+    List,
+    /// Retire a key at once (it leaked): its tokens are refused, it is no longer published,
+    /// and if it was signing, a new key signs instead.
+    Retire { kid: String },
     /// Seal every secret stored in the database under a new master key (in one transaction);
     /// start the service with that key from then on.
     Rewrap {
@@ -134,23 +145,48 @@ async fn execute<S: Store>(store: S, cli: Cli) -> Result<(), StartupError> {
             users(&auth, command).await
         }
         Command::Settings(command) => settings(&Auth::new(store, &config).await?, command).await,
-        Command::Keys(KeysCommand::Rotate) => {
-            match Auth::new(store, &config)
+        Command::Keys(KeysCommand::Rotate { now }) => {
+            let auth = Auth::new(store, &config).await?;
+            let rotated = auth
+                .rotate_signing_key(now)
                 .await?
-                .rotate_signing_key()
-                .await?
-            {
-                Some(kid) => {
+                .ok_or_else(keys_configured)?;
+            println!(
+                "New {} signing key {}, published now; it signs from {} (instances switch within \
+                 their reload interval).",
+                rotated.algorithm,
+                rotated.kid,
+                timestamp(rotated.activates_at),
+            );
+            Ok(())
+        }
+        Command::Keys(KeysCommand::List) => {
+            let auth = Auth::new(store, &config).await?;
+            for key in auth.signing_key_list().await?.ok_or_else(keys_configured)? {
+                println!(
+                    "{}\t{}\tcreated {}\tsigns from {}\t{}",
+                    key.kid,
+                    key.algorithm,
+                    timestamp(key.created_at),
+                    timestamp(key.activates_at),
+                    key.state.name(),
+                );
+            }
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Retire { kid }) => {
+            let auth = Auth::new(store, &config).await?;
+            match auth.retire_signing_key(&kid).await? {
+                Some(true) => {
                     println!(
-                        "New signing key {kid}; instances sign with it after their next reload."
+                        "Retired {kid}: its tokens are refused by every instance within its \
+                         reload interval. {} signs now.",
+                        auth.signing_algorithm()
                     );
                     Ok(())
                 }
-                None => Err(failure(
-                    "the signing key comes from --secret-key: rotate it there (the old one goes \
-                     to --previous-secret-keys)"
-                        .into(),
-                )),
+                Some(false) => Err(failure(format!("no signing key {kid} is in use"))),
+                None => Err(keys_configured()),
             }
         }
         Command::Keys(KeysCommand::Rewrap {
@@ -390,6 +426,21 @@ fn rewrapped_message(count: usize, new_key_file: &Path, config: &crate::config::
         "Sealed {count} secrets under the master key in {new_key_file}. The old key no longer \
          opens them: stop every instance, {switch}, then start them again."
     )
+}
+
+fn keys_configured() -> StartupError {
+    failure(
+        "the signing key comes from --secret-key: rotate it there (the old one goes to \
+         --previous-secret-keys)"
+            .into(),
+    )
+}
+
+/// A Unix time as RFC 3339, UTC.
+fn timestamp(seconds: i64) -> String {
+    let time =
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds.max(0).unsigned_abs());
+    humantime::format_rfc3339_seconds(time).to_string()
 }
 
 fn failure(message: String) -> StartupError {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use axum::http::HeaderValue;
 use clap::Parser;
 
+use crate::domain::keys::SigningAlgorithm;
 use crate::domain::settings::Setting;
 use crate::domain::throttle::{AddressPrefixes, RateLimit, ThrottlePolicy};
 use crate::store::PoolSettings;
@@ -32,8 +33,9 @@ pub struct Config {
     )]
     pub database_url: String,
 
-    /// Key that signs access tokens (HS256), at least 32 bytes. When unset, one is generated at
-    /// first start and kept in the database, so every instance sharing it signs alike.
+    /// A shared secret that signs access tokens with HS256, at least 32 bytes: only holders of
+    /// it can verify them. When unset, signing keys are generated (see --jwt-algorithm), kept
+    /// in the database for every instance, and their public keys published.
     #[arg(long, env = "RESTFUL_AUTH_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<SecretKey>,
 
@@ -46,6 +48,51 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub previous_secret_keys: Vec<SecretKey>,
+
+    /// Algorithm of new signing keys: `EdDSA` (Ed25519), `ES256` or `HS256`. Unset: EdDSA for
+    /// a new database, and the algorithm of the key in force for an existing one (a database
+    /// of HS256 keys stays HS256 until this is set). Set and different from the key in force:
+    /// a key of this algorithm signs from the start.
+    #[arg(long, env = "RESTFUL_AUTH_JWT_ALGORITHM", ignore_case = true)]
+    pub jwt_algorithm: Option<SigningAlgorithm>,
+
+    /// The URL clients reach the service at (behind a proxy, its public address): the base of
+    /// the published key set's and the login's URLs in `/.well-known/openid-configuration`,
+    /// and the default issuer. Default: `http://<--bind>`.
+    #[arg(long, env = "RESTFUL_AUTH_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
+
+    /// The `iss` of access tokens, which verification requires. Default: the public URL.
+    #[arg(long, env = "RESTFUL_AUTH_ISSUER")]
+    pub issuer: Option<String>,
+
+    /// The `aud` of access tokens (comma separated for several); a token must name one.
+    #[arg(
+        long,
+        env = "RESTFUL_AUTH_AUDIENCE",
+        value_delimiter = ',',
+        default_value = "restful-auth"
+    )]
+    pub audience: Vec<String>,
+
+    /// The `typ` header of access tokens: `JWT`, or `at+jwt` (RFC 9068).
+    #[arg(long, env = "RESTFUL_AUTH_TOKEN_TYP", default_value = "JWT", value_parser = ["JWT", "at+jwt"])]
+    pub token_typ: String,
+
+    /// How long a key made by `keys rotate` is published before it signs: longer than the
+    /// key set's cache lifetime (5 min) plus the reload interval, so that services verifying
+    /// tokens know the key before its first token.
+    #[arg(long, env = "RESTFUL_AUTH_KEY_ACTIVATION_DELAY", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub key_activation_delay: Duration,
+
+    /// Access tokens remembered as verified (until they expire), so that a client calling
+    /// again with the same token costs no signature check: about 300 bytes each.
+    #[arg(
+        long,
+        env = "RESTFUL_AUTH_VERIFIED_TOKEN_CACHE",
+        default_value_t = 16384
+    )]
+    pub verified_token_cache: usize,
 
     /// Lifetime of an access token, e.g. `30s`, `5m`.
     #[arg(long, env = "RESTFUL_AUTH_ACCESS_TOKEN_LIFETIME", default_value = "30s", value_parser = parse_lifetime)]
@@ -241,6 +288,13 @@ impl Config {
             .map(PathBuf::from)
     }
 
+    /// `--public-url`, or `http://<--bind>`; without a trailing slash.
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.bind))
+    }
+
     pub fn hash_concurrency(&self) -> usize {
         self.hash_concurrency
             .or_else(|| std::thread::available_parallelism().ok())
@@ -283,6 +337,20 @@ impl FromStr for SecretKey {
 impl fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SecretKey(<redacted>)")
+    }
+}
+
+/// An `http(s)://` URL, kept without its trailing slash.
+fn parse_public_url(value: &str) -> Result<String, String> {
+    let url = value.trim().trim_end_matches('/');
+    let host = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match host {
+        Some(host) if !host.is_empty() && !host.contains([' ', '?', '#']) => Ok(url.to_owned()),
+        _ => Err(format!(
+            "{value:?} is not a URL like https://auth.example.org"
+        )),
     }
 }
 

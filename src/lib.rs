@@ -61,6 +61,7 @@ impl From<auth::LoadError> for StartupError {
         match error {
             auth::LoadError::Store(error) => error.into(),
             auth::LoadError::Vault(error) => error.into(),
+            other => StartupError::Command(other.to_string()),
         }
     }
 }

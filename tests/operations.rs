@@ -998,7 +998,7 @@ async fn settings_changed_at_run_time_reach_the_running_service() {
 }
 
 #[tokio::test]
-async fn a_rotated_signing_key_signs_new_tokens_and_old_ones_still_verify() {
+async fn the_key_commands_rotate_list_and_retire_signing_keys_of_a_running_service() {
     // No --secret-key: the keys live in the database.
     let directory = tempfile::tempdir().unwrap();
     let database = directory.path().join("keys.sqlite3");
@@ -1015,28 +1015,53 @@ async fn a_rotated_signing_key_signs_new_tokens_and_old_ones_still_verify() {
         let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(header)
             .unwrap();
-        serde_json::from_slice::<Value>(&header).unwrap()["kid"].clone()
+        serde_json::from_slice::<Value>(&header).unwrap()["kid"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     };
 
-    let rotated = admin(&database, &["keys", "rotate"], "");
+    // A delayed rotation publishes the key; one `--now` signs with it.
+    let published = admin(&database, &["keys", "rotate"], "");
+    let rotated = admin(&database, &["keys", "rotate", "--now"], "");
     // The service reloads within its interval (1 s): until then, it signs with the old key.
     let after = eventually(|| async {
         let (_, after) = login(&service, "keys@example.org", PASSWORD).await;
         (kid(&after) != kid(&before)).then_some(after)
     })
     .await;
+    let listed = admin(&database, &["keys", "list"], "");
+    let retired = admin(&database, &["keys", "retire", &kid(&after)], "");
+    let unknown = admin(&database, &["keys", "retire", "no-such-key"], "");
+    let refused = eventually(|| async {
+        let status = me(&service, after["access_token"].as_str().unwrap()).await;
+        (status == 401).then_some(status)
+    })
+    .await;
 
+    assert!(published.status.success(), "{published:?}");
+    assert!(stdout(&published).contains("EdDSA"), "{published:?}");
     assert!(rotated.status.success(), "{rotated:?}");
-    assert_ne!(kid(&before), kid(&after));
-    assert!(stdout(&rotated).contains(kid(&after).as_str().unwrap()));
+    assert!(stdout(&rotated).contains(&kid(&after)));
     assert_eq!(
         me(&service, before["access_token"].as_str().unwrap()).await,
         200
     );
-    assert_eq!(
-        me(&service, after["access_token"].as_str().unwrap()).await,
-        200
-    );
+    let listed = stdout(&listed);
+    let state_of = |kid: &str| {
+        listed
+            .lines()
+            .find(|line| line.starts_with(kid))
+            .and_then(|line| line.rsplit('\t').next())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(state_of(&kid(&after)), "current", "{listed}");
+    assert_eq!(state_of(&kid(&before)), "retiring", "{listed}");
+    assert_eq!(listed.matches("\tnext").count(), 1, "{listed}");
+    assert!(retired.status.success(), "{retired:?}");
+    assert_eq!(refused, 401);
+    assert!(!unknown.status.success());
 }
 
 #[tokio::test]

@@ -14,7 +14,7 @@ use axum::response::IntoResponse;
 use http_body_util::BodyExt;
 use restful_auth::auth::email::Email;
 use restful_auth::auth::password::{self, PasswordPolicy};
-use restful_auth::auth::tokens::{Keyring, RefreshToken, SigningKey};
+use restful_auth::auth::tokens::{Keyring, RefreshToken, SigningKey, TokenRules};
 use restful_auth::auth::username;
 use restful_auth::http::body::{Fields, MAX_BODY_BYTES, RequestBody, Text, parse_body};
 use restful_auth::http::error::FieldErrors;
@@ -223,14 +223,23 @@ fn ready_body(response: axum::response::Response) -> Vec<u8> {
     }
 }
 
+/// What the tokens of the oracles say of their issuer and audience.
+pub fn token_rules() -> TokenRules {
+    TokenRules {
+        issuer: "https://auth.example.org".into(),
+        audience: vec!["restful-auth".into()],
+        typ: "JWT".into(),
+    }
+}
+
 /// The key of the bearer oracle, and one token issued with it.
 /// A keyring, a token it issued, and when.
 fn keyring_and_token() -> &'static (Keyring, String, i64) {
     static ISSUED: OnceLock<(Keyring, String, i64)> = OnceLock::new();
     ISSUED.get_or_init(|| {
-        let keyring = Keyring::hs256(&[SigningKey::from_secret(
-            b"fuzzing-only-secret-0123456789abcdef",
-        )]);
+        let key = SigningKey::from_secret(b"fuzzing-only-secret-0123456789abcdef");
+        let keyring = Keyring::new(&key, std::slice::from_ref(&key), token_rules())
+            .expect("an HS256 secret makes a keyring");
         let now = i64::try_from(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

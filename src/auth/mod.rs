@@ -13,21 +13,26 @@ use crate::domain::clock::{Clock, SystemClock};
 use crate::domain::{Profile, SessionId, UserId};
 use crate::store::{
     Account, NewSession, NewUser, Purge, Purged, Redeem, Redeemed, SecretRow, SessionInfo,
-    SessionScope, Store, StoreError, StoredKey, StoredSecret,
+    SessionScope, Store, StoreError, StoredSecret,
 };
 
 pub mod email;
+pub mod keys;
 pub mod password;
 pub mod tokens;
 pub mod username;
 pub mod vault;
 
+use crate::domain::keys::SigningAlgorithm;
 use crate::domain::sessions::{EndReason, Redemption, SessionPolicy};
 use crate::domain::settings::{Lifetimes, Setting};
 use crate::domain::throttle::{Bucket, ThrottlePolicy};
 use email::Email;
+use keys::KeyPolicy;
 use password::{Hasher, NewPassword, Password, PasswordPolicy, Verification};
-use tokens::{AccessClaims, InvalidAccessToken, Keyring, RefreshToken, SigningKey};
+use tokens::{
+    AccessClaims, InvalidAccessToken, Keyring, RefreshToken, SigningKey, TokenRules, VerifiedTokens,
+};
 use username::Username;
 use vault::{MasterKey, VaultError};
 
@@ -131,12 +136,25 @@ pub enum LoadError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Vault(#[from] VaultError),
+    #[error("the stored signing key {0} is damaged: its material does not fit its algorithm")]
+    Key(String),
+    #[error(transparent)]
+    InvalidKey(#[from] tokens::InvalidKey),
+    #[error("no signing key is in force")]
+    NoKeyInForce,
+    #[error(
+        "--secret-key is an HS256 secret: drop it to sign with keys kept in the database, or \
+         set --jwt-algorithm HS256"
+    )]
+    SecretKeyIsHs256,
 }
 
 /// What may change while the service runs, swapped whole on reload so a request never sees
 /// half of an update.
 struct Live {
     keyring: Keyring,
+    /// Access tokens this keyring verified; carried over by reloads that keep its keys.
+    verified: Arc<VerifiedTokens>,
     lifetimes: Lifetimes,
     /// The secret refresh-token successors are derived from.
     successor_key: Vec<u8>,
@@ -156,6 +174,9 @@ pub struct Auth<S> {
     throttle: ThrottlePolicy,
     /// Keys from the configuration; `None` when the keys live in the database.
     configured_keys: Option<Vec<SigningKey>>,
+    keys: KeyPolicy,
+    /// Where clients reach the service (`--public-url`).
+    public_url: String,
     /// The flags' lifetimes, which stored settings override.
     default_lifetimes: Lifetimes,
     live: ArcSwap<Live>,
@@ -195,15 +216,35 @@ impl<S: Store> Auth<S> {
                 max_session_lifetime: config.session_max_lifetime.map(seconds),
             },
         };
+        if configured_keys.is_some()
+            && config
+                .jwt_algorithm
+                .is_some_and(|algorithm| algorithm != SigningAlgorithm::HS256)
+        {
+            return Err(LoadError::SecretKeyIsHs256);
+        }
+        let public_url = config.public_url();
+        let keys = KeyPolicy {
+            algorithm: config.jwt_algorithm,
+            activation_delay: seconds(config.key_activation_delay),
+            rules: TokenRules {
+                issuer: config.issuer.clone().unwrap_or_else(|| public_url.clone()),
+                audience: config.audience.clone(),
+                typ: config.token_typ.clone(),
+            },
+            verified_capacity: config.verified_token_cache,
+        };
         let live = Self::load_live(
             &store,
             configured_keys.as_deref(),
+            &keys,
             default_lifetimes,
             &master_key,
             clock.now(),
+            None,
         )
         .await?;
-        Ok(Auth {
+        let auth = Auth {
             store,
             hasher: Hasher::new(config.hash_concurrency(), config.hash_queue_limit),
             policy: PasswordPolicy {
@@ -211,34 +252,41 @@ impl<S: Store> Auth<S> {
             },
             throttle: config.throttle_policy(),
             configured_keys,
+            keys,
+            public_url,
             default_lifetimes,
             live: ArcSwap::from_pointee(live),
             clock,
             master_key,
-        })
+        };
+        if auth.configured_keys.is_none() {
+            auth.settle_algorithm().await?;
+        }
+        Ok(auth)
     }
 
     async fn load_live(
         store: &S,
         configured_keys: Option<&[SigningKey]>,
+        keys: &KeyPolicy,
         defaults: Lifetimes,
         master_key: &MasterKey,
         now: i64,
+        previous: Option<&Live>,
     ) -> Result<Live, LoadError> {
-        let keys = match configured_keys {
-            Some(keys) => keys.to_vec(),
-            None => store
-                .signing_keys(generate_key(master_key, now))
-                .await?
-                .into_iter()
-                .map(|key| {
-                    let row = SecretRow::SigningKey(key.kid.clone());
-                    Ok(SigningKey {
-                        kid: key.kid,
-                        secret: open(master_key, &row, &key.secret)?,
-                    })
-                })
-                .collect::<Result<_, VaultError>>()?,
+        let keyring = keys::load_keyring(store, configured_keys, master_key, keys, now).await?;
+        // A token verified by the same keys still verifies: only a change of keys (a
+        // retirement above all) forgets what was verified.
+        let verified = match previous {
+            Some(previous)
+                if previous
+                    .keyring
+                    .verifying_kids()
+                    .eq(keyring.verifying_kids()) =>
+            {
+                previous.verified.clone()
+            }
+            _ => Arc::new(VerifiedTokens::new(keys.verified_capacity)),
         };
         let successor_row = SecretRow::Setting(SUCCESSOR_KEY.to_owned());
         let mut stored = store.settings().await?;
@@ -260,7 +308,8 @@ impl<S: Store> Auth<S> {
             }
         };
         Ok(Live {
-            keyring: Keyring::hs256(&keys),
+            keyring,
+            verified,
             lifetimes: defaults.with_stored(&stored),
             successor_key: open(master_key, &successor_row, &successor_key)?,
         })
@@ -271,9 +320,11 @@ impl<S: Store> Auth<S> {
         let live = Self::load_live(
             &self.store,
             self.configured_keys.as_deref(),
+            &self.keys,
             self.default_lifetimes,
             &self.master_key,
             self.clock.now(),
+            Some(&self.live.load()),
         )
         .await?;
         self.live.store(Arc::new(live));
@@ -298,17 +349,6 @@ impl<S: Store> Auth<S> {
     /// Removes a stored setting: the flag's value applies again.
     pub async fn unset_setting(&self, setting: Setting) -> Result<bool, StoreError> {
         self.store.delete_setting(setting.name().to_owned()).await
-    }
-
-    /// Adds a new signing key to the database; `None` when keys come from the configuration.
-    pub async fn rotate_signing_key(&self) -> Result<Option<String>, StoreError> {
-        if self.configured_keys.is_some() {
-            return Ok(None);
-        }
-        let key = generate_key(&self.master_key, self.clock.now());
-        let kid = key.kid.clone();
-        self.store.add_signing_key(key).await?;
-        Ok(Some(kid))
     }
 
     /// Seals every stored secret under `new_key` instead of the current master key, in one
@@ -867,9 +907,14 @@ impl<S: Store> Auth<S> {
         self.store.pool_state()
     }
 
-    /// Checks an access token's signature, algorithm, type and expiry; no database involved.
-    pub fn verify_access_token(&self, token: &str) -> Result<AccessClaims, InvalidAccessToken> {
-        self.live.load().keyring.verify(token, self.clock.now())
+    /// Checks an access token's signature, algorithm, issuer, audience, type and expiry (or
+    /// finds it verified before); no database involved.
+    pub fn verify_access_token(
+        &self,
+        token: &str,
+    ) -> Result<Arc<AccessClaims>, InvalidAccessToken> {
+        let live = self.live.load();
+        live.verified.verify(&live.keyring, token, self.clock.now())
     }
 
     /// The caller's profile, if its session is live and its account active.
@@ -911,20 +956,6 @@ impl<S: Store> Auth<S> {
 
 fn seconds(duration: std::time::Duration) -> i64 {
     i64::try_from(duration.as_secs()).unwrap_or(i64::MAX / 2)
-}
-
-/// A new signing key of 256 random bits, hex-encoded (HS256's own key size), with a random id,
-/// sealed under `master_key` for storage.
-fn generate_key(master_key: &MasterKey, now: i64) -> StoredKey {
-    let mut kid = [0u8; 4];
-    getrandom::fill(&mut kid).expect("the operating system provides randomness");
-    let kid = hex::encode(kid);
-    let row = SecretRow::SigningKey(kid.clone());
-    StoredKey {
-        secret: master_key.seal(&associated_data(&row), random_hex_key().as_bytes()),
-        kid,
-        created_at: now,
-    }
 }
 
 /// 256 random bits, hex-encoded: the secrets the service generates are used as this text.

@@ -1,14 +1,19 @@
-//! Tokens: short-lived HS256 access JWTs that any holder of the key verifies without a database,
-//! and opaque UUIDv4 refresh tokens that the store keeps only as SHA-256 digests.
+//! Tokens: short-lived access JWTs that any service verifies from the published key set (EdDSA
+//! or ES256; HS256 for deployments that keep a shared secret), and opaque UUIDv4 refresh tokens
+//! that the store keeps only as SHA-256 digests.
 
 use std::fmt;
+use std::sync::Arc;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::domain::keys::SigningAlgorithm;
 use crate::domain::{RefreshDigest, SessionId, UserId};
 
 /// The only `token_type` an access token carries; a refresh-typed JWT is refused.
@@ -18,7 +23,8 @@ enum TokenType {
     Access,
 }
 
-/// The claims of an access token (SimpleJWT's, plus `sid` for the session).
+/// The claims of an access token: SimpleJWT's, `sid` for the session, and the issuer and
+/// audience (RFC 7519) that a service verifying it checks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessClaims {
     token_type: TokenType,
@@ -27,6 +33,16 @@ pub struct AccessClaims {
     pub jti: String,
     pub iat: i64,
     pub exp: i64,
+    pub iss: String,
+    pub aud: Audience,
+}
+
+/// One audience as a string, several as a list (RFC 7519 §4.1.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// Why an access token was refused; the client is told only that it is not valid.
@@ -40,64 +56,294 @@ pub enum InvalidAccessToken {
     Expired,
 }
 
-/// One HS256 key and the id (`kid`) that access tokens signed with it carry.
+/// What every access token says of its issuer, and how it is typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRules {
+    /// `iss`: the service's public URL unless configured.
+    pub issuer: String,
+    /// `aud`: who the tokens are for; a token must name one of them.
+    pub audience: Vec<String>,
+    /// The header's `typ`: `JWT`, or `at+jwt` (RFC 9068).
+    pub typ: String,
+}
+
+/// A signing key and its id (`kid`), which the tokens it signs name.
 #[derive(Clone)]
 pub struct SigningKey {
     pub kid: String,
+    pub algorithm: SigningAlgorithm,
+    /// HS256: the shared secret; EdDSA and ES256: the 32-byte private key.
     pub secret: Vec<u8>,
 }
 
 impl SigningKey {
-    /// A key whose id is derived from the secret, so every instance configured with the same
-    /// secret names it alike without sharing anything else.
+    /// An HS256 key whose id is derived from the secret, so every instance configured with the
+    /// same secret names it alike without sharing anything else.
     pub fn from_secret(secret: &[u8]) -> SigningKey {
         let kid = hex::encode(&Sha256::digest(secret)[..8]);
         SigningKey {
             kid,
+            algorithm: SigningAlgorithm::HS256,
             secret: secret.to_vec(),
         }
+    }
+
+    /// A new key of `algorithm`, with a random id.
+    pub fn generate(algorithm: SigningAlgorithm) -> SigningKey {
+        let mut kid = [0u8; 8];
+        getrandom::fill(&mut kid).expect("the operating system provides randomness");
+        let secret = loop {
+            let mut secret = [0u8; 32];
+            getrandom::fill(&mut secret).expect("the operating system provides randomness");
+            // About one P-256 scalar in 2^32 is out of range: draw again.
+            if algorithm != SigningAlgorithm::ES256 || p256::SecretKey::from_slice(&secret).is_ok()
+            {
+                break secret;
+            }
+        };
+        SigningKey {
+            kid: hex::encode(kid),
+            algorithm,
+            // An HS256 secret is used as its hex text, as the keys of earlier builds were.
+            secret: match algorithm {
+                SigningAlgorithm::HS256 => hex::encode(secret).into_bytes(),
+                _ => secret.to_vec(),
+            },
+        }
+    }
+
+    /// The key from its stored text (as [`stored_text`](Self::stored_text) wrote it).
+    pub fn from_stored(
+        kid: String,
+        algorithm: SigningAlgorithm,
+        text: Vec<u8>,
+    ) -> Result<SigningKey, InvalidKey> {
+        let secret = match algorithm {
+            SigningAlgorithm::HS256 => text,
+            _ => hex::decode(text).map_err(|_| InvalidKey)?,
+        };
+        let key = SigningKey {
+            kid,
+            algorithm,
+            secret,
+        };
+        // Checked now, so that a damaged row stops the start, not a login.
+        key.encoding_key()?;
+        Ok(key)
+    }
+
+    /// The text a key is stored (sealed) as: an HS256 secret as it is used, a private key in
+    /// hex.
+    pub fn stored_text(&self) -> String {
+        match self.algorithm {
+            SigningAlgorithm::HS256 => String::from_utf8_lossy(&self.secret).into_owned(),
+            _ => hex::encode(&self.secret),
+        }
+    }
+
+    fn encoding_key(&self) -> Result<EncodingKey, InvalidKey> {
+        Ok(match self.algorithm {
+            SigningAlgorithm::HS256 => EncodingKey::from_secret(&self.secret),
+            SigningAlgorithm::EdDSA => {
+                use ed25519_dalek::pkcs8::EncodePrivateKey;
+                let der = self.ed25519()?.to_pkcs8_der().map_err(|_| InvalidKey)?;
+                EncodingKey::from_ed_der(der.as_bytes())
+            }
+            SigningAlgorithm::ES256 => {
+                use p256::pkcs8::EncodePrivateKey;
+                let der = self.p256()?.to_pkcs8_der().map_err(|_| InvalidKey)?;
+                EncodingKey::from_ec_der(der.as_bytes())
+            }
+        })
+    }
+
+    fn decoding_key(&self) -> Result<DecodingKey, InvalidKey> {
+        let key = match self.public_jwk()? {
+            None => return Ok(DecodingKey::from_secret(&self.secret)),
+            Some(PublicJwk { y: Some(y), x, .. }) => DecodingKey::from_ec_components(&x, &y),
+            Some(PublicJwk { x, .. }) => DecodingKey::from_ed_components(&x),
+        };
+        key.map_err(|_| InvalidKey)
+    }
+
+    /// The public key as a JWK (RFC 7517; RFC 8037 for Ed25519); none for an HS256 secret.
+    pub fn public_jwk(&self) -> Result<Option<PublicJwk>, InvalidKey> {
+        let jwk = |kty: &'static str, crv: &'static str, x: &[u8], y: Option<&[u8]>| PublicJwk {
+            kty,
+            key_use: "sig",
+            alg: self.algorithm.name(),
+            kid: self.kid.clone(),
+            crv,
+            x: URL_SAFE_NO_PAD.encode(x),
+            y: y.map(|y| URL_SAFE_NO_PAD.encode(y)),
+        };
+        Ok(match self.algorithm {
+            SigningAlgorithm::HS256 => None,
+            SigningAlgorithm::EdDSA => {
+                let public = self.ed25519()?.verifying_key().to_bytes();
+                Some(jwk("OKP", "Ed25519", &public, None))
+            }
+            SigningAlgorithm::ES256 => {
+                let point = p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(
+                    &self.p256()?.public_key(),
+                    false,
+                );
+                let (Some(x), Some(y)) = (point.x(), point.y()) else {
+                    return Err(InvalidKey);
+                };
+                Some(jwk("EC", "P-256", x, Some(y)))
+            }
+        })
+    }
+
+    fn ed25519(&self) -> Result<ed25519_dalek::SigningKey, InvalidKey> {
+        let seed: &[u8; 32] = self.secret.as_slice().try_into().map_err(|_| InvalidKey)?;
+        Ok(ed25519_dalek::SigningKey::from_bytes(seed))
+    }
+
+    fn p256(&self) -> Result<p256::SecretKey, InvalidKey> {
+        p256::SecretKey::from_slice(&self.secret).map_err(|_| InvalidKey)
     }
 }
 
 impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SigningKey({}, <redacted>)", self.kid)
+        write!(
+            f,
+            "SigningKey({}, {}, <redacted>)",
+            self.kid, self.algorithm
+        )
     }
 }
 
-/// The keys in force: the newest signs; every one verifies, so tokens signed before a rotation
-/// stay valid until they expire.
-pub struct Keyring {
-    header: Header,
-    encoding: EncodingKey,
-    decoding: Vec<(String, DecodingKey)>,
+/// A public signing key as JOSE publishes it (RFC 7517, RFC 7518 §6.2, RFC 8037 §2): only the
+/// public parts, never `d` or `k`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "kty": "OKP", "use": "sig", "alg": "EdDSA", "kid": "3f1c2a4e5b6d7c8e",
+    "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
+}))]
+pub struct PublicJwk {
+    /// `OKP` (Ed25519) or `EC` (P-256).
+    #[schema(value_type = String)]
+    pub kty: &'static str,
+    /// Always `sig`: the key verifies signatures.
+    #[serde(rename = "use")]
+    #[schema(value_type = String, rename = "use")]
+    pub key_use: &'static str,
+    /// `EdDSA` or `ES256`: the only algorithm tokens of this key may name.
+    #[schema(value_type = String)]
+    pub alg: &'static str,
+    /// The id tokens signed with the key carry in their header.
+    pub kid: String,
+    /// `Ed25519` or `P-256`.
+    #[schema(value_type = String)]
+    pub crv: &'static str,
+    /// The public key (Ed25519), or its x coordinate (P-256), base64url.
+    pub x: String,
+    /// P-256 only: the y coordinate, base64url.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub y: Option<String>,
+}
+
+/// The published key set: every key that verifies access tokens now, the next one included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct KeySet {
+    pub keys: Vec<PublicJwk>,
+}
+
+/// A stored key's material does not make a key of its algorithm.
+#[derive(Debug, thiserror::Error)]
+#[error("a signing key's material does not fit its algorithm")]
+pub struct InvalidKey;
+
+fn jwt_algorithm(algorithm: SigningAlgorithm) -> Algorithm {
+    match algorithm {
+        SigningAlgorithm::EdDSA => Algorithm::EdDSA,
+        SigningAlgorithm::ES256 => Algorithm::ES256,
+        SigningAlgorithm::HS256 => Algorithm::HS256,
+    }
+}
+
+/// A key that verifies, with the only algorithm its tokens may name: the key's own, never the
+/// token header's choice.
+struct Verifier {
+    kid: String,
+    key: DecodingKey,
     validation: Validation,
 }
 
+/// The keys in force: one signs; every one verifies, so tokens signed before a rotation stay
+/// valid until they expire, and a key published before it signs verifies from its first token.
+pub struct Keyring {
+    algorithm: SigningAlgorithm,
+    header: Header,
+    encoding: EncodingKey,
+    verifiers: Vec<Verifier>,
+    rules: TokenRules,
+    /// The public keys, as served at `/.well-known/jwks.json`.
+    jwks: Arc<KeySet>,
+}
+
 impl Keyring {
-    /// `keys` newest first; there must be at least one.
-    pub fn hs256(keys: &[SigningKey]) -> Keyring {
-        let newest = keys.first().expect("a keyring holds at least one key");
-        let mut validation = Validation::new(Algorithm::HS256);
-        // Expiry is checked against the service's clock (below), not the library's reading of
-        // the system time; the claims must still be there.
-        validation.validate_exp = false;
-        validation.set_required_spec_claims(&["exp", "iat"]);
-        let mut header = Header::new(Algorithm::HS256);
-        header.kid = Some(newest.kid.clone());
-        Keyring {
-            header,
-            encoding: EncodingKey::from_secret(&newest.secret),
-            decoding: keys
-                .iter()
-                .map(|key| (key.kid.clone(), DecodingKey::from_secret(&key.secret)))
-                .collect(),
-            validation,
+    /// `signer` signs; `verifiers` (the signer among them) verify, and those of them with a
+    /// public key are published.
+    pub fn new(
+        signer: &SigningKey,
+        verifiers: &[SigningKey],
+        rules: TokenRules,
+    ) -> Result<Keyring, InvalidKey> {
+        let mut header = Header::new(jwt_algorithm(signer.algorithm));
+        header.kid = Some(signer.kid.clone());
+        header.typ = Some(rules.typ.clone());
+        let mut published = Vec::new();
+        let mut verifying = Vec::with_capacity(verifiers.len());
+        for key in verifiers {
+            published.extend(key.public_jwk()?);
+            let mut validation = Validation::new(jwt_algorithm(key.algorithm));
+            // Expiry is checked against the service's clock (below), not the library's reading
+            // of the system time; the claims must still be there.
+            validation.validate_exp = false;
+            validation.set_required_spec_claims(&["exp", "iat", "iss", "aud"]);
+            validation.set_issuer(&[&rules.issuer]);
+            validation.set_audience(&rules.audience);
+            verifying.push(Verifier {
+                kid: key.kid.clone(),
+                key: key.decoding_key()?,
+                validation,
+            });
         }
+        Ok(Keyring {
+            algorithm: signer.algorithm,
+            header,
+            encoding: signer.encoding_key()?,
+            verifiers: verifying,
+            rules,
+            jwks: Arc::new(KeySet { keys: published }),
+        })
+    }
+
+    /// The published key set (RFC 7517): the public keys that verify; empty with HS256.
+    pub fn jwks(&self) -> Arc<KeySet> {
+        self.jwks.clone()
+    }
+
+    /// The algorithm new tokens are signed with.
+    pub fn algorithm(&self) -> SigningAlgorithm {
+        self.algorithm
+    }
+
+    /// The ids of the keys that verify, in order: two keyrings with the same verify alike.
+    pub fn verifying_kids(&self) -> impl Iterator<Item = &str> {
+        self.verifiers.iter().map(|verifier| verifier.kid.as_str())
     }
 
     /// A signed access token for `user_id`'s session `sid`, valid from `now` for `lifetime_secs`.
     pub fn issue(&self, user_id: UserId, sid: SessionId, now: i64, lifetime_secs: i64) -> String {
+        let aud = match self.rules.audience.as_slice() {
+            [one] => Audience::One(one.clone()),
+            many => Audience::Many(many.to_vec()),
+        };
         let claims = AccessClaims {
             token_type: TokenType::Access,
             user_id,
@@ -105,14 +351,16 @@ impl Keyring {
             jti: Uuid::new_v4().simple().to_string(),
             iat: now,
             exp: now + lifetime_secs,
+            iss: self.rules.issuer.clone(),
+            aud,
         };
         jsonwebtoken::encode(&self.header, &claims, &self.encoding)
-            .expect("HS256 signing of plain claims cannot fail")
+            .expect("a key that loaded signs plain claims")
     }
 
-    /// The claims of `token` if it is an access token signed with HS256 by one of our keys,
-    /// named by its `kid`, and unexpired at `now`. No leeway: a token lives 30 s by default,
-    /// and the usual 60 s would triple its life.
+    /// The claims of `token` if it is an access token signed by one of our keys, named by its
+    /// `kid`, with that key's algorithm, for our issuer and audience, and unexpired at `now`.
+    /// No leeway: a token lives 30 s by default, and the usual 60 s would triple its life.
     pub fn verify(&self, token: &str, now: i64) -> Result<AccessClaims, InvalidAccessToken> {
         let claims = self.verify_signed(token)?;
         if claims.exp <= now {
@@ -123,22 +371,59 @@ impl Keyring {
 
     fn verify_signed(&self, token: &str) -> Result<AccessClaims, InvalidAccessToken> {
         // With one key (no rotation under way), decoding reads the header once, not twice.
-        if let [(kid, key)] = self.decoding.as_slice() {
-            let token = jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation)?;
+        if let [verifier] = self.verifiers.as_slice() {
+            let token =
+                jsonwebtoken::decode::<AccessClaims>(token, &verifier.key, &verifier.validation)?;
             return match token.header.kid {
-                Some(named) if named == *kid => Ok(token.claims),
+                Some(named) if named == verifier.kid => Ok(token.claims),
                 _ => Err(InvalidAccessToken::UnknownKey),
             };
         }
         let kid = jsonwebtoken::decode_header(token)?
             .kid
             .ok_or(InvalidAccessToken::UnknownKey)?;
-        let (_, key) = self
-            .decoding
+        let verifier = self
+            .verifiers
             .iter()
-            .find(|(known, _)| *known == kid)
+            .find(|verifier| verifier.kid == kid)
             .ok_or(InvalidAccessToken::UnknownKey)?;
-        Ok(jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation)?.claims)
+        Ok(
+            jsonwebtoken::decode::<AccessClaims>(token, &verifier.key, &verifier.validation)?
+                .claims,
+        )
+    }
+}
+
+/// Access tokens already verified, by the SHA-256 of their text, with their claims: a client
+/// calling again with the same token costs a digest and a lookup, not a signature check. An
+/// entry serves only until the token's `exp`; the least used go first when the cache is full.
+/// A keyring whose verifying keys change (a retirement) gets a new, empty cache.
+pub struct VerifiedTokens(quick_cache::sync::Cache<[u8; 32], Arc<AccessClaims>>);
+
+impl VerifiedTokens {
+    pub fn new(capacity: usize) -> VerifiedTokens {
+        VerifiedTokens(quick_cache::sync::Cache::new(capacity.max(1)))
+    }
+
+    /// [`Keyring::verify`], remembered.
+    pub fn verify(
+        &self,
+        keyring: &Keyring,
+        token: &str,
+        now: i64,
+    ) -> Result<Arc<AccessClaims>, InvalidAccessToken> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(claims) = self.0.get(&digest) {
+            return if claims.exp > now {
+                Ok(claims)
+            } else {
+                self.0.remove(&digest);
+                Err(InvalidAccessToken::Expired)
+            };
+        }
+        let claims = Arc::new(keyring.verify(token, now)?);
+        self.0.insert(digest, claims.clone());
+        Ok(claims)
     }
 }
 
@@ -195,6 +480,20 @@ mod tests {
     use serde_json::json;
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const ISSUER: &str = "https://auth.example.org";
+
+    fn rules() -> TokenRules {
+        TokenRules {
+            issuer: ISSUER.into(),
+            audience: vec!["restful-auth".into()],
+            typ: "JWT".into(),
+        }
+    }
+
+    /// `keys` verify, the first signs.
+    fn hs256(keys: &[SigningKey]) -> Keyring {
+        Keyring::new(&keys[0], keys, rules()).unwrap()
+    }
 
     fn now() -> i64 {
         jsonwebtoken::get_current_timestamp() as i64
@@ -202,7 +501,7 @@ mod tests {
 
     #[test]
     fn an_issued_token_verifies_with_its_claims() {
-        let keys = Keyring::hs256(&[SigningKey::from_secret(SECRET)]);
+        let keys = hs256(&[SigningKey::from_secret(SECRET)]);
         let sid = Uuid::new_v4();
         let claims = keys.verify(&keys.issue(7, sid, now(), 30), now()).unwrap();
         assert_eq!((claims.user_id, claims.sid), (7, sid));
@@ -218,7 +517,7 @@ mod tests {
 
     #[test]
     fn a_well_forged_token_passes_so_the_refusals_below_mean_something() {
-        let keys = Keyring::hs256(&[SigningKey::from_secret(SECRET)]);
+        let keys = hs256(&[SigningKey::from_secret(SECRET)]);
         let token = forge(Header::default(), claims("access", now() + 30), SECRET);
         assert!(keys.verify(&token, now()).is_ok());
     }
@@ -227,8 +526,8 @@ mod tests {
     fn tokens_of_a_previous_key_verify_and_new_ones_use_the_newest() {
         let old = SigningKey::from_secret(b"the previous key, long enough......");
         let new = SigningKey::from_secret(SECRET);
-        let before = Keyring::hs256(std::slice::from_ref(&old));
-        let after = Keyring::hs256(&[new.clone(), old]);
+        let before = hs256(std::slice::from_ref(&old));
+        let after = hs256(&[new.clone(), old]);
         let old_token = before.issue(1, Uuid::new_v4(), now(), 30);
         let new_token = after.issue(1, Uuid::new_v4(), now(), 30);
         assert!(after.verify(&old_token, now()).is_ok());
@@ -257,12 +556,12 @@ mod tests {
 
     fn claims(token_type: &str, exp: i64) -> serde_json::Value {
         json!({"token_type": token_type, "user_id": 1, "sid": Uuid::new_v4(),
-               "jti": "x", "iat": now(), "exp": exp})
+               "jti": "x", "iat": now(), "exp": exp, "iss": ISSUER, "aud": "restful-auth"})
     }
 
     #[test]
     fn expired_refresh_typed_foreign_and_other_algorithm_tokens_are_refused() {
-        let keys = Keyring::hs256(&[SigningKey::from_secret(SECRET)]);
+        let keys = hs256(&[SigningKey::from_secret(SECRET)]);
         let later = now() + 30;
         let refused = [
             forge(Header::default(), claims("access", now() - 1), SECRET),
@@ -285,7 +584,7 @@ mod tests {
 
     #[test]
     fn a_token_signed_with_our_key_but_naming_another_or_none_is_refused() {
-        let keys = Keyring::hs256(&[SigningKey::from_secret(SECRET)]);
+        let keys = hs256(&[SigningKey::from_secret(SECRET)]);
         for kid in [None, Some("another".to_owned())] {
             let header = Header {
                 kid: kid.clone(),
@@ -303,7 +602,7 @@ mod tests {
 
     #[test]
     fn an_unsigned_alg_none_token_is_refused() {
-        let keys = Keyring::hs256(&[SigningKey::from_secret(SECRET)]);
+        let keys = hs256(&[SigningKey::from_secret(SECRET)]);
         let signed = keys.issue(1, Uuid::new_v4(), now(), 30);
         let payload = signed.split('.').nth(1).unwrap();
         // base64url of {"alg":"none","typ":"JWT"}
@@ -313,7 +612,7 @@ mod tests {
 
     #[test]
     fn a_tampered_payload_is_refused() {
-        let keys = Keyring::hs256(&[SigningKey::from_secret(SECRET)]);
+        let keys = hs256(&[SigningKey::from_secret(SECRET)]);
         let token = keys.issue(1, Uuid::new_v4(), now(), 30);
         let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
         let forged_claims = claims("access", now() + 3600).to_string();

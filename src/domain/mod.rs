@@ -6,6 +6,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 pub mod clock;
+pub mod keys;
 pub mod sessions;
 pub mod settings;
 pub mod throttle;

@@ -19,7 +19,7 @@ use crate::store::Store;
 /// account is active, checked in the one query that loads the profile.
 #[derive(Debug)]
 pub struct AuthUser {
-    pub claims: AccessClaims,
+    pub claims: Arc<AccessClaims>,
     pub profile: Profile,
 }
 

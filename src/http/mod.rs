@@ -32,6 +32,7 @@ mod protocol_errors;
 pub mod server;
 mod sessions;
 mod tokens;
+mod well_known;
 
 pub use error::ApiError;
 
@@ -128,6 +129,8 @@ pub fn api_routes<S: Store>(options: &Options) -> Router<AppState<S>> {
         .fold(Router::new(), |router, (path, methods)| {
             with_and_without_slash(router, path, methods)
         })
+        .route(well_known::JWKS_PATH, well_known::jwks_routes())
+        .route(well_known::DISCOVERY_PATH, well_known::discovery_routes())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz::<S>));
     if options.metrics {

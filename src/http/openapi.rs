@@ -44,6 +44,8 @@ pub fn api_document() -> Document {
         super::tokens::refresh,
         super::tokens::logout,
         super::sessions::logout_all,
+        super::well_known::jwks,
+        super::well_known::discovery,
     ),
     components(
         schemas(Detail),
@@ -64,6 +66,10 @@ pub fn api_document() -> Document {
             valid for seconds) and a refresh token (valid for days, single use). Refreshing trades \
             the refresh token for new ones; logging out ends the session. The bearer of an \
             access token can list their sessions and end any or all of them."),
+        (name = "tokens", description = "Access tokens are JWTs that any service verifies on \
+            its own: signed with EdDSA (or ES256) keys published here, naming this service as \
+            `iss` and the configured audience as `aud`. JWT middleware configures itself from \
+            the discovery document."),
         (name = "profile", description = "The caller's own profile and password, for the bearer \
             of an access token."),
         (name = "documentation", description = "This document, and the pages for people."),

@@ -17,6 +17,11 @@ macro_rules! scripts {
                 $backend,
                 "/0003_known_addresses.sql"
             )),
+            include_str!(concat!(
+                "../../migrations/",
+                $backend,
+                "/0004_published_keys.sql"
+            )),
         ]
     };
 }

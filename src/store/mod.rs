@@ -6,6 +6,7 @@
 use std::future::Future;
 
 use crate::domain::RefreshDigest;
+use crate::domain::keys::KeySchedule;
 use crate::domain::sessions::{EndReason, PresentedToken, Redemption, SessionPolicy, Verdict};
 use crate::domain::throttle::Bucket;
 use crate::domain::{Profile, SessionId, UserId};
@@ -131,9 +132,29 @@ pub struct Purged {
 #[derive(Clone)]
 pub struct StoredKey {
     pub kid: String,
+    /// As JOSE names it (`EdDSA`, `ES256`, `HS256`).
+    pub algorithm: String,
+    /// Sealed under the master key.
     pub secret: String,
     pub created_at: i64,
+    pub activates_at: i64,
+    pub retired_at: Option<i64>,
 }
+
+impl StoredKey {
+    pub fn schedule(&self) -> KeySchedule {
+        KeySchedule {
+            created_at: self.created_at,
+            activates_at: self.activates_at,
+            retired_at: self.retired_at,
+        }
+    }
+}
+
+/// Both backends read the keys alike, newest first.
+const SELECT_SIGNING_KEYS: &str =
+    "SELECT kid, algorithm, secret, created_at, activates_at, retired_at FROM signing_keys
+     ORDER BY activates_at DESC, created_at DESC, kid";
 
 impl std::fmt::Debug for StoredKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -356,18 +377,28 @@ pub trait Settings: Send + Sync {
     fn delete_setting(&self, name: String)
     -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// The stored signing keys, newest first; `generated` is stored first if there is none
-    /// yet. Concurrent first starts all end up with the one key that won.
+    /// Every stored signing key, retired ones included. With `generated`, that key is stored
+    /// first when no key is in force at `now` (none yet, or every one retired): concurrent
+    /// starts all end up with the one key that won.
     fn signing_keys(
         &self,
-        generated: StoredKey,
+        generated: Option<StoredKey>,
+        now: i64,
     ) -> impl Future<Output = Result<Vec<StoredKey>, StoreError>> + Send;
 
-    /// Adds a key, which becomes the newest: new access tokens are signed with it.
+    /// Adds a key. Its `created_at` is made later than every other key's, so that of keys
+    /// activating at once the added one signs.
     fn add_signing_key(
         &self,
         key: StoredKey,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Retires the key `kid` at `now`; whether it was in force.
+    fn retire_signing_key(
+        &self,
+        kid: String,
+        now: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Every stored signing key's secret and the values of the `settings` named, in one read.
     fn secrets(

@@ -205,19 +205,23 @@ fn account_row(row: &sqlx::postgres::PgRow) -> Result<Account, sqlx::Error> {
 async fn select_signing_keys(
     executor: impl sqlx::PgExecutor<'_>,
 ) -> Result<Vec<StoredKey>, StoreError> {
-    let keys: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT kid, secret, created_at FROM signing_keys ORDER BY created_at DESC, kid",
-    )
-    .fetch_all(executor)
-    .await
-    .map_err(database_error)?;
+    type Row = (String, String, String, i64, i64, Option<i64>);
+    let keys: Vec<Row> = sqlx::query_as(super::SELECT_SIGNING_KEYS)
+        .fetch_all(executor)
+        .await
+        .map_err(database_error)?;
     Ok(keys
         .into_iter()
-        .map(|(kid, secret, created_at)| StoredKey {
-            kid,
-            secret,
-            created_at,
-        })
+        .map(
+            |(kid, algorithm, secret, created_at, activates_at, retired_at)| StoredKey {
+                kid,
+                algorithm,
+                secret,
+                created_at,
+                activates_at,
+                retired_at,
+            },
+        )
         .collect())
 }
 
@@ -612,11 +616,18 @@ impl Settings for PostgresStore {
             .map_err(database_error)
     }
 
-    async fn signing_keys(&self, generated: StoredKey) -> Result<Vec<StoredKey>, StoreError> {
-        // Every reload reads; only a first start writes, under a lock so that concurrent
-        // first starts agree on one key.
+    async fn signing_keys(
+        &self,
+        generated: Option<StoredKey>,
+        now: i64,
+    ) -> Result<Vec<StoredKey>, StoreError> {
+        // Every reload reads; only a first start (or one after every key was retired) writes,
+        // under a lock so that concurrent starts agree on one key.
         let keys = select_signing_keys(&self.pool).await?;
-        if !keys.is_empty() {
+        let Some(generated) = generated else {
+            return Ok(keys);
+        };
+        if keys.iter().any(|key| key.schedule().in_force(now)) {
             return Ok(keys);
         }
         let mut tx = self.pool.begin().await.map_err(database_error)?;
@@ -625,12 +636,16 @@ impl Settings for PostgresStore {
             .await
             .map_err(database_error)?;
         sqlx::query(
-            "INSERT INTO signing_keys (kid, secret, created_at)
-             SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM signing_keys)",
+            "INSERT INTO signing_keys (kid, algorithm, secret, created_at, activates_at)
+             SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM signing_keys
+                 WHERE activates_at <= $6 AND (retired_at IS NULL OR retired_at > $6))",
         )
         .bind(generated.kid)
+        .bind(generated.algorithm)
         .bind(generated.secret)
         .bind(generated.created_at)
+        .bind(generated.activates_at)
+        .bind(now)
         .execute(&mut *tx)
         .await
         .map_err(database_error)?;
@@ -640,17 +655,29 @@ impl Settings for PostgresStore {
     }
 
     async fn add_signing_key(&self, key: StoredKey) -> Result<(), StoreError> {
-        // Strictly newer than every key, even within the same second: the newest signs.
         sqlx::query(
-            "INSERT INTO signing_keys (kid, secret, created_at)
-             VALUES ($1, $2, GREATEST($3, (SELECT COALESCE(MAX(created_at), 0) + 1 FROM signing_keys)))",
+            "INSERT INTO signing_keys (kid, algorithm, secret, created_at, activates_at)
+             VALUES ($1, $2, $3,
+                 GREATEST($4, (SELECT COALESCE(MAX(created_at), 0) + 1 FROM signing_keys)), $5)",
         )
-            .bind(key.kid)
-            .bind(key.secret)
-            .bind(key.created_at)
+        .bind(key.kid)
+        .bind(key.algorithm)
+        .bind(key.secret)
+        .bind(key.created_at)
+        .bind(key.activates_at)
+        .execute(&self.pool)
+        .await
+        .map(drop)
+        .map_err(database_error)
+    }
+
+    async fn retire_signing_key(&self, kid: String, now: i64) -> Result<bool, StoreError> {
+        sqlx::query("UPDATE signing_keys SET retired_at = $2 WHERE kid = $1 AND retired_at IS NULL")
+            .bind(kid)
+            .bind(now)
             .execute(&self.pool)
             .await
-            .map(drop)
+            .map(|done| done.rows_affected() > 0)
             .map_err(database_error)
     }
 
@@ -730,9 +757,11 @@ impl Store for PostgresStore {
             .await?,
             sessions: run(concat!("DELETE FROM sessions WHERE ", sessions_over!()), &over).await?,
             signing_keys: run(
+                // Retired, or superseded by a key in force, before $1: their tokens expired.
                 "DELETE FROM signing_keys
-                 WHERE created_at < (SELECT max(created_at) FROM signing_keys)
-                   AND (SELECT max(created_at) FROM signing_keys) < $1",
+                 WHERE retired_at < $1
+                    OR (retired_at IS NULL AND activates_at < (SELECT max(activates_at)
+                            FROM signing_keys WHERE retired_at IS NULL AND activates_at < $1))",
                 &[Some(purge.keys_superseded_before)],
             )
             .await?,

@@ -809,17 +809,32 @@ impl Settings for SqliteStore {
         .await
     }
 
-    async fn signing_keys(&self, generated: StoredKey) -> Result<Vec<StoredKey>, StoreError> {
-        // Every reload reads; only a first start writes.
+    async fn signing_keys(
+        &self,
+        generated: Option<StoredKey>,
+        now: i64,
+    ) -> Result<Vec<StoredKey>, StoreError> {
+        // Every reload reads; only a first start (or one after every key was retired) writes.
         let keys = self.read(select_signing_keys)?;
-        if !keys.is_empty() {
+        let Some(generated) = generated else {
+            return Ok(keys);
+        };
+        if keys.iter().any(|key| key.schedule().in_force(now)) {
             return Ok(keys);
         }
         self.write(move |conn| {
             conn.execute(
-                "INSERT INTO signing_keys (kid, secret, created_at)
-                 SELECT ?1, ?2, ?3 WHERE NOT EXISTS (SELECT 1 FROM signing_keys)",
-                params![generated.kid, generated.secret, generated.created_at],
+                "INSERT INTO signing_keys (kid, algorithm, secret, created_at, activates_at)
+                 SELECT ?1, ?2, ?3, ?4, ?5 WHERE NOT EXISTS (SELECT 1 FROM signing_keys
+                     WHERE activates_at <= ?6 AND (retired_at IS NULL OR retired_at > ?6))",
+                params![
+                    generated.kid,
+                    generated.algorithm,
+                    generated.secret,
+                    generated.created_at,
+                    generated.activates_at,
+                    now
+                ],
             )
             .and_then(|_| select_signing_keys(conn))
             .map_err(database_error)
@@ -830,12 +845,30 @@ impl Settings for SqliteStore {
     async fn add_signing_key(&self, key: StoredKey) -> Result<(), StoreError> {
         self.write(move |conn| {
             conn.execute(
-                // Strictly newer than every key, even within the same second: the newest signs.
-                "INSERT INTO signing_keys (kid, secret, created_at)
-                 VALUES (?1, ?2, max(?3, (SELECT coalesce(max(created_at), 0) + 1 FROM signing_keys)))",
-                params![key.kid, key.secret, key.created_at],
+                "INSERT INTO signing_keys (kid, algorithm, secret, created_at, activates_at)
+                 VALUES (?1, ?2, ?3,
+                     max(?4, (SELECT coalesce(max(created_at), 0) + 1 FROM signing_keys)), ?5)",
+                params![
+                    key.kid,
+                    key.algorithm,
+                    key.secret,
+                    key.created_at,
+                    key.activates_at
+                ],
             )
             .map(drop)
+            .map_err(database_error)
+        })
+        .await
+    }
+
+    async fn retire_signing_key(&self, kid: String, now: i64) -> Result<bool, StoreError> {
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE signing_keys SET retired_at = ?2 WHERE kid = ?1 AND retired_at IS NULL",
+                params![kid, now],
+            )
+            .map(|retired| retired > 0)
             .map_err(database_error)
         })
         .await
@@ -1096,9 +1129,11 @@ const PURGE_SESSIONS: &str = concat!("DELETE FROM sessions WHERE ", sessions_ove
 const PURGE_KNOWN_ADDRESSES: &str = "DELETE FROM known_addresses WHERE last_login_at < ?1";
 
 /// Keys other than the newest, once the newest has signed for longer than an access token lives.
+/// Keys retired, or superseded by a key in force, before `?1`: their tokens have expired.
 const PURGE_KEYS: &str = "DELETE FROM signing_keys
-    WHERE created_at < (SELECT max(created_at) FROM signing_keys)
-      AND (SELECT max(created_at) FROM signing_keys) < ?1";
+    WHERE retired_at < ?1
+       OR (retired_at IS NULL AND activates_at < (SELECT max(activates_at) FROM signing_keys
+               WHERE retired_at IS NULL AND activates_at < ?1))";
 
 const PURGE_THROTTLE: &str = "DELETE FROM throttle_buckets WHERE window_start < ?1";
 
@@ -1141,17 +1176,18 @@ fn bucket_hit(conn: &Connection, bucket: &Bucket, now: i64) -> Result<Option<i64
 }
 
 fn select_signing_keys(conn: &Connection) -> rusqlite::Result<Vec<StoredKey>> {
-    conn.prepare_cached(
-        "SELECT kid, secret, created_at FROM signing_keys ORDER BY created_at DESC, kid",
-    )?
-    .query_map([], |row| {
-        Ok(StoredKey {
-            kid: row.get(0)?,
-            secret: row.get(1)?,
-            created_at: row.get(2)?,
-        })
-    })?
-    .collect()
+    conn.prepare_cached(super::SELECT_SIGNING_KEYS)?
+        .query_map([], |row| {
+            Ok(StoredKey {
+                kid: row.get(0)?,
+                algorithm: row.get(1)?,
+                secret: row.get(2)?,
+                created_at: row.get(3)?,
+                activates_at: row.get(4)?,
+                retired_at: row.get(5)?,
+            })
+        })?
+        .collect()
 }
 
 const ACCOUNT_COLUMNS: &str = "SELECT u.id, u.email, u.username, u.is_active, u.created_at,

@@ -184,7 +184,13 @@ pub trait Admin: Send + Sync {
     fn set_setting<'a>(&'a self, name: &'a str, value: &'a str) -> Pending<'a, ()>;
 
     /// Adds a signing key to the database; `None` when the key comes from the configuration.
-    fn rotate_signing_key(&self) -> Pending<'_, Option<String>>;
+    fn rotate_signing_key(&self, immediately: bool) -> Pending<'_, Option<String>>;
+
+    /// Retires a signing key (`restful-auth keys retire KID`): whether it was in use.
+    fn retire_signing_key<'a>(&'a self, kid: &'a str) -> Pending<'a, bool>;
+
+    /// Every stored key's id and state, newest first (`restful-auth keys list`).
+    fn signing_key_states(&self) -> Pending<'_, Vec<(String, String)>>;
 
     /// Seals the stored secrets under `new_key` (`restful-auth keys rewrap`).
     fn rewrap<'a>(&'a self, new_key: &'a MasterKey) -> Pending<'a, ()>;
@@ -218,11 +224,33 @@ impl<S: Store> Admin for Auth<S> {
         })
     }
 
-    fn rotate_signing_key(&self) -> Pending<'_, Option<String>> {
+    fn rotate_signing_key(&self, immediately: bool) -> Pending<'_, Option<String>> {
         Box::pin(async move {
-            Auth::rotate_signing_key(self)
+            Auth::rotate_signing_key(self, immediately)
                 .await
                 .expect("the store answers")
+                .map(|rotated| rotated.kid)
+        })
+    }
+
+    fn signing_key_states(&self) -> Pending<'_, Vec<(String, String)>> {
+        Box::pin(async move {
+            Auth::signing_key_list(self)
+                .await
+                .expect("the store answers")
+                .expect("keys kept in the database")
+                .into_iter()
+                .map(|key| (key.kid, key.state.name().to_owned()))
+                .collect()
+        })
+    }
+
+    fn retire_signing_key<'a>(&'a self, kid: &'a str) -> Pending<'a, bool> {
+        Box::pin(async move {
+            Auth::retire_signing_key(self, kid)
+                .await
+                .expect("the store answers")
+                .expect("keys kept in the database")
         })
     }
 
@@ -483,6 +511,7 @@ impl TestApp {
     pub fn claims_of(&self, access_token: &str) -> Value {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
+        validation.set_audience(&self.config.audience);
         jsonwebtoken::decode::<Value>(
             access_token,
             &DecodingKey::from_secret(self.secret()),
@@ -490,6 +519,16 @@ impl TestApp {
         )
         .expect("an access token signed with the configured key")
         .claims
+    }
+
+    /// The claims of any JWT, unverified: what a token says, whoever signed it.
+    pub fn claims_of_unverified(&self, token: &str) -> Value {
+        use base64::Engine as _;
+        let payload = token.split('.').nth(1).expect("a JWT has a payload");
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64url");
+        serde_json::from_slice(&json).expect("JSON claims")
     }
 
     /// A token over `claims` signed with the configured key, with the header of `template`

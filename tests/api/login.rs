@@ -82,8 +82,19 @@ async fn the_access_token_carries_simplejwt_claims_and_lives_30_seconds() {
         .collect();
     assert_eq!(
         names,
-        BTreeSet::from(["exp", "iat", "jti", "sid", "token_type", "user_id"])
+        BTreeSet::from([
+            "aud",
+            "exp",
+            "iat",
+            "iss",
+            "jti",
+            "sid",
+            "token_type",
+            "user_id"
+        ])
     );
+    assert_eq!(claims["iss"], app.config.public_url());
+    assert_eq!(claims["aud"], "restful-auth");
     assert_eq!(claims["token_type"], "access");
     assert_eq!(claims["user_id"], user.id);
     assert!(Uuid::parse_str(claims["sid"].as_str().expect("sid is text")).is_ok());
@@ -422,7 +433,7 @@ async fn after_a_key_rotation_new_tokens_name_the_new_key_and_older_ones_stay_va
     let before = app.login_user(&user).await;
 
     // Act
-    let rotated = app.admin.rotate_signing_key().await;
+    let rotated = app.admin.rotate_signing_key(true).await;
     app.admin.reload().await;
     other.admin.reload().await;
     let after = app.login_user(&user).await;

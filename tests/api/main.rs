@@ -3,6 +3,7 @@
 
 mod helpers;
 mod hostile;
+mod keys;
 mod login;
 mod logout;
 mod me;

@@ -15,6 +15,7 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 use restful_auth::auth::tokens::{Keyring, SigningKey};
+
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -378,7 +379,7 @@ fn apply(forgery: &Forgery, original: &str, issued: &[String], keyring_kid: &str
 fn an_access_token_verifies_only_if_we_issued_it_unaltered() {
     let key = SigningKey::from_secret(SECRET);
     let kid = key.kid.clone();
-    let keyring = Keyring::hs256(&[key]);
+    let keyring = Keyring::new(&key, std::slice::from_ref(&key), oracles::token_rules()).unwrap();
     let issued: Vec<String> = (0..8)
         .map(|user_id| keyring.issue(user_id, Uuid::new_v4(), now(), 600))
         .collect();

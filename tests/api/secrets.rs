@@ -7,6 +7,7 @@ use serde_json::json;
 
 use restful_auth::auth::vault::MasterKey;
 use restful_auth::config::Config;
+use restful_auth::domain::keys::SigningAlgorithm;
 
 use crate::helpers::{TestApp, forge, now, refused_start, spawn_app_with};
 use crate::pg;
@@ -16,7 +17,8 @@ const LEGACY_SIGNING_KEY: &str = "5f1c0e9a7b3d2c4e6f8a0b1c2d3e4f5a6b7c8d9e0f1a2b
 const LEGACY_SUCCESSOR_KEY: &str =
     "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9";
 
-fn claims_for(user_id: i64, session_id: &str) -> serde_json::Value {
+/// The claims of an access token of `app`'s for `user_id`'s session.
+fn claims_for(app: &TestApp, user_id: i64, session_id: &str) -> serde_json::Value {
     json!({
         "token_type": "access",
         "exp": now() + 300,
@@ -24,7 +26,15 @@ fn claims_for(user_id: i64, session_id: &str) -> serde_json::Value {
         "jti": "forged",
         "user_id": user_id,
         "sid": session_id,
+        "iss": app.config.public_url(),
+        "aud": app.config.audience[0],
     })
+}
+
+/// Keys kept in the database, HS256: a stolen key forges tokens with plain HMAC.
+fn hs256_keys_in_the_database(config: &mut Config) {
+    config.secret_key = None;
+    config.jwt_algorithm = Some(SigningAlgorithm::HS256);
 }
 
 fn header_naming(kid: &str) -> Header {
@@ -83,7 +93,7 @@ fn encodings_of(hex_key: &str) -> Vec<Vec<u8>> {
 #[tokio::test]
 async fn a_token_forged_with_any_value_read_from_a_copied_database_is_refused() {
     // Arrange: keys live in the database.
-    let app = spawn_app_with(|config| config.secret_key = None).await;
+    let app = spawn_app_with(hs256_keys_in_the_database).await;
     let user = app.register_user("ann@example.org").await;
     let tokens = app.login_user(&user).await;
     let session_id = session_id_of(&tokens.access);
@@ -99,7 +109,7 @@ async fn a_token_forged_with_any_value_read_from_a_copied_database_is_refused() 
             // Act
             let forged = forge(
                 &header_naming(&kid),
-                &claims_for(user.id, &session_id),
+                &claims_for(&app, user.id, &session_id),
                 &candidate,
             );
             let response = app.get_me(&forged).await;
@@ -125,7 +135,7 @@ fn master_key_of(app: &TestApp) -> MasterKey {
 #[tokio::test]
 async fn the_generated_keys_appear_in_no_encoding_in_a_copy_of_the_database() {
     // Arrange: keys generated and kept in the database, then used.
-    let app = spawn_app_with(|config| config.secret_key = None).await;
+    let app = spawn_app_with(hs256_keys_in_the_database).await;
     let user = app.register_user("ann@example.org").await;
     let tokens = app.login_user(&user).await;
     app.refresh_ok(&tokens.refresh).await;
@@ -158,7 +168,7 @@ async fn the_generated_keys_appear_in_no_encoding_in_a_copy_of_the_database() {
     let (kid, signing_key) = &signing_keys[0];
     let forged = forge(
         &header_naming(kid),
-        &claims_for(user.id, &session_id_of(&tokens.access)),
+        &claims_for(&app, user.id, &session_id_of(&tokens.access)),
         signing_key.as_bytes(),
     );
     let response = app.get_me(&forged).await;
@@ -178,7 +188,7 @@ async fn the_generated_keys_appear_in_no_encoding_in_a_copy_of_the_database() {
 async fn plaintext_secrets_of_the_previous_build_are_encrypted_at_start_and_its_tokens_still_verify()
  {
     // Arrange: a database as the previous build left it, secrets in plaintext.
-    let app = spawn_app_with(|config| config.secret_key = None).await;
+    let app = spawn_app_with(hs256_keys_in_the_database).await;
     let user = app.register_user("ann@example.org").await;
     let tokens = app.login_user(&user).await;
     let session_id = session_id_of(&tokens.access);
@@ -191,9 +201,11 @@ async fn plaintext_secrets_of_the_previous_build_are_encrypted_at_start_and_its_
         "UPDATE settings SET value = '{LEGACY_SUCCESSOR_KEY}' \
          WHERE key = 'internal:refresh-successor-key'"
     ));
+    // Signed with the previous build's key (tokens of that build carried no `iss` and `aud`:
+    // they are refused once, and their clients refresh).
     let issued_by_the_previous_build = forge(
         &header_naming("legacy"),
-        &claims_for(user.id, &session_id),
+        &claims_for(&app, user.id, &session_id),
         LEGACY_SIGNING_KEY.as_bytes(),
     );
 
