@@ -8,7 +8,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -128,7 +128,7 @@ impl SigningKey {
             secret,
         };
         // Checked now, so that a damaged row stops the start, not a login.
-        key.encoding_key()?;
+        key.signer()?;
         Ok(key)
     }
 
@@ -141,18 +141,14 @@ impl SigningKey {
         }
     }
 
-    fn encoding_key(&self) -> Result<EncodingKey, InvalidKey> {
+    fn signer(&self) -> Result<Signer, InvalidKey> {
         Ok(match self.algorithm {
-            SigningAlgorithm::HS256 => EncodingKey::from_secret(&self.secret),
-            SigningAlgorithm::EdDSA => {
-                use ed25519_dalek::pkcs8::EncodePrivateKey;
-                let der = self.ed25519()?.to_pkcs8_der().map_err(|_| InvalidKey)?;
-                EncodingKey::from_ed_der(der.as_bytes())
-            }
+            SigningAlgorithm::HS256 => Signer::Hs256(
+                Hmac::new_from_slice(&self.secret).map_err(|_| InvalidKey)?,
+            ),
+            SigningAlgorithm::EdDSA => Signer::EdDSA(Box::new(self.ed25519()?)),
             SigningAlgorithm::ES256 => {
-                use p256::pkcs8::EncodePrivateKey;
-                let der = self.p256()?.to_pkcs8_der().map_err(|_| InvalidKey)?;
-                EncodingKey::from_ec_der(der.as_bytes())
+                Signer::ES256(Box::new(p256::ecdsa::SigningKey::from(self.p256()?)))
             }
         })
     }
@@ -265,6 +261,36 @@ fn jwt_algorithm(algorithm: SigningAlgorithm) -> Algorithm {
     }
 }
 
+/// A signing key prepared once. jsonwebtoken's `encode` would parse the key again for every
+/// token (for Ed25519, a PKCS#8 parse and the public key's derivation: more than the signature
+/// itself), on the path of every login and refresh.
+enum Signer {
+    Hs256(Hmac<Sha256>),
+    EdDSA(Box<ed25519_dalek::SigningKey>),
+    ES256(Box<p256::ecdsa::SigningKey>),
+}
+
+impl Signer {
+    /// The JWS signature of `message` (RFC 7515; for ES256 the 64-byte `r || s` of RFC 7518).
+    fn sign(&self, message: &[u8]) -> Vec<u8> {
+        match self {
+            Signer::Hs256(mac) => {
+                let mut mac = mac.clone();
+                mac.update(message);
+                mac.finalize().into_bytes().to_vec()
+            }
+            Signer::EdDSA(key) => ed25519_dalek::Signer::sign(key.as_ref(), message)
+                .to_bytes()
+                .to_vec(),
+            Signer::ES256(key) => {
+                let signature: p256::ecdsa::Signature =
+                    p256::ecdsa::signature::Signer::sign(key.as_ref(), message);
+                signature.to_bytes().to_vec()
+            }
+        }
+    }
+}
+
 /// A key that verifies, with the only algorithm its tokens may name: the key's own, never the
 /// token header's choice.
 struct Verifier {
@@ -277,8 +303,9 @@ struct Verifier {
 /// valid until they expire, and a key published before it signs verifies from its first token.
 pub struct Keyring {
     algorithm: SigningAlgorithm,
-    header: Header,
-    encoding: EncodingKey,
+    /// The header of every token it signs, encoded once.
+    encoded_header: String,
+    signer: Signer,
     verifiers: Vec<Verifier>,
     rules: TokenRules,
     /// The public keys, as served at `/.well-known/jwks.json`.
@@ -313,10 +340,11 @@ impl Keyring {
                 validation,
             });
         }
+        let header = serde_json::to_vec(&header).map_err(|_| InvalidKey)?;
         Ok(Keyring {
             algorithm: signer.algorithm,
-            header,
-            encoding: signer.encoding_key()?,
+            encoded_header: URL_SAFE_NO_PAD.encode(header),
+            signer: signer.signer()?,
             verifiers: verifying,
             rules,
             jwks: Arc::new(KeySet { keys: published }),
@@ -354,8 +382,12 @@ impl Keyring {
             iss: self.rules.issuer.clone(),
             aud,
         };
-        jsonwebtoken::encode(&self.header, &claims, &self.encoding)
-            .expect("a key that loaded signs plain claims")
+        let claims = serde_json::to_vec(&claims).expect("plain claims serialize");
+        let mut token = format!("{}.{}", self.encoded_header, URL_SAFE_NO_PAD.encode(claims));
+        let signature = self.signer.sign(token.as_bytes());
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature, &mut token);
+        token
     }
 
     /// The claims of `token` if it is an access token signed by one of our keys, named by its
