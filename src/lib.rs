@@ -68,6 +68,15 @@ impl From<auth::LoadError> for StartupError {
 
 /// Serves the API on `store` until SIGINT or SIGTERM.
 pub async fn serve<S: Store>(store: S, config: Config) -> Result<(), StartupError> {
+    if config.public_url.is_none() && (config.bind.port() == 0 || config.bind.ip().is_unspecified())
+    {
+        // The default names the bind address, which no client reaches at that name.
+        tracing::warn!(
+            public_url = %config.public_url(),
+            "no --public-url (RESTFUL_AUTH_PUBLIC_URL): the published URLs and the tokens' \
+             issuer name the bind address; set it to the URL clients reach the service at"
+        );
+    }
     let auth = Arc::new(Auth::new(store.clone(), &config).await?);
     spawn_background_work(auth.clone(), &config);
     let open_files = http::server::raise_open_files_limit();

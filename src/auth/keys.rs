@@ -112,6 +112,11 @@ impl<S: Store> Auth<S> {
         self.live.load().keyring.algorithm()
     }
 
+    /// The algorithms of the keys that verify now, the signing one first.
+    pub fn verifying_algorithms(&self) -> Vec<SigningAlgorithm> {
+        self.live.load().keyring.verifying_algorithms()
+    }
+
     /// Where clients reach the service: the base of the URLs it publishes.
     pub fn public_url(&self) -> &str {
         &self.public_url
@@ -122,27 +127,45 @@ impl<S: Store> Auth<S> {
         &self.keys.rules
     }
 
-    /// Makes the stored keys sign with `--jwt-algorithm` when it differs from the key in force
-    /// (a key of it signs at once); says so when an HS256 database keeps HS256 by default.
+    /// Makes the stored keys sign with `--jwt-algorithm` when it differs from the key in force,
+    /// and says so when an HS256 database keeps HS256 by default. A key of the new algorithm
+    /// is published first, as a rotation's, when it replaces a published key (services
+    /// downstream verify those); it signs at once when it replaces an HS256 secret, which
+    /// nobody else could verify anyway.
     pub(super) async fn settle_algorithm(&self) -> Result<(), LoadError> {
         let signing = self.signing_algorithm();
-        match self.keys.algorithm {
-            Some(wanted) if wanted != signing => {
-                self.add_key(wanted, self.clock.now()).await?;
-                self.reload().await?;
-                tracing::info!(
-                    "access tokens are signed with {wanted} from now on (set by \
-                     --jwt-algorithm); the {signing} keys verify the tokens they signed until \
-                     those expire"
+        let Some(wanted) = self.keys.algorithm.filter(|wanted| *wanted != signing) else {
+            if signing == SigningAlgorithm::HS256 && self.keys.algorithm.is_none() {
+                tracing::warn!(
+                    "access tokens stay HS256, the algorithm of this database's keys: only this \
+                     service can verify them. Set --jwt-algorithm EdDSA \
+                     (RESTFUL_AUTH_JWT_ALGORITHM) to sign with keys that other services verify \
+                     from /.well-known/jwks.json"
                 );
             }
-            None if signing == SigningAlgorithm::HS256 => tracing::warn!(
-                "access tokens stay HS256, the algorithm of this database's keys: only this \
-                 service can verify them. Set --jwt-algorithm EdDSA (RESTFUL_AUTH_JWT_ALGORITHM) \
-                 to sign with keys that other services verify from /.well-known/jwks.json"
-            ),
-            _ => {}
+            return Ok(());
+        };
+        let already_next = self.signing_key_list().await?.is_some_and(|keys| {
+            keys.iter()
+                .any(|key| key.state == KeyState::Next && key.algorithm == wanted.name())
+        });
+        if already_next {
+            return Ok(());
         }
+        let now = self.clock.now();
+        let activates_at = if signing.is_public() {
+            now + self.keys.activation_delay
+        } else {
+            now
+        };
+        self.add_key(wanted, activates_at).await?;
+        self.reload().await?;
+        tracing::info!(
+            activates_at,
+            "access tokens are signed with {wanted} (set by --jwt-algorithm) from the time \
+             given, its key published now; the {signing} keys verify the tokens they signed \
+             until those expire"
+        );
         Ok(())
     }
 

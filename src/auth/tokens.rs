@@ -143,9 +143,9 @@ impl SigningKey {
 
     fn signer(&self) -> Result<Signer, InvalidKey> {
         Ok(match self.algorithm {
-            SigningAlgorithm::HS256 => Signer::Hs256(
-                Hmac::new_from_slice(&self.secret).map_err(|_| InvalidKey)?,
-            ),
+            SigningAlgorithm::HS256 => {
+                Signer::Hs256(Hmac::new_from_slice(&self.secret).map_err(|_| InvalidKey)?)
+            }
             SigningAlgorithm::EdDSA => Signer::EdDSA(Box::new(self.ed25519()?)),
             SigningAlgorithm::ES256 => {
                 Signer::ES256(Box::new(p256::ecdsa::SigningKey::from(self.p256()?)))
@@ -295,6 +295,7 @@ impl Signer {
 /// token header's choice.
 struct Verifier {
     kid: String,
+    algorithm: SigningAlgorithm,
     key: DecodingKey,
     validation: Validation,
 }
@@ -336,6 +337,7 @@ impl Keyring {
             validation.set_audience(&rules.audience);
             verifying.push(Verifier {
                 kid: key.kid.clone(),
+                algorithm: key.algorithm,
                 key: key.decoding_key()?,
                 validation,
             });
@@ -359,6 +361,18 @@ impl Keyring {
     /// The algorithm new tokens are signed with.
     pub fn algorithm(&self) -> SigningAlgorithm {
         self.algorithm
+    }
+
+    /// The algorithms of the keys that verify, the signing one first: what a verifier must
+    /// accept while keys of two algorithms are in use.
+    pub fn verifying_algorithms(&self) -> Vec<SigningAlgorithm> {
+        let mut algorithms = vec![self.algorithm];
+        for verifier in &self.verifiers {
+            if !algorithms.contains(&verifier.algorithm) {
+                algorithms.push(verifier.algorithm);
+            }
+        }
+        algorithms
     }
 
     /// The ids of the keys that verify, in order: two keyrings with the same verify alike.

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::{ApiError, AppState};
 use crate::auth::tokens::KeySet;
+use crate::domain::keys::SigningAlgorithm;
 use crate::store::Store;
 
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
@@ -55,7 +56,11 @@ async fn discovery<S: Store>(State(auth): State<AppState<S>>) -> Response {
         issuer: auth.token_rules().issuer.clone(),
         jwks_uri: format!("{base}{JWKS_PATH}"),
         token_endpoint: format!("{base}/api/login/"),
-        id_token_signing_alg_values_supported: [auth.signing_algorithm().name()],
+        id_token_signing_alg_values_supported: auth
+            .verifying_algorithms()
+            .into_iter()
+            .map(SigningAlgorithm::name)
+            .collect(),
         token_endpoint_auth_methods_supported: ["none"],
         grant_types_supported: ["password", "refresh_token"],
     })
@@ -78,9 +83,10 @@ struct Metadata {
     jwks_uri: String,
     /// Where tokens are obtained: the login.
     token_endpoint: String,
-    /// The algorithm tokens are signed with now.
+    /// The algorithms of the keys that verify now, the signing one first: while the
+    /// algorithm changes, tokens of both are valid.
     #[schema(value_type = Vec<String>)]
-    id_token_signing_alg_values_supported: [&'static str; 1],
+    id_token_signing_alg_values_supported: Vec<&'static str>,
     /// Clients authenticate with the user's credentials only.
     #[schema(value_type = Vec<String>)]
     token_endpoint_auth_methods_supported: [&'static str; 1],

@@ -414,6 +414,46 @@ async fn a_database_of_hs256_keys_keeps_hs256_until_the_flag_says_otherwise() {
 }
 
 #[tokio::test]
+async fn a_new_algorithm_replacing_a_published_key_is_published_before_it_signs() {
+    // Arrange: EdDSA keys, whose public part services downstream hold.
+    let app = spawn_app_with(stored_keys(None)).await;
+    let user = app.register_user("ann@example.org").await;
+    let eddsa = app.login_user(&user).await;
+    let es256 = |config: &mut Config| config.jwt_algorithm = Some(SigningAlgorithm::ES256);
+
+    // Act: instances start with --jwt-algorithm ES256, twice; later, the delay has passed.
+    let switched = app.another_instance_with(es256).await;
+    let restarted = app.another_instance_with(es256).await;
+    let during = restarted.login_user(&user).await;
+    let discovery = restarted.get("/.well-known/openid-configuration").await;
+    let published = key_set(&restarted).await;
+    let verified_during = [
+        switched.get_me(&eddsa.access).await.status,
+        switched.get_me(&during.access).await.status,
+    ];
+    app.clock.advance(app.config.key_activation_delay);
+    restarted.admin.reload().await;
+    let after = restarted.login_user(&user).await;
+
+    // Assert
+    let alg = |tokens: &Tokens| jsonwebtoken::decode_header(&tokens.access).unwrap().alg;
+    assert_eq!(alg(&during), Algorithm::EdDSA);
+    assert_eq!(
+        published.len(),
+        2,
+        "one ES256 key published, not one per start"
+    );
+    assert_eq!(
+        discovery.body["id_token_signing_alg_values_supported"],
+        json!(["EdDSA", "ES256"])
+    );
+    assert_eq!(alg(&after), Algorithm::ES256);
+    assert_eq!(verified_during, [StatusCode::OK; 2]);
+    // Verified by an instance that has not reloaded since it published the key.
+    assert_eq!(switched.get_me(&after.access).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn the_token_type_header_can_be_at_jwt() {
     let app = spawn_app_with(|config| {
         stored_keys(None)(config);
