@@ -342,32 +342,32 @@ impl fmt::Debug for SecretKey {
 
 /// An `http(s)://` URL, kept without its trailing slash.
 fn parse_public_url(value: &str) -> Result<String, String> {
-    let url = value.trim().trim_end_matches('/');
-    let host = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    match host {
-        Some(host) if !host.is_empty() && !host.contains([' ', '?', '#']) => Ok(url.to_owned()),
-        _ => Err(format!(
-            "{value:?} is not a URL like https://auth.example.org"
-        )),
+    match http_url(value) {
+        Some((url, host)) if !host.contains(['?', '#']) => Ok(url.to_owned()),
+        _ => Err(format!("{value:?} is not a URL like https://auth.example.org")),
     }
 }
 
 /// `scheme://host[:port]`, as browsers send in `Origin`: no path, no trailing slash.
 fn parse_origin(value: &str) -> Result<HeaderValue, String> {
-    let origin = value.trim().trim_end_matches('/');
-    let host = origin
-        .strip_prefix("https://")
-        .or_else(|| origin.strip_prefix("http://"));
-    match host {
-        Some(host) if !host.is_empty() && !host.contains(['/', ' ']) => {
+    match http_url(value) {
+        Some((origin, host)) if !host.contains('/') => {
             HeaderValue::from_str(origin).map_err(|error| error.to_string())
         }
         _ => Err(format!(
             "{value:?} is not an origin like https://app.example.org"
         )),
     }
+}
+
+/// `value` trimmed of white space and trailing slashes, and what follows its `http(s)://`,
+/// when that is not empty and has no space.
+fn http_url(value: &str) -> Option<(&str, &str)> {
+    let url = value.trim().trim_end_matches('/');
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    (!rest.is_empty() && !rest.contains(' ')).then_some((url, rest))
 }
 
 /// A throttle limit, or `None` when switched off.
