@@ -344,7 +344,9 @@ impl fmt::Debug for SecretKey {
 fn parse_public_url(value: &str) -> Result<String, String> {
     match http_url(value) {
         Some((url, host)) if !host.contains(['?', '#']) => Ok(url.to_owned()),
-        _ => Err(format!("{value:?} is not a URL like https://auth.example.org")),
+        _ => Err(format!(
+            "{value:?} is not a URL like https://auth.example.org"
+        )),
     }
 }
 
