@@ -51,10 +51,21 @@ pub(super) async fn load_keyring<S: Store>(
     let (signer, verifiers) = match configured {
         Some(keys) => (keys[0].clone(), keys.to_vec()),
         None => {
-            let first = SigningKey::generate(policy.algorithm.unwrap_or(SigningAlgorithm::EdDSA));
-            let stored = store
-                .signing_keys(Some(sealed(master_key, &first, now, now)), now)
-                .await?;
+            let mut stored = store.signing_keys(None, now).await?;
+            if !stored.iter().any(|key| key.schedule().in_force(now)) {
+                // The first key, or the replacement of a retired one: of the configured
+                // algorithm, else of the key that signed last, as a rotation's.
+                let last = stored
+                    .iter()
+                    .filter(|key| key.activates_at <= now)
+                    .max_by_key(|key| (key.activates_at, key.created_at))
+                    .and_then(|key| key.algorithm.parse().ok());
+                let algorithm = policy.algorithm.or(last).unwrap_or(SigningAlgorithm::EdDSA);
+                let first = SigningKey::generate(algorithm);
+                stored = store
+                    .signing_keys(Some(sealed(master_key, &first, now, now)), now)
+                    .await?;
+            }
             let schedules: Vec<_> = stored.iter().map(StoredKey::schedule).collect();
             let mut signer = None;
             let mut verifiers = Vec::new();

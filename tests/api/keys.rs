@@ -494,3 +494,48 @@ async fn an_expired_token_is_refused_even_after_it_was_verified() {
         .await
         .assert_access_token_refused();
 }
+
+#[tokio::test]
+async fn a_retired_signing_key_is_replaced_by_a_key_of_its_algorithm_without_the_flag() {
+    // Arrange: ES256 keys, retired from a command line that does not repeat the flag.
+    let app = spawn_app_with(stored_keys(Some(SigningAlgorithm::ES256))).await;
+    let tokens = logged_in(&app).await;
+    let without_flag = app
+        .another_instance_with(|config| config.jwt_algorithm = None)
+        .await;
+
+    // Act
+    assert!(
+        without_flag
+            .admin
+            .retire_signing_key(&kid_of(&tokens.access))
+            .await
+    );
+    app.admin.reload().await;
+    let replacement = app.login("ann@example.org", PASSWORD).await;
+
+    // Assert
+    let replacement = replacement.body["access_token"].as_str().unwrap();
+    assert_eq!(
+        jsonwebtoken::decode_header(replacement).unwrap().alg,
+        Algorithm::ES256
+    );
+}
+
+#[tokio::test]
+async fn a_stored_key_of_an_unknown_algorithm_stops_the_start_with_its_kid() {
+    // Arrange
+    let app = spawn_app_with(stored_keys(None)).await;
+    let tokens = logged_in(&app).await;
+    let kid = kid_of(&tokens.access);
+    app.query(&format!(
+        "UPDATE signing_keys SET algorithm = 'RS256' WHERE kid = '{kid}'"
+    ));
+
+    // Act
+    let message = refused_start(&app.config).await;
+
+    // Assert
+    assert!(message.contains(&kid), "{message}");
+    assert!(message.contains("damaged"), "{message}");
+}
