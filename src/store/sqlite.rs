@@ -72,13 +72,13 @@ struct Ran {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite://PATH`) and migrates it.
     pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
-        Self::open_with_log_limit(url, LOG_BYTES_BEFORE_RESTART).await
+        Self::open_with_log_limit(url, LogLimit::SERVICE).await
     }
 
-    /// [`open`](Self::open), with the log starting over past `log_bytes_before_restart`.
+    /// [`open`](Self::open), with the log kept to `log_limit`.
     async fn open_with_log_limit(
         url: &str,
-        log_bytes_before_restart: i64,
+        log_limit: LogLimit,
     ) -> Result<SqliteStore, StoreError> {
         let path = path_of(url)?.to_owned();
         // A read holds its connection without awaiting, so no more are in use at once than
@@ -100,14 +100,7 @@ impl SqliteStore {
         let (checkpoint_due, checkpoint_requests) = mpsc::sync_channel(1);
         spawn_thread("sqlite-checkpointer", {
             let log_is_long = log_is_long.clone();
-            move || {
-                run_checkpointer(
-                    checkpointer,
-                    checkpoint_requests,
-                    &log_is_long,
-                    log_bytes_before_restart,
-                )
-            }
+            move || run_checkpointer(checkpointer, checkpoint_requests, &log_is_long, log_limit)
         })?;
         let (writes, queue) = mpsc::channel();
         spawn_thread("sqlite-writer", move || {
@@ -247,6 +240,20 @@ const WRITER_PRAGMAS: &str = "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size
 /// checkpoints a page written many times is copied once.
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// How the write-ahead log is kept short: the service's constants, or a test's smaller ones.
+#[derive(Debug, Clone, Copy)]
+struct LogLimit {
+    bytes_before_restart: i64,
+    checkpoint_interval: std::time::Duration,
+}
+
+impl LogLimit {
+    const SERVICE: LogLimit = LogLimit {
+        bytes_before_restart: LOG_BYTES_BEFORE_RESTART,
+        checkpoint_interval: CHECKPOINT_INTERVAL,
+    };
+}
+
 /// Log length beyond which the log should start over, which needs a checkpoint that copies all
 /// of it, and so holds the writer up for two syncs: the 32 MiB a log is cut back to. Under the
 /// refresh benchmark (2-core VM) 8 MiB made p99 28 ms (p99.9 40 ms); 32 MiB makes it 8-12 ms,
@@ -261,13 +268,13 @@ fn run_checkpointer(
     conn: Connection,
     requests: mpsc::Receiver<()>,
     log_is_long: &AtomicBool,
-    log_bytes_before_restart: i64,
+    log_limit: LogLimit,
 ) {
     // A file keeps the page size it was made with (4 KiB before this build chose 1 KiB).
     let page_size = conn
         .pragma_query_value(None, "page_size", |row| row.get::<_, i64>(0))
         .unwrap_or(4096);
-    let long_log_frames = log_bytes_before_restart / page_size.max(512);
+    let long_log_frames = log_limit.bytes_before_restart / page_size.max(512);
     while requests.recv().is_ok() {
         match checkpoint(&conn) {
             Ok(log_frames) if log_frames >= long_log_frames => {
@@ -278,7 +285,7 @@ fn run_checkpointer(
                 tracing::warn!(%error, "checkpointing the write-ahead log failed; will retry");
             }
         }
-        std::thread::sleep(CHECKPOINT_INTERVAL);
+        std::thread::sleep(log_limit.checkpoint_interval);
     }
 }
 
@@ -1385,15 +1392,17 @@ mod tests {
     /// log, and a log starts over only after one that did: the writer finishes one itself.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_write_ahead_log_starts_over_under_a_steady_stream_of_writes() {
-        // The service's 32 MiB take seconds to write; the rule is the same at 1 MiB. Writes
-        // outpace the checkpointer's 100 ms rounds, so many lengths are written.
+        // The service's 32 MiB take seconds to write; the rule is the same at 1 MiB, with the
+        // checkpointer's rounds as much shorter, so that as many run per length written.
         const LOG_BYTES_BEFORE_RESTART: i64 = 1024 * 1024;
         const LENGTHS_WRITTEN: i64 = 16;
         let directory = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", directory.path().join("db.sqlite3").display());
-        let store = SqliteStore::open_with_log_limit(&url, LOG_BYTES_BEFORE_RESTART)
-            .await
-            .unwrap();
+        let limit = LogLimit {
+            bytes_before_restart: LOG_BYTES_BEFORE_RESTART,
+            checkpoint_interval: std::time::Duration::from_millis(3),
+        };
+        let store = SqliteStore::open_with_log_limit(&url, limit).await.unwrap();
         let value = "x".repeat(900);
         let mut in_flight = tokio::task::JoinSet::<Result<(), StoreError>>::new();
         // Each write changes a page or two of 1 KiB: several times the length that restarts.
