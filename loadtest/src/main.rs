@@ -314,32 +314,22 @@ async fn run(
     let flags = binary.as_ref().map(|_| service_args);
     let mut report = Report::new(args, cores, flags, target);
 
-    // One account; one session for /api/me/ (its access token renewed in the background), and
-    // one per connection for the refresh chains. Each login costs a hash, so no more than that.
     let run_id = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)?
         .as_millis();
     let email = format!("bench-{run_id}@example.org");
     let credentials = format!(r#"{{"email":"{email}","password":"{PASSWORD}"}}"#);
-    eprintln!("seeding: 1 account, {} sessions", connections + 1);
-    load::once(
-        target,
-        Method::POST,
-        "/api/register/",
-        Some(credentials.clone()),
-        StatusCode::CREATED,
-    )
-    .await?;
-    let mut sessions = login_many(target, &credentials, connections + 1).await?;
-    let (access_token, refresh_token) = sessions.pop().expect("at least one session");
-    let me_token = TokenCell::new(&access_token)?;
-    let mut keeper = Keeper::start(target, refresh_token, me_token.clone());
+    let Sessions {
+        me_token,
+        mut keeper,
+        chains,
+    } = seed(target, &credentials, connections).await?;
 
-    let me = |count: usize| -> Vec<Script> {
+    let me = |token: &TokenCell, count: usize| -> Vec<Script> {
         (0..count)
             .map(|_| Script::Get {
                 path: "/api/me/",
-                bearer: Some(me_token.clone()),
+                bearer: Some(token.clone()),
             })
             .collect()
     };
@@ -367,11 +357,12 @@ async fn run(
 
     report.memory_at_start = service_pid(&service).and_then(processes::memory);
     let mut memory = Vec::new();
-    let mut measure = async |groups: Vec<Group>, service: &Option<Service>| {
+    // `memory_of`: the service whose memory the phase reports (not the bare server).
+    let mut measure = async |groups: Vec<Group>, memory_of: Option<u32>| {
         let names: Vec<_> = groups.iter().map(|group| group.name.clone()).collect();
         eprintln!("phase: {}", names.join(" + "));
         let mut outcomes = load::run(groups, timing).await;
-        let memory_now = service_pid(service).and_then(processes::memory);
+        let memory_now = memory_of.and_then(processes::memory);
         for outcome in &mut outcomes {
             outcome.service_memory = memory_now;
         }
@@ -389,23 +380,19 @@ async fn run(
                 bare_load(connections),
                 bare_pid,
             )],
-            &service,
+            pid,
         )
         .await,
     );
     report.add(
         measure(
-            vec![phase(report::ME, target, me(connections), pid)],
-            &service,
+            vec![phase(report::ME, target, me(&me_token, connections), pid)],
+            pid,
         )
         .await,
     );
 
-    let chains = sessions
-        .into_iter()
-        .map(|(_, refresh_token)| Script::RefreshChain { refresh_token })
-        .collect();
-    let mut refreshed = measure(vec![phase(report::REFRESH, target, chains, pid)], &service).await;
+    let mut refreshed = measure(vec![phase(report::REFRESH, target, chains, pid)], pid).await;
 
     // Each rotation must be committed before it is answered: kill the service the moment the
     // phase ends, start it again on the same file, and present every chain's last token.
@@ -422,6 +409,7 @@ async fn run(
         service = Some(restarted);
     }
     report.add(refreshed);
+    let pid = service_pid(&service);
     report.add(
         measure(
             vec![phase(
@@ -430,7 +418,7 @@ async fn run(
                 bare_load(connections),
                 bare_pid,
             )],
-            &service,
+            pid,
         )
         .await,
     );
@@ -443,11 +431,10 @@ async fn run(
         tokio::task::spawn_blocking(move || time_hashes(cores)).await?
     };
     report.hash_timings.push(time_hashes_now().await?);
-    let pid = service_pid(&service);
     report.add(
         measure(
             vec![phase(report::LOGIN, target, login(connections), pid)],
-            &service,
+            pid,
         )
         .await,
     );
@@ -461,7 +448,7 @@ async fn run(
     report.add(
         measure(
             vec![phase(report::REGISTER, target, registrations, pid)],
-            &service,
+            pid,
         )
         .await,
     );
@@ -469,10 +456,15 @@ async fn run(
     report.add(
         measure(
             vec![
-                phase(report::ME_UNDER_LOGINS, target, me(connections), pid),
+                phase(
+                    report::ME_UNDER_LOGINS,
+                    target,
+                    me(&me_token, connections),
+                    pid,
+                ),
                 phase(report::LOGINS_BESIDE, target, login(login_connections), pid),
             ],
-            &service,
+            pid,
         )
         .await,
     );
@@ -489,6 +481,45 @@ async fn run(
         eprintln!("service log (last lines):\n{}", service.process.log_tail());
     }
     Ok(report)
+}
+
+/// What a seeded service offers the phases: one account, with one session for `GET /api/me/`
+/// (its access token renewed in the background) and one per connection for the refresh chains.
+/// Each login costs a hash, so no more sessions than that.
+struct Sessions {
+    me_token: TokenCell,
+    keeper: Keeper,
+    chains: Vec<Script>,
+}
+
+/// Registers the account of `credentials` at `target` and opens its sessions.
+async fn seed(
+    target: std::net::SocketAddr,
+    credentials: &str,
+    connections: usize,
+) -> anyhow::Result<Sessions> {
+    eprintln!("seeding {target}: 1 account, {} sessions", connections + 1);
+    load::once(
+        target,
+        Method::POST,
+        "/api/register/",
+        Some(credentials.to_owned()),
+        StatusCode::CREATED,
+    )
+    .await?;
+    let mut sessions = login_many(target, credentials, connections + 1).await?;
+    let (access_token, refresh_token) = sessions.pop().expect("at least one session");
+    let me_token = TokenCell::new(&access_token)?;
+    let keeper = Keeper::start(target, refresh_token, me_token.clone());
+    let chains = sessions
+        .into_iter()
+        .map(|(_, refresh_token)| Script::RefreshChain { refresh_token })
+        .collect();
+    Ok(Sessions {
+        me_token,
+        keeper,
+        chains,
+    })
 }
 
 /// One `POST /api/refresh/` with `refresh_token`, on a connection of its own; its answer.
