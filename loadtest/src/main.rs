@@ -4,7 +4,9 @@
 //! running one with `--url`), and measures throughput and latency of `GET /api/me/`,
 //! `POST /api/refresh/`, `/api/login/` and `/api/register/` against the two ceilings that bound
 //! them: the same HTTP stack answering a constant JSON body (a bare axum route served by this
-//! binary), and Argon2id hashing (cores ÷ the time of one hash). It reports each performance
+//! binary), and Argon2id hashing (cores ÷ the time of one hash). A service it starts that signs
+//! with another algorithm than HS256 has a twin signing with HS256, whose `GET /api/me/` and
+//! `POST /api/refresh/` are measured beside its own. It reports each performance
 //! target as met or missed, writes `BENCHMARKS.md`, and exits non-zero if any request failed.
 //!
 //! Every request goes to a loopback address, and every loop stops by itself at its deadline.
@@ -13,7 +15,7 @@ mod load;
 mod processes;
 mod report;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -24,7 +26,7 @@ use hyper::{Method, StatusCode};
 use tokio::sync::oneshot;
 
 use load::{Group, Script, Timing, TokenCell};
-use processes::{Memory, Service};
+use processes::{Memory, Service, ServiceFlags};
 use report::{Durability, Report};
 
 /// Load benchmark of restful-auth: each endpoint's throughput and latency, against the
@@ -162,15 +164,15 @@ fn benchmark(args: &Args) -> anyhow::Result<Report> {
         (None, Some(binary)) => Some(binary.clone()),
         (None, None) => Some(processes::build_service()?),
     };
-    let service_args = match &binary {
-        Some(binary) => processes::benchmark_flags(binary, &args.service_args)?,
-        None => Vec::new(),
+    let flags = match &binary {
+        Some(binary) => Some(processes::benchmark_flags(binary, &args.service_args)?),
+        None => None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.client_threads)
         .enable_all()
         .build()?;
-    let mut report = runtime.block_on(run(args, binary, &service_args, cores))?;
+    let mut report = runtime.block_on(run(args, binary, flags.as_ref(), cores))?;
     report.finish();
     let text = report.markdown();
     println!("{text}");
@@ -279,7 +281,7 @@ fn parallel_hash_rate(cores: usize) -> anyhow::Result<f64> {
 async fn run(
     args: &Args,
     binary: Option<PathBuf>,
-    service_args: &[String],
+    flags: Option<&ServiceFlags>,
     cores: usize,
 ) -> anyhow::Result<Report> {
     let workdir = tempfile::Builder::new()
@@ -287,6 +289,7 @@ async fn run(
         .tempdir()?;
     let database = workdir.path().join("bench.sqlite3");
     let log = workdir.path().join("service.log");
+    let service_args = flags.map_or(&[][..], |flags| &flags.main);
     let mut service = match &binary {
         Some(binary) => {
             Some(processes::start_service(binary, &database, &log, service_args, None).await?)
@@ -311,7 +314,6 @@ async fn run(
     let connections = args.connections;
     let login_connections = args.login_connections.unwrap_or(2 * cores).max(1);
 
-    let flags = binary.as_ref().map(|_| service_args);
     let mut report = Report::new(args, cores, flags, target);
 
     let run_id = SystemTime::now()
@@ -324,6 +326,19 @@ async fn run(
         mut keeper,
         chains,
     } = seed(target, &credentials, connections).await?;
+    let hs256 = match (&binary, flags.and_then(|flags| flags.hs256.as_deref())) {
+        (Some(binary), Some(hs256_args)) => Some(
+            Hs256Service::start(
+                binary,
+                workdir.path(),
+                hs256_args,
+                &credentials,
+                connections,
+            )
+            .await?,
+        ),
+        _ => None,
+    };
 
     let me = |token: &TokenCell, count: usize| -> Vec<Script> {
         (0..count)
@@ -370,6 +385,8 @@ async fn run(
         outcomes
     };
 
+    // Each HS256 phase runs right after its counterpart, so the machine's drift (a virtual
+    // machine's cores do not keep one speed for minutes) affects both alike.
     let bare_pid = Some(bare.pid());
     let pid = service_pid(&service);
     report.add(
@@ -391,6 +408,11 @@ async fn run(
         )
         .await,
     );
+    if let Some(hs256) = &hs256 {
+        let scripts = me(&hs256.sessions.me_token, connections);
+        let group = phase(report::ME_HS256, hs256.address(), scripts, hs256.pid());
+        report.add(measure(vec![group], hs256.pid()).await);
+    }
 
     let mut refreshed = measure(vec![phase(report::REFRESH, target, chains, pid)], pid).await;
 
@@ -409,6 +431,13 @@ async fn run(
         service = Some(restarted);
     }
     report.add(refreshed);
+    if let Some(mut hs256) = hs256 {
+        let chains = std::mem::take(&mut hs256.sessions.chains);
+        let group = phase(report::REFRESH_HS256, hs256.address(), chains, hs256.pid());
+        report.add(measure(vec![group], hs256.pid()).await);
+        // Its phases are over: stopped, it takes nothing from the next ones.
+        hs256.stop(report.failed_requests() > 0).await?;
+    }
     let pid = service_pid(&service);
     report.add(
         measure(
@@ -470,7 +499,8 @@ async fn run(
     );
     keeper.stop().await?;
 
-    // The peak of each process the service ran as (it was restarted once).
+    // The peak of each process the service ran as (it was restarted once, and the HS256
+    // phases had one of their own).
     report.memory = memory.into_iter().reduce(|a, b| Memory {
         peak_kib: a.peak_kib.max(b.peak_kib),
         now_kib: b.now_kib,
@@ -520,6 +550,51 @@ async fn seed(
         keeper,
         chains,
     })
+}
+
+/// The second service: the same binary and flags but `--jwt-algorithm HS256`, on a fresh
+/// database of its own (an existing one would delay the change of algorithm), seeded like the
+/// main one. Its `GET /api/me/` and `POST /api/refresh/` price the main algorithm against the
+/// cheapest one.
+struct Hs256Service {
+    service: Service,
+    sessions: Sessions,
+}
+
+impl Hs256Service {
+    async fn start(
+        binary: &Path,
+        workdir: &Path,
+        args: &[String],
+        credentials: &str,
+        connections: usize,
+    ) -> anyhow::Result<Hs256Service> {
+        let database = workdir.join("bench-hs256.sqlite3");
+        let log = workdir.join("service-hs256.log");
+        let service = processes::start_service(binary, &database, &log, args, None).await?;
+        let sessions = seed(service.address, credentials, connections).await?;
+        Ok(Hs256Service { service, sessions })
+    }
+
+    fn address(&self) -> std::net::SocketAddr {
+        self.service.address
+    }
+
+    fn pid(&self) -> Option<u32> {
+        Some(self.service.process.pid())
+    }
+
+    /// Stops renewing its token, then the process; the end of its log first if `failed`.
+    async fn stop(self, failed: bool) -> anyhow::Result<()> {
+        self.sessions.keeper.stop().await?;
+        if failed {
+            eprintln!(
+                "HS256 service log (last lines):\n{}",
+                self.service.process.log_tail()
+            );
+        }
+        self.service.process.kill()
+    }
 }
 
 /// One `POST /api/refresh/` with `refresh_token`, on a connection of its own; its answer.
