@@ -4,7 +4,9 @@
 //! running one with `--url`), and measures throughput and latency of `GET /api/me/`,
 //! `POST /api/refresh/`, `/api/login/` and `/api/register/` against the two ceilings that bound
 //! them: the same HTTP stack answering a constant JSON body (a bare axum route served by this
-//! binary), and Argon2id hashing (cores ÷ the time of one hash). It reports each performance
+//! binary), and Argon2id hashing (cores ÷ the time of one hash). A service it starts that signs
+//! with another algorithm than HS256 has a twin signing with HS256, whose `GET /api/me/` and
+//! `POST /api/refresh/` are measured beside its own. It reports each performance
 //! target as met or missed, writes `BENCHMARKS.md`, and exits non-zero if any request failed.
 //!
 //! Every request goes to a loopback address, and every loop stops by itself at its deadline.
@@ -13,7 +15,7 @@ mod load;
 mod processes;
 mod report;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -24,7 +26,7 @@ use hyper::{Method, StatusCode};
 use tokio::sync::oneshot;
 
 use load::{Group, Script, Timing, TokenCell};
-use processes::{Memory, Service};
+use processes::{Memory, Service, ServiceFlags};
 use report::{Durability, Report};
 
 /// Load benchmark of restful-auth: each endpoint's throughput and latency, against the
@@ -162,15 +164,15 @@ fn benchmark(args: &Args) -> anyhow::Result<Report> {
         (None, Some(binary)) => Some(binary.clone()),
         (None, None) => Some(processes::build_service()?),
     };
-    let service_args = match &binary {
-        Some(binary) => processes::benchmark_flags(binary, &args.service_args)?,
-        None => Vec::new(),
+    let flags = match &binary {
+        Some(binary) => Some(processes::benchmark_flags(binary, &args.service_args)?),
+        None => None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.client_threads)
         .enable_all()
         .build()?;
-    let mut report = runtime.block_on(run(args, binary, &service_args, cores))?;
+    let mut report = runtime.block_on(run(args, binary, flags.as_ref(), cores))?;
     report.finish();
     let text = report.markdown();
     println!("{text}");
@@ -279,7 +281,7 @@ fn parallel_hash_rate(cores: usize) -> anyhow::Result<f64> {
 async fn run(
     args: &Args,
     binary: Option<PathBuf>,
-    service_args: &[String],
+    flags: Option<&ServiceFlags>,
     cores: usize,
 ) -> anyhow::Result<Report> {
     let workdir = tempfile::Builder::new()
@@ -287,6 +289,7 @@ async fn run(
         .tempdir()?;
     let database = workdir.path().join("bench.sqlite3");
     let log = workdir.path().join("service.log");
+    let service_args = flags.map_or(&[][..], |flags| &flags.main);
     let mut service = match &binary {
         Some(binary) => {
             Some(processes::start_service(binary, &database, &log, service_args, None).await?)
@@ -311,35 +314,37 @@ async fn run(
     let connections = args.connections;
     let login_connections = args.login_connections.unwrap_or(2 * cores).max(1);
 
-    let flags = binary.as_ref().map(|_| service_args);
     let mut report = Report::new(args, cores, flags, target);
 
-    // One account; one session for /api/me/ (its access token renewed in the background), and
-    // one per connection for the refresh chains. Each login costs a hash, so no more than that.
     let run_id = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)?
         .as_millis();
     let email = format!("bench-{run_id}@example.org");
     let credentials = format!(r#"{{"email":"{email}","password":"{PASSWORD}"}}"#);
-    eprintln!("seeding: 1 account, {} sessions", connections + 1);
-    load::once(
-        target,
-        Method::POST,
-        "/api/register/",
-        Some(credentials.clone()),
-        StatusCode::CREATED,
-    )
-    .await?;
-    let mut sessions = login_many(target, &credentials, connections + 1).await?;
-    let (access_token, refresh_token) = sessions.pop().expect("at least one session");
-    let me_token = TokenCell::new(&access_token)?;
-    let mut keeper = Keeper::start(target, refresh_token, me_token.clone());
+    let Sessions {
+        me_token,
+        mut keeper,
+        chains,
+    } = seed(target, &credentials, connections).await?;
+    let hs256 = match (&binary, flags.and_then(|flags| flags.hs256.as_deref())) {
+        (Some(binary), Some(hs256_args)) => Some(
+            Hs256Service::start(
+                binary,
+                workdir.path(),
+                hs256_args,
+                &credentials,
+                connections,
+            )
+            .await?,
+        ),
+        _ => None,
+    };
 
-    let me = |count: usize| -> Vec<Script> {
+    let me = |token: &TokenCell, count: usize| -> Vec<Script> {
         (0..count)
             .map(|_| Script::Get {
                 path: "/api/me/",
-                bearer: Some(me_token.clone()),
+                bearer: Some(token.clone()),
             })
             .collect()
     };
@@ -367,11 +372,12 @@ async fn run(
 
     report.memory_at_start = service_pid(&service).and_then(processes::memory);
     let mut memory = Vec::new();
-    let mut measure = async |groups: Vec<Group>, service: &Option<Service>| {
+    // `memory_of`: the service whose memory the phase reports (not the bare server).
+    let mut measure = async |groups: Vec<Group>, memory_of: Option<u32>| {
         let names: Vec<_> = groups.iter().map(|group| group.name.clone()).collect();
         eprintln!("phase: {}", names.join(" + "));
         let mut outcomes = load::run(groups, timing).await;
-        let memory_now = service_pid(service).and_then(processes::memory);
+        let memory_now = memory_of.and_then(processes::memory);
         for outcome in &mut outcomes {
             outcome.service_memory = memory_now;
         }
@@ -379,6 +385,8 @@ async fn run(
         outcomes
     };
 
+    // Each HS256 phase runs right after its counterpart, so the machine's drift (a virtual
+    // machine's cores do not keep one speed for minutes) affects both alike.
     let bare_pid = Some(bare.pid());
     let pid = service_pid(&service);
     report.add(
@@ -389,23 +397,24 @@ async fn run(
                 bare_load(connections),
                 bare_pid,
             )],
-            &service,
+            pid,
         )
         .await,
     );
     report.add(
         measure(
-            vec![phase(report::ME, target, me(connections), pid)],
-            &service,
+            vec![phase(report::ME, target, me(&me_token, connections), pid)],
+            pid,
         )
         .await,
     );
+    if let Some(hs256) = &hs256 {
+        let scripts = me(&hs256.sessions.me_token, connections);
+        let group = phase(report::ME_HS256, hs256.address(), scripts, hs256.pid());
+        report.add(measure(vec![group], hs256.pid()).await);
+    }
 
-    let chains = sessions
-        .into_iter()
-        .map(|(_, refresh_token)| Script::RefreshChain { refresh_token })
-        .collect();
-    let mut refreshed = measure(vec![phase(report::REFRESH, target, chains, pid)], &service).await;
+    let mut refreshed = measure(vec![phase(report::REFRESH, target, chains, pid)], pid).await;
 
     // Each rotation must be committed before it is answered: kill the service the moment the
     // phase ends, start it again on the same file, and present every chain's last token.
@@ -422,6 +431,14 @@ async fn run(
         service = Some(restarted);
     }
     report.add(refreshed);
+    if let Some(mut hs256) = hs256 {
+        let chains = std::mem::take(&mut hs256.sessions.chains);
+        let group = phase(report::REFRESH_HS256, hs256.address(), chains, hs256.pid());
+        report.add(measure(vec![group], hs256.pid()).await);
+        // Its phases are over: stopped, it takes nothing from the next ones.
+        hs256.stop(report.failed_requests() > 0).await?;
+    }
+    let pid = service_pid(&service);
     report.add(
         measure(
             vec![phase(
@@ -430,7 +447,7 @@ async fn run(
                 bare_load(connections),
                 bare_pid,
             )],
-            &service,
+            pid,
         )
         .await,
     );
@@ -443,11 +460,10 @@ async fn run(
         tokio::task::spawn_blocking(move || time_hashes(cores)).await?
     };
     report.hash_timings.push(time_hashes_now().await?);
-    let pid = service_pid(&service);
     report.add(
         measure(
             vec![phase(report::LOGIN, target, login(connections), pid)],
-            &service,
+            pid,
         )
         .await,
     );
@@ -461,7 +477,7 @@ async fn run(
     report.add(
         measure(
             vec![phase(report::REGISTER, target, registrations, pid)],
-            &service,
+            pid,
         )
         .await,
     );
@@ -469,16 +485,22 @@ async fn run(
     report.add(
         measure(
             vec![
-                phase(report::ME_UNDER_LOGINS, target, me(connections), pid),
+                phase(
+                    report::ME_UNDER_LOGINS,
+                    target,
+                    me(&me_token, connections),
+                    pid,
+                ),
                 phase(report::LOGINS_BESIDE, target, login(login_connections), pid),
             ],
-            &service,
+            pid,
         )
         .await,
     );
     keeper.stop().await?;
 
-    // The peak of each process the service ran as (it was restarted once).
+    // The peak of each process the service ran as (it was restarted once, and the HS256
+    // phases had one of their own).
     report.memory = memory.into_iter().reduce(|a, b| Memory {
         peak_kib: a.peak_kib.max(b.peak_kib),
         now_kib: b.now_kib,
@@ -489,6 +511,90 @@ async fn run(
         eprintln!("service log (last lines):\n{}", service.process.log_tail());
     }
     Ok(report)
+}
+
+/// What a seeded service offers the phases: one account, with one session for `GET /api/me/`
+/// (its access token renewed in the background) and one per connection for the refresh chains.
+/// Each login costs a hash, so no more sessions than that.
+struct Sessions {
+    me_token: TokenCell,
+    keeper: Keeper,
+    chains: Vec<Script>,
+}
+
+/// Registers the account of `credentials` at `target` and opens its sessions.
+async fn seed(
+    target: std::net::SocketAddr,
+    credentials: &str,
+    connections: usize,
+) -> anyhow::Result<Sessions> {
+    eprintln!("seeding {target}: 1 account, {} sessions", connections + 1);
+    load::once(
+        target,
+        Method::POST,
+        "/api/register/",
+        Some(credentials.to_owned()),
+        StatusCode::CREATED,
+    )
+    .await?;
+    let mut sessions = login_many(target, credentials, connections + 1).await?;
+    let (access_token, refresh_token) = sessions.pop().expect("at least one session");
+    let me_token = TokenCell::new(&access_token)?;
+    let keeper = Keeper::start(target, refresh_token, me_token.clone());
+    let chains = sessions
+        .into_iter()
+        .map(|(_, refresh_token)| Script::RefreshChain { refresh_token })
+        .collect();
+    Ok(Sessions {
+        me_token,
+        keeper,
+        chains,
+    })
+}
+
+/// The second service: the same binary and flags but `--jwt-algorithm HS256`, on a fresh
+/// database of its own (an existing one would delay the change of algorithm), seeded like the
+/// main one. Its `GET /api/me/` and `POST /api/refresh/` price the main algorithm against the
+/// cheapest one.
+struct Hs256Service {
+    service: Service,
+    sessions: Sessions,
+}
+
+impl Hs256Service {
+    async fn start(
+        binary: &Path,
+        workdir: &Path,
+        args: &[String],
+        credentials: &str,
+        connections: usize,
+    ) -> anyhow::Result<Hs256Service> {
+        let database = workdir.join("bench-hs256.sqlite3");
+        let log = workdir.join("service-hs256.log");
+        let service = processes::start_service(binary, &database, &log, args, None).await?;
+        let sessions = seed(service.address, credentials, connections).await?;
+        Ok(Hs256Service { service, sessions })
+    }
+
+    fn address(&self) -> std::net::SocketAddr {
+        self.service.address
+    }
+
+    fn pid(&self) -> Option<u32> {
+        Some(self.service.process.pid())
+    }
+
+    /// Stops renewing its token, then the process; the end of its log first if `failed`.
+    async fn stop(self, failed: bool) -> anyhow::Result<()> {
+        self.sessions.keeper.stop().await?;
+        if failed {
+            eprintln!(
+                "HS256 service log (last lines):\n{}",
+                self.service.process.log_tail()
+            );
+        }
+        self.service.process.kill()
+    }
 }
 
 /// One `POST /api/refresh/` with `refresh_token`, on a connection of its own; its answer.

@@ -50,34 +50,109 @@ pub fn build_service() -> anyhow::Result<PathBuf> {
         .context("cargo build named no restful-auth executable")
 }
 
+/// How the benchmark starts the service, and what signs its access tokens.
+pub struct ServiceFlags {
+    /// The flags of the service every phase loads.
+    pub main: Vec<String>,
+    /// The algorithm that signs the main service's access tokens (`EdDSA`, `ES256`, `HS256`).
+    pub algorithm: String,
+    /// The flags of a second service, the same but signing with HS256, whose `GET /api/me/`
+    /// and `POST /api/refresh/` are measured beside the main ones: the price of the main
+    /// algorithm against the cheapest. `None` when the main service signs with HS256 already.
+    pub hs256: Option<Vec<String>>,
+}
+
 /// The flags the benchmark starts the service with: the user's `--service-arg`s, and the
 /// throttles switched off where the binary has them, as policies rather than costs to measure:
 /// the registration throttle (the benchmark registers thousands of accounts from one address)
 /// and the per-account login throttles (its logins are 32 at once into one account, and those
 /// limits also bound one account's logins in flight). The per-address login throttle stays.
-pub fn benchmark_flags(binary: &Path, user_args: &[String]) -> anyhow::Result<Vec<String>> {
+pub fn benchmark_flags(binary: &Path, user_args: &[String]) -> anyhow::Result<ServiceFlags> {
     let help = Command::new(binary)
         .arg("--help")
         .output()
         .with_context(|| format!("running {} --help", binary.display()))?;
     let help = String::from_utf8_lossy(&help.stdout);
-    let mut flags = Vec::new();
-    let user_sets = |flag: &str| {
-        user_args
-            .iter()
-            .any(|arg| arg == flag || arg.starts_with(&format!("{flag}=")))
-    };
+    let mut main = Vec::new();
     for throttle in [
         "--throttle-register-ip",
         "--throttle-login-account",
         "--throttle-login-account-ip",
     ] {
-        if help.contains(throttle) && !user_sets(throttle) {
-            flags.extend([throttle.to_owned(), "off".to_owned()]);
+        if help.contains(throttle) && flag_value(user_args, throttle).is_none() {
+            main.extend([throttle.to_owned(), "off".to_owned()]);
         }
     }
-    flags.extend(user_args.iter().cloned());
-    Ok(flags)
+    main.extend(user_args.iter().cloned());
+    // A binary older than `--jwt-algorithm` signs with HS256 only.
+    let algorithm = if help.contains(JWT_ALGORITHM) {
+        signing_algorithm(&main)
+    } else {
+        "HS256".to_owned()
+    };
+    let hs256 = (algorithm != "HS256").then(|| signing_with_hs256(&main));
+    Ok(ServiceFlags {
+        main,
+        algorithm,
+        hs256,
+    })
+}
+
+const JWT_ALGORITHM: &str = "--jwt-algorithm";
+
+/// The value `args` give `flag`, as `--flag=VALUE` or as `--flag VALUE`; the last one wins.
+fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    let mut value = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if arg == flag {
+            value = args.next().map(String::as_str);
+        } else if let Some(given) = arg
+            .strip_prefix(flag)
+            .and_then(|rest| rest.strip_prefix('='))
+        {
+            value = Some(given);
+        }
+    }
+    value
+}
+
+/// What signs the access tokens of the service started with `args` on a new database: its
+/// `--jwt-algorithm`, HS256 when it is given a `--secret-key`, EdDSA otherwise. It inherits
+/// this process's environment, so the flags' environment variables count too.
+fn signing_algorithm(args: &[String]) -> String {
+    let given = |flag: &str, variable: &str| {
+        flag_value(args, flag).map(str::to_owned).or_else(|| {
+            std::env::var(variable)
+                .ok()
+                .filter(|value| !value.is_empty())
+        })
+    };
+    match given(JWT_ALGORITHM, "RESTFUL_AUTH_JWT_ALGORITHM") {
+        // The service reads the name in any case; the report spells it as JOSE does.
+        Some(name) => ["EdDSA", "ES256", "HS256"]
+            .into_iter()
+            .find(|known| known.eq_ignore_ascii_case(&name))
+            .map_or(name, str::to_owned),
+        None if given("--secret-key", "RESTFUL_AUTH_SECRET_KEY").is_some() => "HS256".to_owned(),
+        None => "EdDSA".to_owned(),
+    }
+}
+
+/// `args` with any `--jwt-algorithm` replaced by `--jwt-algorithm HS256` (the service refuses
+/// the flag twice).
+fn signing_with_hs256(args: &[String]) -> Vec<String> {
+    let mut kept = Vec::with_capacity(args.len() + 2);
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if arg == JWT_ALGORITHM {
+            args.next(); // its value
+        } else if !arg.starts_with(&format!("{JWT_ALGORITHM}=")) {
+            kept.push(arg.clone());
+        }
+    }
+    kept.extend([JWT_ALGORITHM.to_owned(), "HS256".to_owned()]);
+    kept
 }
 
 /// A child process that is killed when dropped, so no run leaves one behind.
@@ -288,4 +363,52 @@ pub fn memory(pid: u32) -> Option<Memory> {
         peak_kib: field("VmHWM:")?,
         now_kib: field("VmRSS:")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(args: &[&str]) -> Vec<String> {
+        args.iter().map(|arg| (*arg).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_flag_value_is_read_in_either_spelling() {
+        let given = args(&[
+            "--throttle-login-account-ip=off",
+            "--jwt-algorithm",
+            "ES256",
+        ]);
+        assert_eq!(flag_value(&given, "--jwt-algorithm"), Some("ES256"));
+        assert_eq!(
+            flag_value(&given, "--throttle-login-account-ip"),
+            Some("off")
+        );
+        assert_eq!(flag_value(&given, "--throttle-login-account"), None);
+    }
+
+    #[test]
+    fn the_given_algorithm_is_spelled_as_jose_does() {
+        assert_eq!(
+            signing_algorithm(&args(&["--jwt-algorithm=es256"])),
+            "ES256"
+        );
+        assert_eq!(
+            signing_algorithm(&args(&["--jwt-algorithm", "eddsa"])),
+            "EdDSA"
+        );
+    }
+
+    #[test]
+    fn the_hs256_twin_replaces_the_given_algorithm() {
+        let hs256 = ["--log-level=warn", "--jwt-algorithm", "HS256"];
+        for given in [
+            &["--log-level=warn", "--jwt-algorithm=ES256"][..],
+            &["--jwt-algorithm", "EdDSA", "--log-level=warn"],
+            &["--log-level=warn"],
+        ] {
+            assert_eq!(signing_with_hs256(&args(given)), args(&hs256));
+        }
+    }
 }

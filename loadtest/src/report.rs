@@ -7,13 +7,15 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::load::Outcome;
-use crate::processes::Memory;
+use crate::processes::{Memory, ServiceFlags};
 use crate::{Args, HashTiming};
 
 pub const BARE: &str = "bare ceiling: `GET /bare`";
 pub const BARE_AGAIN: &str = "bare ceiling again: `GET /bare`";
 pub const ME: &str = "`GET /api/me/`";
+pub const ME_HS256: &str = "`GET /api/me/` (HS256 tokens)";
 pub const REFRESH: &str = "`POST /api/refresh/`";
+pub const REFRESH_HS256: &str = "`POST /api/refresh/` (HS256 tokens)";
 pub const LOGIN: &str = "`POST /api/login/`";
 pub const REGISTER: &str = "`POST /api/register/`";
 pub const ME_UNDER_LOGINS: &str = "`GET /api/me/` while logins saturate hashing";
@@ -25,6 +27,8 @@ const DJANGO_ME_PER_SECOND: &str = "270–300";
 /// The targets of a 2-core machine.
 const ME_SHARE: f64 = 0.50;
 const ME_P99_MS: f64 = 5.0;
+/// `GET /api/me/` with the main algorithm's tokens, against HS256's (the cheapest to verify).
+const ME_ALGORITHM_SHARE: f64 = 0.90;
 const REFRESH_SHARE: f64 = 0.25;
 const HASH_SHARE: f64 = 0.90;
 const ME_P99_GROWTH: f64 = 3.0;
@@ -56,6 +60,10 @@ pub struct Report {
     machine: String,
     command: String,
     service: String,
+    /// What signs the access tokens of the main phases; `None` for a service run by the user.
+    algorithm: Option<String>,
+    /// Which algorithm signs the tokens of which phases, in words.
+    tokens: String,
     settings: String,
     smoke: bool,
     connections: usize,
@@ -74,10 +82,10 @@ impl Report {
     pub fn new(
         args: &Args,
         cores: usize,
-        service_flags: Option<&[String]>,
+        service_flags: Option<&ServiceFlags>,
         target: SocketAddr,
     ) -> Report {
-        let service = match service_flags {
+        let service = match service_flags.map(|flags| &flags.main) {
             Some(flags) => format!(
                 "{}, started by the benchmark on a fresh SQLite file (WAL) with {}",
                 match &args.bin {
@@ -103,6 +111,8 @@ impl Report {
             machine: machine(cores),
             command: command_line(),
             service,
+            algorithm: service_flags.map(|flags| flags.algorithm.clone()),
+            tokens: tokens(service_flags),
             settings: format!(
                 "{} connections per phase ({login_connections} more logging in during the mixed \
                  phase), {} warm-up + {} measured per phase, HTTP/1.1 keep-alive, closed loop",
@@ -164,7 +174,7 @@ impl Report {
     /// (cores ÷ one hash time) for those that hash a password.
     fn ceiling(&self, name: &str) -> Option<f64> {
         match name {
-            ME | REFRESH | ME_UNDER_LOGINS => self.bare_ceiling(),
+            ME | ME_HS256 | REFRESH | REFRESH_HS256 | ME_UNDER_LOGINS => self.bare_ceiling(),
             LOGIN | REGISTER | LOGINS_BESIDE => Some(self.hash_ceiling()),
             _ => None,
         }
@@ -283,6 +293,25 @@ impl Report {
                 },
             });
         }
+        if let (Some(algorithm), Some(main), Some(hs256)) =
+            (&self.algorithm, self.find(ME), self.find(ME_HS256))
+            && algorithm != "HS256"
+        {
+            let share = main.throughput() / hs256.throughput();
+            targets.push(Target {
+                what: format!(
+                    "{ME} with {algorithm} tokens ≥ {:.0}% of it with HS256 tokens",
+                    ME_ALGORITHM_SHARE * 100.0
+                ),
+                measured: format!(
+                    "{:.0} vs {:.0} req/s = {:.0}%",
+                    main.throughput(),
+                    hs256.throughput(),
+                    share * 100.0
+                ),
+                verdict: judge(share >= ME_ALGORITHM_SHARE),
+            });
+        }
         if let (Some(alone), Some(loaded)) = (self.find(ME), self.find(ME_UNDER_LOGINS)) {
             let growth = loaded.ms(0.99) / alone.ms(0.99);
             targets.push(Target {
@@ -359,6 +388,7 @@ impl Report {
         let _ = writeln!(w, "| machine | {} |", self.machine);
         let _ = writeln!(w, "| command | `{}` |", self.command);
         let _ = writeln!(w, "| service | {} |", self.service);
+        let _ = writeln!(w, "| access tokens signed with | {} |", self.tokens);
         let _ = writeln!(
             w,
             "| load generator | this machine, sharing its cores with the service; one tokio \
@@ -431,8 +461,8 @@ impl Report {
         let _ = writeln!(
             w,
             "\nCPU columns: cores busy during the measured time in the server process (the \
-             service, or the bare server), in the load generator, and in every other process \
-             (and kernel thread) of the machine; it has {}. Phases that run together share one \
+             service, the second one for HS256 tokens, or the bare server), in the load \
+             generator, and in every other process (and kernel thread) of the machine; it has {}. Phases that run together share one \
              measurement. Service RSS: its VmRSS right after the phase{}.",
             self.cores,
             self.memory_at_start.map_or(String::new(), |memory| format!(
@@ -497,7 +527,7 @@ const HOW_TO: &str = "\
 
     cargo run --release -p loadtest
 
-On a 2-core machine it takes about two minutes: it builds the service (`cargo build --release`),
+On a 2-core machine it takes about two and a half minutes: it builds the service (`cargo build --release`),
 starts it on a fresh SQLite file in a temporary directory with its default flags (but the
 registration and per-account login throttles off: the benchmark registers thousands of accounts
 from one address, and logs into one account from 32 connections at once), and loads it from this machine's loopback interface, phase after phase, each with its own warm-up:
@@ -516,15 +546,43 @@ from one address, and logs into one account from 32 connections at once), and lo
    phase (a virtual machine's cores do not keep one speed for minutes);
 6. **`GET /api/me/` while logins saturate the hashing pool** (more logins in flight than cores).
 
+The service signs access tokens with EdDSA (Ed25519), its default, or with the algorithm a
+`--service-arg=--jwt-algorithm=…` names. Unless that is HS256 (or the service is one `--url`
+names), phases 2 and 3 are each followed by the same load on a second service, started the same
+way but with `--jwt-algorithm HS256` on a fresh file of its own and seeded alike (the rows marked
+*HS256 tokens*): what verifying and signing cost with the main algorithm against HMAC, under the
+same drift of the machine.
+
 Latency is from sending a request to reading the last byte of its answer (HDR histogram).
-The service's peak resident memory is its VmHWM from `/proc/<pid>/status` (the largest of the
-two processes the restart makes). Any answer other than 2xx fails the run.
+The service's peak resident memory is its VmHWM from `/proc/<pid>/status` (the largest of its
+processes: the restart makes two, and the HS256 phases have one of their own). Any answer other than 2xx fails the run.
 
 Options (`cargo run --release -p loadtest -- --help`): `--duration 10s`, `--warmup 1s`,
 `--connections 32`, `--url http://127.0.0.1:PORT --pid PID` (a running service; loopback only),
 `--bin PATH` (a built binary), `--service-arg=--log-level=warn` (a flag for the started service),
 `--smoke` (a few seconds, writes nothing: what CI runs), `--no-write`, `--require-targets`.
 ";
+
+/// Which algorithm signs the tokens of which phases.
+fn tokens(service_flags: Option<&ServiceFlags>) -> String {
+    match service_flags {
+        Some(ServiceFlags {
+            algorithm,
+            hs256: Some(_),
+            ..
+        }) => format!(
+            "{algorithm}, but HS256 in the phases marked \"(HS256 tokens)\": those load a second \
+             service, started the same way but with `--jwt-algorithm HS256` on a fresh SQLite \
+             file of its own, each right after its {algorithm} counterpart"
+        ),
+        Some(ServiceFlags { algorithm, .. }) => {
+            format!("{algorithm} in every phase (so no second service signing with HS256)")
+        }
+        None => "whatever the running service signs with; no phases with HS256 tokens (they \
+                 need a service the benchmark starts)"
+            .to_owned(),
+    }
+}
 
 fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
