@@ -54,7 +54,13 @@ pub enum InvalidAccessToken {
     UnknownKey,
     #[error("access token expired")]
     Expired,
+    #[error("access token longer than any we issue")]
+    TooLong,
 }
+
+/// Longer than any token we issue (a few hundred bytes, more with many audiences): a longer
+/// one is refused before it is hashed, parsed or checked.
+pub const MAX_ACCESS_TOKEN_LEN: usize = 4096;
 
 /// What every access token says of its issuer, and how it is typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -458,6 +464,9 @@ impl VerifiedTokens {
         token: &str,
         now: i64,
     ) -> Result<Arc<AccessClaims>, InvalidAccessToken> {
+        if token.len() > MAX_ACCESS_TOKEN_LEN {
+            return Err(InvalidAccessToken::TooLong);
+        }
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(claims) = self.0.get(&digest) {
             return if claims.exp > now {
@@ -654,6 +663,20 @@ mod tests {
         // base64url of {"alg":"none","typ":"JWT"}
         let unsigned = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
         assert!(keys.verify(&unsigned, now()).is_err());
+    }
+
+    #[test]
+    fn a_token_longer_than_any_we_issue_is_refused_unread_even_if_well_signed() {
+        let keys = hs256(&[SigningKey::from_secret(SECRET)]);
+        let verified = VerifiedTokens::new(8);
+        let mut long = claims("access", now() + 30);
+        long["jti"] = json!("x".repeat(MAX_ACCESS_TOKEN_LEN));
+        let token = forge(Header::default(), long, SECRET);
+        assert!(keys.verify(&token, now()).is_ok(), "well signed");
+        assert!(matches!(
+            verified.verify(&keys, &token, now()),
+            Err(InvalidAccessToken::TooLong)
+        ));
     }
 
     #[test]
