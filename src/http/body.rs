@@ -1,4 +1,4 @@
-//! Request bodies. Each is one Rust type, declared with [`request_body!`]: the declaration is
+//! Request bodies. Each is one Rust type, declared with `request_body!` (below): the declaration is
 //! its parsing from a JSON object or a url-encoded form (as DRF's parsers read them, every
 //! field's error at once, with DRF's messages), its validation (each field's type can only be
 //! built valid: [`FieldValue`]) and, through utoipa's `ToSchema`, its part of the OpenAPI
@@ -41,7 +41,7 @@ impl<S: Send + Sync, T: RequestBody> FromRequest<S> for Body<T> {
     }
 }
 
-/// A type a request body is read into; implemented by [`request_body!`].
+/// A type a request body is read into; implemented by the `request_body!` macro.
 pub trait RequestBody: Sized {
     /// The body's field names, in the order they are declared (and documented).
     const FIELDS: &'static [&'static str];

@@ -2,7 +2,7 @@
 //! part and serves at `/api/schema/`.
 //!
 //! It is generated from the `#[utoipa::path]` annotations on the handlers and from the types
-//! they read and answer (request bodies: [`request_body!`](super::body::request_body)), so
+//! they read and answer (request bodies: `request_body!` in [`super::body`]), so
 //! that it changes with them; the browsable pages (`crate::web`) are built from it too.
 
 use serde_json::json;
