@@ -238,6 +238,11 @@ pub struct Config {
     #[arg(long, env = "RESTFUL_AUTH_MASTER_KEY", hide_env_values = true)]
     pub master_key: Option<crate::domain::vault::MasterKey>,
 
+    /// The Argon2id cost of new password hashes: OWASP's, which no flag changes (a suite that
+    /// hashes thousands of passwords lowers it, as Django's test settings use a fast hasher).
+    #[arg(skip = Argon2Cost::OWASP)]
+    pub argon2_cost: Argon2Cost,
+
     /// Start even if the SQLite file or the master key file is open to group or others.
     #[arg(long, env = "RESTFUL_AUTH_ALLOW_INSECURE_PERMISSIONS")]
     pub allow_insecure_permissions: bool,
@@ -300,6 +305,21 @@ impl Config {
             .or_else(|| std::thread::available_parallelism().ok())
             .map_or(1, NonZeroUsize::get)
     }
+}
+
+/// Argon2id's memory and passes (one lane).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Cost {
+    pub memory_kib: u32,
+    pub passes: u32,
+}
+
+impl Argon2Cost {
+    /// OWASP's: 19 MiB, two passes.
+    pub const OWASP: Argon2Cost = Argon2Cost {
+        memory_kib: 19 * 1024,
+        passes: 2,
+    };
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -29,7 +29,7 @@ use crate::domain::settings::{Lifetimes, Setting};
 use crate::domain::throttle::{Bucket, ThrottlePolicy};
 use email::Email;
 use keys::KeyPolicy;
-use password::{Hasher, NewPassword, Password, PasswordPolicy, Verification};
+use password::{HashCost, Hasher, NewPassword, Password, PasswordPolicy, Verification};
 use tokens::{
     AccessClaims, InvalidAccessToken, Keyring, RefreshToken, SigningKey, TokenRules, VerifiedTokens,
 };
@@ -246,7 +246,11 @@ impl<S: Store> Auth<S> {
         .await?;
         let auth = Auth {
             store,
-            hasher: Hasher::new(config.hash_concurrency(), config.hash_queue_limit),
+            hasher: Hasher::new(
+                config.hash_concurrency(),
+                config.hash_queue_limit,
+                HashCost::new(config.argon2_cost),
+            ),
             policy: PasswordPolicy {
                 min_length: config.password_min_length,
             },

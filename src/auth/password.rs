@@ -12,6 +12,8 @@ use argon2::password_hash::{self, Output, ParamsString, PasswordHash, Salt, Salt
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::Semaphore;
 
+use crate::config::Argon2Cost;
+
 /// Longest password accepted: hashing cost grows with length, so it is bounded.
 pub const MAX_LEN: usize = 1024;
 
@@ -144,16 +146,49 @@ fn is_common(password: &str) -> bool {
         || passwords::analyzer::is_common_password(&folded)
 }
 
-/// OWASP's Argon2id parameters: 19 MiB, two passes, one lane.
-fn argon2_params() -> &'static Params {
-    static PARAMS: OnceLock<Params> = OnceLock::new();
-    PARAMS
-        .get_or_init(|| Params::new(19 * 1024, 2, 1, None).expect("constant parameters are valid"))
+/// The Argon2id parameters new hashes get, and the dummy hash an unknown account costs.
+pub struct HashCost {
+    params: Params,
+    /// Verified in place of a missing or unusable hash: as costly as a real one.
+    dummy: OnceLock<String>,
 }
 
-/// Hashes with our parameters; verifies with the parameters recorded in each hash.
-fn argon2() -> Argon2<'static> {
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, argon2_params().clone())
+impl HashCost {
+    /// OWASP's Argon2id parameters: 19 MiB, two passes, one lane. The service's only cost.
+    pub fn owasp() -> HashCost {
+        HashCost::new(Argon2Cost::OWASP)
+    }
+
+    /// Other parameters, for a test suite that hashes thousands of passwords (see
+    /// [`Argon2Cost`]); no flag sets them.
+    pub fn new(cost: Argon2Cost) -> HashCost {
+        HashCost {
+            params: Params::new(cost.memory_kib, cost.passes, 1, None)
+                .expect("valid Argon2 parameters"),
+            dummy: OnceLock::new(),
+        }
+    }
+
+    /// Hashes with these parameters; verifies with the parameters recorded in each hash.
+    fn argon2(&self) -> Argon2<'static> {
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone())
+    }
+
+    fn dummy_hash(&self) -> &str {
+        self.dummy
+            .get_or_init(|| hash_blocking(self, "an account that does not exist"))
+    }
+}
+
+impl fmt::Debug for HashCost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "HashCost(m={}, t={})",
+            self.params.m_cost(),
+            self.params.t_cost()
+        )
+    }
 }
 
 /// Hashes and verifies passwords on the blocking pool, at most `concurrency` at a time; other
@@ -162,6 +197,7 @@ fn argon2() -> Argon2<'static> {
 /// the requests already waiting are answered in time.
 #[derive(Clone)]
 pub struct Hasher {
+    cost: Arc<HashCost>,
     permits: Arc<Semaphore>,
     /// Requests holding or waiting for a permit.
     admitted: Arc<AtomicUsize>,
@@ -174,9 +210,10 @@ pub struct Hasher {
 pub struct Overloaded;
 
 impl Hasher {
-    pub fn new(concurrency: usize, max_waiting: usize) -> Hasher {
+    pub fn new(concurrency: usize, max_waiting: usize, cost: HashCost) -> Hasher {
         let concurrency = concurrency.max(1);
         Hasher {
+            cost: Arc::new(cost),
             permits: Arc::new(Semaphore::new(concurrency)),
             admitted: Arc::new(AtomicUsize::new(0)),
             capacity: concurrency + max_waiting,
@@ -185,7 +222,9 @@ impl Hasher {
 
     /// An Argon2id PHC string of `password` with a fresh salt.
     pub async fn hash(&self, password: Password) -> Result<String, Overloaded> {
-        self.run(move || hash_blocking(password.expose())).await
+        let cost = self.cost.clone();
+        self.run(move || hash_blocking(&cost, password.expose()))
+            .await
     }
 
     /// Whether `password` matches `stored`. With no stored hash (unknown account) a dummy hash
@@ -195,10 +234,11 @@ impl Hasher {
         password: Password,
         stored: Option<String>,
     ) -> Result<Verification, Overloaded> {
+        let cost = self.cost.clone();
         self.run(move || match stored {
-            Some(stored) => verify_blocking(password.expose(), &stored),
+            Some(stored) => verify_blocking(&cost, password.expose(), &stored),
             None => {
-                verify_blocking(password.expose(), dummy_hash());
+                verify_blocking(&cost, password.expose(), cost.dummy_hash());
                 Verification::Mismatch
             }
         })
@@ -263,11 +303,11 @@ fn yield_to_requests() {
     }
 }
 
-fn hash_blocking(password: &str) -> String {
+fn hash_blocking(cost: &HashCost, password: &str) -> String {
     let salt = SaltString::generate(&mut OsRng);
-    let params = argon2_params();
+    let params = &cost.params;
     let hash = argon2_output(
-        &argon2(),
+        &cost.argon2(),
         params,
         password,
         salt.as_salt(),
@@ -316,8 +356,9 @@ fn with_working_memory<T>(blocks: usize, work: impl FnOnce(&mut [Block]) -> T) -
         .filter(|buffer| buffer.len() >= blocks);
     let mut buffer = reused.unwrap_or_else(|| vec![Block::default(); blocks]);
     let result = work(&mut buffer[..blocks]);
-    // Only buffers of our own size are kept: an imported hash with a larger cost is rare.
-    if buffer.len() == argon2_params().block_count() {
+    // Only buffers of the service's size are kept (one block per KiB): an imported hash of
+    // another cost is rare.
+    if buffer.len() == Argon2Cost::OWASP.memory_kib as usize {
         WORKING_MEMORY
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -454,15 +495,15 @@ fn parse_django_pbkdf2(encoded: &str) -> Result<StoredHash<'_>, String> {
     })
 }
 
-fn verify_blocking(password: &str, stored: &str) -> Verification {
+fn verify_blocking(cost: &HashCost, password: &str, stored: &str) -> Verification {
     let parsed = match parse_stored_hash(stored) {
         Ok(StoredHash::Unusable) => {
-            verify_blocking(password, dummy_hash());
+            verify_blocking(cost, password, cost.dummy_hash());
             return Verification::Mismatch;
         }
         Ok(parsed) => parsed,
         Err(_) => {
-            verify_blocking(password, dummy_hash());
+            verify_blocking(cost, password, cost.dummy_hash());
             return Verification::Refused;
         }
     };
@@ -472,7 +513,7 @@ fn verify_blocking(password: &str, stored: &str) -> Verification {
             params,
             django,
         } => {
-            let ours = argon2_params();
+            let ours = &cost.params;
             let current = !django
                 && phc.algorithm == Algorithm::Argon2id.ident()
                 && (params.m_cost(), params.t_cost(), params.p_cost())
@@ -522,14 +563,15 @@ fn pbkdf2_matches(password: &str, iterations: u32, salt: &str, expected: &[u8]) 
     derived.ct_eq(expected).into()
 }
 
-fn dummy_hash() -> &'static str {
-    static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| hash_blocking("an account that does not exist"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The service's cost, made once for the whole module's tests.
+    fn owasp() -> &'static HashCost {
+        static COST: OnceLock<HashCost> = OnceLock::new();
+        COST.get_or_init(HashCost::owasp)
+    }
 
     fn policy() -> PasswordPolicy {
         PasswordPolicy { min_length: 8 }
@@ -586,7 +628,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_hash_verifies_its_password_and_no_other() {
-        let hasher = Hasher::new(2, 8);
+        let hasher = Hasher::new(2, 8, HashCost::owasp());
         let phc = hasher
             .hash(Password::new("s3cret-enough".into()))
             .await
@@ -612,10 +654,13 @@ mod tests {
         // Django's own test vector (tests/auth_tests/test_hashers.py).
         let stored = "pbkdf2_sha256$10000$seasalt$CWWFdHOWwPnki7HvkcqN9iA2T3KLW1cf2uZ5kvArtVY=";
         assert_eq!(
-            verify_blocking("lètmein", stored),
+            verify_blocking(owasp(), "lètmein", stored),
             Verification::Match { rehash: true }
         );
-        assert_eq!(verify_blocking("letmein", stored), Verification::Mismatch);
+        assert_eq!(
+            verify_blocking(owasp(), "letmein", stored),
+            Verification::Mismatch
+        );
     }
 
     #[test]
@@ -626,7 +671,7 @@ mod tests {
                 "pbkdf2_sha256${iterations}$seasalt$CWWFdHOWwPnki7HvkcqN9iA2T3KLW1cf2uZ5kvArtVY="
             )
         };
-        let phc = hash_blocking("s3cret-enough");
+        let phc = hash_blocking(owasp(), "s3cret-enough");
         let argon2 = |params: &str| phc.replace("m=19456,t=2,p=1", params);
         // Each would allocate 4 TiB or 4 GiB, or run for days, if it were computed.
         let refused = [
@@ -648,7 +693,7 @@ mod tests {
         for stored in refused {
             assert!(check_stored_hash(&stored).is_err(), "{stored}");
             assert_eq!(
-                verify_blocking("s3cret-enough", &stored),
+                verify_blocking(owasp(), "s3cret-enough", &stored),
                 Verification::Refused,
                 "{stored}"
             );
@@ -670,25 +715,28 @@ mod tests {
     #[test]
     fn an_unusable_django_password_verifies_nothing() {
         assert_eq!(
-            verify_blocking("", "!Vs8cQ2ErUZnQbEYMxYqD2Em4c3N0HUAOqvfNCzcP"),
+            verify_blocking(owasp(), "", "!Vs8cQ2ErUZnQbEYMxYqD2Em4c3N0HUAOqvfNCzcP"),
             Verification::Mismatch
         );
     }
 
     #[test]
     fn django_argon2_hashes_verify_and_ask_to_be_replaced() {
-        let phc = hash_blocking("s3cret-enough");
+        let phc = hash_blocking(owasp(), "s3cret-enough");
         let django = format!("argon2{phc}");
         assert_eq!(
-            verify_blocking("s3cret-enough", &django),
+            verify_blocking(owasp(), "s3cret-enough", &django),
             Verification::Match { rehash: true }
         );
-        assert_eq!(verify_blocking("wrong", &django), Verification::Mismatch);
+        assert_eq!(
+            verify_blocking(owasp(), "wrong", &django),
+            Verification::Mismatch
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn beyond_the_queue_bound_hashes_are_shed_at_once() {
-        let hasher = Hasher::new(1, 2);
+        let hasher = Hasher::new(1, 2, HashCost::owasp());
         let flood: Vec<_> = (0..12)
             .map(|_| {
                 let hasher = hasher.clone();

@@ -17,7 +17,7 @@ use http_body_util::BodyExt;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use restful_auth::auth::Auth;
 use restful_auth::auth::vault::MasterKey;
-use restful_auth::config::{Config, SecretKey};
+use restful_auth::config::{Argon2Cost, Config, SecretKey};
 use restful_auth::domain::clock::ManualClock;
 use restful_auth::domain::settings::Setting;
 use restful_auth::store::{PostgresStore, SqliteStore, Store};
@@ -29,6 +29,14 @@ pub const SECRET: &str = "integration-tests-only-secret-0123456789abcdef";
 
 /// A password that passes every validator for every address the tests use.
 pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Argon2id, cheaply: the suite hashes thousands of passwords, and the service's cost (19 MiB,
+/// two passes) made hashing most of its time. The test of the stored parameters sets
+/// `Argon2Cost::OWASP` back.
+pub const TEST_ARGON2_COST: Argon2Cost = Argon2Cost {
+    memory_kib: 256,
+    passes: 1,
+};
 
 pub const JSON: &str = "application/json; charset=utf-8";
 
@@ -110,6 +118,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     };
     let mut config = Config::with_database(url);
     config.secret_key = Some(SECRET.parse::<SecretKey>().expect("a long enough test key"));
+    config.argon2_cost = TEST_ARGON2_COST;
     if crate::pg::server_url().is_some() {
         // PostgreSQL has no default master key: every instance must be given the same one.
         config.master_key = Some(MasterKey::generate());

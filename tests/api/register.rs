@@ -3,6 +3,8 @@
 use axum::http::StatusCode;
 use serde_json::json;
 
+use restful_auth::config::Argon2Cost;
+
 use crate::helpers::{PASSWORD, spawn_app, spawn_app_with};
 
 const TOO_SHORT: &str = "This password is too short. It must contain at least 8 characters.";
@@ -555,8 +557,8 @@ async fn a_failed_registration_creates_nothing() {
 
 #[tokio::test]
 async fn the_password_is_stored_only_as_an_argon2id_hash_with_owasp_parameters() {
-    // Arrange
-    let app = spawn_app().await;
+    // Arrange: the service's own cost (the suite's others hash cheaply).
+    let app = spawn_app_with(|config| config.argon2_cost = Argon2Cost::OWASP).await;
 
     // Act
     let user = app.register_user("ann@example.org").await;

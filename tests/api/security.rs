@@ -576,8 +576,7 @@ async fn a_login_flood_beyond_the_hash_queue_is_shed_with_503_and_retry_after() 
     let app = spawn_app_with(|config| {
         config.hash_concurrency = std::num::NonZeroUsize::new(1);
         config.hash_queue_limit = 1;
-        config.throttle_login_account = restful_auth::config::Limit(None);
-        config.throttle_login_account_ip = restful_auth::config::Limit(None);
+        racing_logins(config);
     })
     .await;
     let (ann, tokens) = app.register_and_login().await;
@@ -776,14 +775,17 @@ async fn access_tokens_of(logins: Vec<tokio::task::JoinHandle<TestResponse>>) ->
     issued
 }
 
-fn without_login_throttles(config: &mut restful_auth::config::Config) {
+/// Logins that race a change: the service's own hashing cost keeps them in flight (waiting for
+/// the hashing pool) while the change commits.
+fn racing_logins(config: &mut restful_auth::config::Config) {
     config.throttle_login_account = restful_auth::config::Limit(None);
     config.throttle_login_account_ip = restful_auth::config::Limit(None);
+    config.argon2_cost = restful_auth::config::Argon2Cost::OWASP;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_login_in_flight_outlives_a_password_change() {
-    let app = spawn_app_with(without_login_throttles).await;
+    let app = spawn_app_with(racing_logins).await;
     let (ann, own) = app.register_and_login().await;
     let new_password = "an entirely new passphrase";
 
@@ -805,7 +807,7 @@ async fn no_login_in_flight_outlives_a_password_change() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_login_in_flight_outlives_a_deactivation() {
-    let app = spawn_app_with(without_login_throttles).await;
+    let app = spawn_app_with(racing_logins).await;
     let ann = app.register_user("ann@example.org").await;
 
     let logins = logins_in_flight(&app, &ann.email, PASSWORD, 30);
