@@ -5,6 +5,7 @@
 use serde::Serialize;
 use uuid::Uuid;
 
+pub mod audit;
 pub mod clock;
 pub mod keys;
 pub mod sessions;

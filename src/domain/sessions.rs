@@ -77,6 +77,8 @@ pub enum EndReason {
     PasswordChanged,
     RefreshTokenReused,
     Deactivated,
+    /// Ended through the admin API or an operator's command.
+    Admin,
 }
 
 impl EndReason {
@@ -88,6 +90,7 @@ impl EndReason {
             EndReason::PasswordChanged => "password_changed",
             EndReason::RefreshTokenReused => "refresh_token_reused",
             EndReason::Deactivated => "deactivated",
+            EndReason::Admin => "admin",
         }
     }
 }

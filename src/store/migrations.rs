@@ -22,6 +22,11 @@ macro_rules! scripts {
                 $backend,
                 "/0004_published_keys.sql"
             )),
+            include_str!(concat!(
+                "../../migrations/",
+                $backend,
+                "/0005_audit_events.sql"
+            )),
         ]
     };
 }
