@@ -102,7 +102,10 @@ impl std::str::FromStr for EventName {
             .find(|event| event.as_str() == name)
             .ok_or_else(|| {
                 let known: Vec<&str> = EventName::ALL.iter().map(|event| event.as_str()).collect();
-                format!("no event is named {name:?}; the names are {}", known.join(", "))
+                format!(
+                    "no event is named {name:?}; the names are {}",
+                    known.join(", ")
+                )
             })
     }
 }
@@ -182,7 +185,11 @@ impl Event {
     /// A failed login from `address` (the network throttling counts), against the account of
     /// `user_id` if there is one. Failures against unknown emails from one address fold
     /// together: the email is not recorded, as a password typed into its field would be.
-    pub fn login_failed(user_id: Option<UserId>, address: Option<&str>, why: LoginFailure) -> Event {
+    pub fn login_failed(
+        user_id: Option<UserId>,
+        address: Option<&str>,
+        why: LoginFailure,
+    ) -> Event {
         Event::login_refused(EventName::LoginFailed, user_id, address)
             .with_detail(json!({"reason": why.as_str(), "count": 1}))
     }
@@ -196,7 +203,11 @@ impl Event {
     fn login_refused(name: EventName, user_id: Option<UserId>, address: Option<&str>) -> Event {
         let account = user_id.map_or_else(|| "-".to_owned(), |id| id.to_string());
         let mut event = Event::new(name, user_id);
-        event.fold = Some(format!("{} {account} {}", name.as_str(), address.unwrap_or("-")));
+        event.fold = Some(format!(
+            "{} {account} {}",
+            name.as_str(),
+            address.unwrap_or("-")
+        ));
         event
     }
 
@@ -278,7 +289,8 @@ mod tests {
     #[test]
     fn failed_logins_fold_by_account_and_address_and_never_by_the_email_typed() {
         let known = Event::login_failed(Some(7), Some("203.0.113.0"), LoginFailure::BadCredentials);
-        let other_address = Event::login_failed(Some(7), Some("198.51.100.0"), LoginFailure::Inactive);
+        let other_address =
+            Event::login_failed(Some(7), Some("198.51.100.0"), LoginFailure::Inactive);
         let unknown = Event::login_failed(None, Some("203.0.113.0"), LoginFailure::BadCredentials);
         assert_ne!(known.fold, other_address.fold);
         assert_ne!(known.fold, unknown.fold);

@@ -75,6 +75,9 @@ pub enum ApiError {
     RefreshTokenReused,
     #[error("bad credentials")]
     InvalidCredentials,
+    /// The admin API's token was not the one configured.
+    #[error("wrong admin token")]
+    InvalidAdminToken,
     #[error("throttled")]
     Throttled { retry_after: i64 },
     #[error("not found")]
@@ -104,7 +107,8 @@ impl ApiError {
             | ApiError::InvalidAccessToken
             | ApiError::InvalidRefreshToken
             | ApiError::RefreshTokenReused
-            | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            | ApiError::InvalidCredentials
+            | ApiError::InvalidAdminToken => StatusCode::UNAUTHORIZED,
             ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -149,6 +153,8 @@ impl ApiError {
             ApiError::InvalidCredentials => {
                 json!({"detail": "No active account found with the given credentials"})
             }
+            // DRF's `TokenAuthentication` message.
+            ApiError::InvalidAdminToken => json!({"detail": "Invalid token."}),
             ApiError::Throttled { retry_after } => json!({
                 "detail": format!("Request was throttled. Expected available in {retry_after} seconds.")
             }),

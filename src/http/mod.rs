@@ -21,6 +21,7 @@ use crate::auth::Auth;
 use crate::store::Store;
 
 mod accounts;
+pub mod admin;
 pub mod body;
 pub mod error;
 pub mod extract;

@@ -44,6 +44,10 @@ const RESERVED_FILES: u64 = 256;
 /// Connections the metrics listener keeps open at once (the monitoring system needs one).
 pub const MAX_METRICS_CONNECTIONS: usize = 16;
 
+/// Connections the admin listener keeps open at once (a back office needs a few); counted,
+/// with the metrics listener's, in the files reserved besides client connections.
+pub const MAX_ADMIN_CONNECTIONS: usize = 64;
+
 /// Serves `app` on `listener` until `shutdown` completes, then waits for the open connections
 /// to finish their requests. A connection whose next request's headers have not all arrived
 /// within `client_timeout` (a new or idle keep-alive connection too) is closed; a body that

@@ -56,7 +56,7 @@ struct Session {
     current: bool,
 }
 
-fn rfc3339(unix_seconds: i64) -> String {
+pub(crate) fn rfc3339(unix_seconds: i64) -> String {
     let time = UNIX_EPOCH + Duration::from_secs(unix_seconds.max(0) as u64);
     humantime::format_rfc3339_seconds(time).to_string()
 }
