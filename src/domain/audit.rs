@@ -102,7 +102,10 @@ impl std::str::FromStr for EventName {
             .find(|event| event.as_str() == name)
             .ok_or_else(|| {
                 let known: Vec<&str> = EventName::ALL.iter().map(|event| event.as_str()).collect();
-                format!("no event is named {name:?}; the names are {}", known.join(", "))
+                format!(
+                    "no event is named {name:?}; the names are {}",
+                    known.join(", ")
+                )
             })
     }
 }
@@ -161,7 +164,7 @@ impl Event {
         }
     }
 
-    fn in_session(mut self, session_id: SessionId) -> Event {
+    pub fn in_session(mut self, session_id: SessionId) -> Event {
         self.session_id = Some(session_id);
         self
     }
@@ -182,7 +185,11 @@ impl Event {
     /// A failed login from `address` (the network throttling counts), against the account of
     /// `user_id` if there is one. Failures against unknown emails from one address fold
     /// together: the email is not recorded, as a password typed into its field would be.
-    pub fn login_failed(user_id: Option<UserId>, address: Option<&str>, why: LoginFailure) -> Event {
+    pub fn login_failed(
+        user_id: Option<UserId>,
+        address: Option<&str>,
+        why: LoginFailure,
+    ) -> Event {
         Event::login_refused(EventName::LoginFailed, user_id, address)
             .with_detail(json!({"reason": why.as_str(), "count": 1}))
     }
@@ -196,7 +203,11 @@ impl Event {
     fn login_refused(name: EventName, user_id: Option<UserId>, address: Option<&str>) -> Event {
         let account = user_id.map_or_else(|| "-".to_owned(), |id| id.to_string());
         let mut event = Event::new(name, user_id);
-        event.fold = Some(format!("{} {account} {}", name.as_str(), address.unwrap_or("-")));
+        event.fold = Some(format!(
+            "{} {account} {}",
+            name.as_str(),
+            address.unwrap_or("-")
+        ));
         event
     }
 
@@ -210,7 +221,12 @@ impl Event {
     pub fn session_ended(user_id: UserId, session_id: SessionId, reason: EndReason) -> Event {
         Event::about(EventName::SessionEnded, user_id)
             .in_session(session_id)
-            .with_detail(json!({"reason": reason.as_str()}))
+            .with_detail(Event::end_detail(reason))
+    }
+
+    /// The detail of a `session.ended`.
+    pub fn end_detail(reason: EndReason) -> Value {
+        json!({"reason": reason.as_str()})
     }
 
     /// An account's activation changed.
@@ -223,9 +239,9 @@ impl Event {
         Event::about(name, user_id)
     }
 
-    /// Fields of an account changed (named, never their values' secrets).
-    pub fn changed(name: EventName, user_id: UserId, fields: &[&str]) -> Event {
-        Event::about(name, user_id).with_detail(json!({"fields": fields}))
+    /// Fields of the profile changed: named, their values are not recorded.
+    pub fn profile_updated(user_id: UserId, fields: &[&str]) -> Event {
+        Event::about(EventName::ProfileUpdated, user_id).with_detail(json!({"fields": fields}))
     }
 
     pub fn key(name: EventName, kid: &str, algorithm: &str) -> Event {
@@ -263,6 +279,40 @@ pub struct AuditQuery {
 /// The most rows one read of the log returns.
 pub const MAX_PAGE: u32 = 100;
 
+impl AuditQuery {
+    /// The conditions of the query, each with its value, for a store to put in its own SQL:
+    /// only those asked for, so the database uses the index that fits.
+    pub fn filters(&self) -> Vec<(AuditFilter, i64)> {
+        [
+            self.user_id.map(|id| (AuditFilter::User, id)),
+            self.since.map(|since| (AuditFilter::Since, since)),
+            self.before.map(|id| (AuditFilter::Before, id)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
+/// A condition on the log's integer columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditFilter {
+    User,
+    Since,
+    Before,
+}
+
+impl AuditFilter {
+    /// The column and comparison, as both backends write it.
+    pub fn condition(self) -> &'static str {
+        match self {
+            AuditFilter::User => "user_id =",
+            AuditFilter::Since => "time >=",
+            AuditFilter::Before => "id <",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,7 +328,8 @@ mod tests {
     #[test]
     fn failed_logins_fold_by_account_and_address_and_never_by_the_email_typed() {
         let known = Event::login_failed(Some(7), Some("203.0.113.0"), LoginFailure::BadCredentials);
-        let other_address = Event::login_failed(Some(7), Some("198.51.100.0"), LoginFailure::Inactive);
+        let other_address =
+            Event::login_failed(Some(7), Some("198.51.100.0"), LoginFailure::Inactive);
         let unknown = Event::login_failed(None, Some("203.0.113.0"), LoginFailure::BadCredentials);
         assert_ne!(known.fold, other_address.fold);
         assert_ne!(known.fold, unknown.fold);
