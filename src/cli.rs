@@ -11,6 +11,7 @@ use crate::auth::password::{self, NewPassword, Password};
 use crate::auth::username::Username;
 use crate::auth::vault::MasterKey;
 use crate::config::Config;
+use crate::domain::audit::{Actor, Origin};
 use crate::domain::settings::Setting;
 use crate::store::django::{self, DjangoUser};
 use crate::store::{Account, PostgresStore, SqliteStore, Store, StoreError};
@@ -148,7 +149,7 @@ async fn execute<S: Store>(store: S, cli: Cli) -> Result<(), StartupError> {
         Command::Keys(KeysCommand::Rotate { now }) => {
             let auth = Auth::new(store, &config).await?;
             let rotated = auth
-                .rotate_signing_key(now)
+                .rotate_signing_key(now, Origin::of(Actor::Cli))
                 .await?
                 .ok_or_else(keys_configured)?;
             println!(
@@ -176,7 +177,10 @@ async fn execute<S: Store>(store: S, cli: Cli) -> Result<(), StartupError> {
         }
         Command::Keys(KeysCommand::Retire { kid }) => {
             let auth = Auth::new(store, &config).await?;
-            match auth.retire_signing_key(&kid).await? {
+            match auth
+                .retire_signing_key(&kid, Origin::of(Actor::Cli))
+                .await?
+            {
                 Some(true) => {
                     println!(
                         "Retired {kid}: its tokens are refused by every instance within its \
@@ -271,7 +275,7 @@ async fn users<S: Store>(auth: &Auth<S>, command: UserCommand) -> Result<(), Sta
             let email = parse_email(&email)?;
             let password = read_new_password()?;
             let id = auth
-                .register(email.clone(), password)
+                .register(email.clone(), password, Origin::of(Actor::Cli))
                 .await
                 .map_err(|error| failure(error.to_string()))?;
             println!("Created account {id} for {}.", email.as_str());
@@ -286,7 +290,8 @@ async fn users<S: Store>(auth: &Auth<S>, command: UserCommand) -> Result<(), Sta
         UserCommand::Show { email } => print_account(&find(auth, &email).await?),
         UserCommand::Deactivate { email } => {
             let account = find(auth, &email).await?;
-            auth.set_active(account.id, false).await?;
+            auth.set_active(account.id, false, Origin::of(Actor::Cli))
+                .await?;
             println!(
                 "Deactivated {}; its {} sessions ended.",
                 account.email, account.active_sessions
@@ -294,13 +299,14 @@ async fn users<S: Store>(auth: &Auth<S>, command: UserCommand) -> Result<(), Sta
         }
         UserCommand::Activate { email } => {
             let account = find(auth, &email).await?;
-            auth.set_active(account.id, true).await?;
+            auth.set_active(account.id, true, Origin::of(Actor::Cli))
+                .await?;
             println!("Activated {}.", account.email);
         }
         UserCommand::SetPassword { email } => {
             let account = find(auth, &email).await?;
             let password = read_new_password()?;
-            auth.set_password(&account, password)
+            auth.set_password(&account, password, Origin::of(Actor::Cli))
                 .await
                 .map_err(|error| failure(error.to_string()))?;
             println!("Password of {} changed.", account.email);

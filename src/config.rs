@@ -158,6 +158,11 @@ pub struct Config {
     #[arg(long, env = "RESTFUL_AUTH_RETENTION", default_value = "7days", value_parser = parse_lifetime)]
     pub retention: Duration,
 
+    /// How long audit events are kept (`/api/me/activity/`, `restful-auth audit`) before
+    /// housekeeping deletes them.
+    #[arg(long, env = "RESTFUL_AUTH_AUDIT_RETENTION", default_value = "90days", value_parser = parse_lifetime)]
+    pub audit_retention: Duration,
+
     /// How often housekeeping runs.
     #[arg(long, env = "RESTFUL_AUTH_PURGE_INTERVAL", default_value = "1h", value_parser = parse_lifetime)]
     pub purge_interval: Duration,

@@ -174,7 +174,7 @@ impl<S: Store> Auth<S> {
     pub async fn end_account_sessions(
         &self,
         user_id: UserId,
-        _origin: Origin,
+        origin: Origin,
     ) -> Result<Option<u64>, StoreError> {
         if self.store.account_by_id(user_id).await?.is_none() {
             return Ok(None);
@@ -185,6 +185,7 @@ impl<S: Store> Auth<S> {
                 user_id,
                 SessionScope::All,
                 EndReason::Admin,
+                origin,
                 self.clock.now(),
             )
             .await?;

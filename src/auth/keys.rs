@@ -2,6 +2,7 @@
 //! listing them. Keys live in the database (sealed under the master key) unless `--secret-key`
 //! configures an HS256 secret.
 
+use crate::domain::audit::{Actor, Origin};
 use std::sync::Arc;
 
 use super::tokens::{KeySet, Keyring, SigningKey, TokenRules};
@@ -169,7 +170,8 @@ impl<S: Store> Auth<S> {
         } else {
             now
         };
-        self.add_key(wanted, activates_at).await?;
+        self.add_key(wanted, activates_at, Origin::of(Actor::System))
+            .await?;
         self.reload().await?;
         tracing::info!(
             activates_at,
@@ -186,6 +188,7 @@ impl<S: Store> Auth<S> {
     pub async fn rotate_signing_key(
         &self,
         immediately: bool,
+        origin: Origin,
     ) -> Result<Option<Rotated>, StoreError> {
         if self.configured_keys.is_some() {
             return Ok(None);
@@ -197,7 +200,7 @@ impl<S: Store> Auth<S> {
         } else {
             now + self.keys.activation_delay
         };
-        let kid = self.add_key(algorithm, activates_at).await?;
+        let kid = self.add_key(algorithm, activates_at, origin).await?;
         Ok(Some(Rotated {
             kid,
             algorithm,
@@ -209,23 +212,28 @@ impl<S: Store> Auth<S> {
         &self,
         algorithm: SigningAlgorithm,
         activates_at: i64,
+        origin: Origin,
     ) -> Result<String, StoreError> {
         let key = SigningKey::generate(algorithm);
         let stored = sealed(&self.master_key, &key, self.clock.now(), activates_at);
-        self.store.add_signing_key(stored).await?;
+        self.store.add_signing_key(stored, origin).await?;
         Ok(key.kid)
     }
 
     /// Retires the key `kid` now: every instance refuses its tokens from its next reload,
     /// and if it was signing, a new key of its algorithm signs instead. `None` when keys come
     /// from the configuration; `Some(false)` when no such key is in use.
-    pub async fn retire_signing_key(&self, kid: &str) -> Result<Option<bool>, LoadError> {
+    pub async fn retire_signing_key(
+        &self,
+        kid: &str,
+        origin: Origin,
+    ) -> Result<Option<bool>, LoadError> {
         if self.configured_keys.is_some() {
             return Ok(None);
         }
         let retired = self
             .store
-            .retire_signing_key(kid.to_owned(), self.clock.now())
+            .retire_signing_key(kid.to_owned(), origin, self.clock.now())
             .await?;
         // Loading makes the replacement key when the retired one was the only one in force.
         self.reload().await?;

@@ -1,7 +1,6 @@
 //! The domain: accounts, credentials, tokens and sessions. It speaks to storage through the
 //! [`Store`] trait and knows nothing of HTTP.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -9,6 +8,7 @@ use arc_swap::ArcSwap;
 use uuid::Uuid;
 
 use crate::config::Config;
+use crate::domain::audit::{Actor, AuditQuery, Event, LoginFailure, Origin, Recorded};
 use crate::domain::clock::{Clock, SystemClock};
 use crate::domain::{Profile, SessionId, UserId};
 use crate::store::{
@@ -43,13 +43,6 @@ pub struct TokenPair {
     pub access_token: String,
     pub refresh_token: RefreshToken,
     pub expires_in: i64,
-}
-
-/// Where a login came from, recorded with its session.
-#[derive(Debug, Clone, Default)]
-pub struct Client {
-    pub user_agent: Option<String>,
-    pub ip: Option<String>,
 }
 
 /// The throttle buckets one login counts in.
@@ -178,6 +171,8 @@ pub struct Auth<S> {
     keys: KeyPolicy,
     /// Where clients reach the service (`--public-url`).
     public_url: String,
+    /// How long audit events are kept.
+    audit_retention: std::time::Duration,
     /// The flags' lifetimes, which stored settings override.
     default_lifetimes: Lifetimes,
     live: ArcSwap<Live>,
@@ -259,6 +254,7 @@ impl<S: Store> Auth<S> {
             configured_keys,
             keys,
             public_url,
+            audit_retention: config.audit_retention,
             default_lifetimes,
             live: ArcSwap::from_pointee(live),
             clock,
@@ -397,6 +393,7 @@ impl<S: Store> Auth<S> {
                     .map(|max| before - max),
                 keys_superseded_before,
                 throttle_before: now - 31 * 24 * 3600,
+                audit_before: now - seconds(self.audit_retention),
                 known_before: now - self.throttle.known_address_lifetime,
             })
             .await
@@ -416,7 +413,7 @@ impl<S: Store> Auth<S> {
 
     /// Counts a registration attempt from `client` and refuses it when its address has made
     /// too many.
-    pub async fn throttle_registration(&self, client: &Client) -> Result<(), AuthError> {
+    pub async fn throttle_registration(&self, client: &Origin) -> Result<(), AuthError> {
         let Some(address) = self.address_of(client) else {
             return Ok(());
         };
@@ -485,7 +482,12 @@ impl<S: Store> Auth<S> {
 
     /// Creates an account whose username is its email, if the email is free and the password
     /// follows the policy; otherwise refuses with every rule broken.
-    pub async fn register(&self, email: Email, password: NewPassword) -> Result<UserId, AuthError> {
+    pub async fn register(
+        &self,
+        email: Email,
+        password: NewPassword,
+        origin: Origin,
+    ) -> Result<UserId, AuthError> {
         let mut refusal = Refusal {
             email: Vec::new(),
             password: self.policy.violations(password.expose(), email.as_str()),
@@ -504,6 +506,7 @@ impl<S: Store> Auth<S> {
                 username: email.as_str().to_owned(),
                 password_hash,
                 is_active: true,
+                origin,
                 now: self.clock.now(),
             })
             .await
@@ -530,6 +533,7 @@ impl<S: Store> Auth<S> {
                 username: username.into_string(),
                 password_hash,
                 is_active,
+                origin: Origin::of(Actor::Cli),
                 now: self.clock.now(),
             })
             .await
@@ -545,9 +549,14 @@ impl<S: Store> Auth<S> {
     }
 
     /// Deactivation ends every session of the account at once.
-    pub async fn set_active(&self, user_id: UserId, active: bool) -> Result<bool, StoreError> {
+    pub async fn set_active(
+        &self,
+        user_id: UserId,
+        active: bool,
+        origin: Origin,
+    ) -> Result<bool, StoreError> {
         self.store
-            .set_active(user_id, active, self.clock.now())
+            .set_active(user_id, active, origin, self.clock.now())
             .await
     }
 
@@ -557,6 +566,7 @@ impl<S: Store> Auth<S> {
         &self,
         account: &Account,
         password: NewPassword,
+        origin: Origin,
     ) -> Result<(), AuthError> {
         self.password_refusal(&password, &account.email)?;
         let password_hash = self.hasher.hash(password.into()).await?;
@@ -566,6 +576,7 @@ impl<S: Store> Auth<S> {
                 password_hash,
                 None,
                 Some(SessionScope::All),
+                origin,
                 self.clock.now(),
             )
             .await?;
@@ -578,7 +589,7 @@ impl<S: Store> Auth<S> {
         &self,
         email: &str,
         password: Password,
-        client: Client,
+        origin: Origin,
     ) -> Result<TokenPair, AuthError> {
         // Longer than any account's email or password: refused without a hash or a bucket.
         if email.chars().count() > email::MAX_LEN
@@ -587,19 +598,30 @@ impl<S: Store> Auth<S> {
             return Err(AuthError::InvalidCredentials);
         }
         let email_key = Email::lookup_key(email);
-        let address = self.address_of(&client);
+        let address = self.address_of(&origin);
         let buckets = self.login_buckets(&email_key, address.as_deref()).await?;
         // Attempts are counted in the account's buckets now, so concurrent guesses get no
         // more tries than the limits (and at most that many logins of one account are in
         // flight at once). The address's own bucket counts failures only: it is checked now
         // and counted after a failure, so many people behind one address never throttle
         // each other by logging in.
-        self.take_throttle(
-            buckets.taken(),
-            buckets.ip.iter().cloned().collect(),
-            "login",
-        )
-        .await?;
+        let throttled = self
+            .take_throttle(
+                buckets.taken(),
+                buckets.ip.iter().cloned().collect(),
+                "login",
+            )
+            .await;
+        if let Err(error) = throttled {
+            if let AuthError::Throttled { .. } = error {
+                // The owner sees attempts on their account, throttled ones too.
+                let account = self.store.credentials(email_key).await?;
+                let user_id = account.map(|found| found.user_id);
+                let event = Event::login_throttled(user_id, address.as_deref());
+                self.store.record(event, origin, self.clock.now()).await?;
+            }
+            return Err(error);
+        }
 
         let credentials = self.store.credentials(email_key).await?;
         let stored_hash = credentials
@@ -617,8 +639,15 @@ impl<S: Store> Auth<S> {
                  can succeed until the password is set again"
             );
         }
-        let account = credentials.filter(|found| found.is_active && verification.matched());
-        let Some(account) = account else {
+        let user_id = credentials.as_ref().map(|found| found.user_id);
+        let failure = match &credentials {
+            Some(found) if verification.matched() && !found.is_active => {
+                Some(LoginFailure::Inactive)
+            }
+            Some(_) if verification.matched() => None,
+            _ => Some(LoginFailure::BadCredentials),
+        };
+        let (Some(account), None) = (credentials, failure) else {
             metrics::counter!("logins_total", "outcome" => "failure").increment(1);
             if let Some(ip_bucket) = buckets.ip {
                 // Past the limit already, it need not count any further.
@@ -626,6 +655,9 @@ impl<S: Store> Auth<S> {
                     .throttle_take(vec![ip_bucket], Vec::new(), self.clock.now())
                     .await?;
             }
+            let failure = failure.unwrap_or(LoginFailure::BadCredentials);
+            let event = Event::login_failed(user_id, address.as_deref(), failure);
+            self.store.record(event, origin, self.clock.now()).await?;
             return Err(AuthError::InvalidCredentials);
         };
         // A success forgives the failures from its own address; the account's count of
@@ -655,6 +687,7 @@ impl<S: Store> Auth<S> {
                     password_hash.clone(),
                     Some(verified_hash),
                     None,
+                    origin.clone(),
                     self.clock.now(),
                 )
                 .await?;
@@ -673,17 +706,19 @@ impl<S: Store> Auth<S> {
                 id: session_id,
                 user_id: account.user_id,
                 verified_hash,
-                address,
+                address: address.clone(),
                 refresh: refresh_token.digest(),
                 refresh_expires_at: now + self.lifetimes().refresh,
-                user_agent: client.user_agent,
-                client_ip: client.ip,
+                origin: origin.clone(),
                 now,
             })
             .await?;
         if !started {
             // The password changed, or the account was deactivated, while it was checked.
             metrics::counter!("logins_total", "outcome" => "failure").increment(1);
+            let superseded = LoginFailure::Superseded;
+            let event = Event::login_failed(user_id, address.as_deref(), superseded);
+            self.store.record(event, origin, now).await?;
             return Err(AuthError::InvalidCredentials);
         }
         metrics::counter!("logins_total", "outcome" => "success").increment(1);
@@ -691,7 +726,7 @@ impl<S: Store> Auth<S> {
     }
 
     /// The network a client's address is counted under.
-    fn address_of(&self, client: &Client) -> Option<String> {
+    fn address_of(&self, client: &Origin) -> Option<String> {
         client
             .ip
             .as_deref()
@@ -745,24 +780,20 @@ impl<S: Store> Auth<S> {
     pub async fn refresh(
         &self,
         presented: RefreshToken,
-        client: Option<IpAddr>,
+        origin: Origin,
     ) -> Result<TokenPair, AuthError> {
         let now = self.clock.now();
         let rotation = Redemption::Rotate {
             expires_at: now + self.lifetimes().refresh,
         };
         let (user_id, session_id, successor) =
-            self.redeem(presented, rotation, client, now).await?;
+            self.redeem(presented, rotation, origin, now).await?;
         Ok(self.pair(user_id, session_id, successor, now))
     }
 
     /// Ends the session of `presented`: its refresh and access tokens stop working at once.
-    pub async fn logout(
-        &self,
-        presented: RefreshToken,
-        client: Option<IpAddr>,
-    ) -> Result<(), AuthError> {
-        self.redeem(presented, Redemption::EndSession, client, self.clock.now())
+    pub async fn logout(&self, presented: RefreshToken, origin: Origin) -> Result<(), AuthError> {
+        self.redeem(presented, Redemption::EndSession, origin, self.clock.now())
             .await
             .map(drop)
     }
@@ -771,7 +802,7 @@ impl<S: Store> Auth<S> {
         &self,
         presented: RefreshToken,
         redemption: Redemption,
-        client: Option<IpAddr>,
+        origin: Origin,
         now: i64,
     ) -> Result<(UserId, SessionId, RefreshToken), AuthError> {
         let (successor, policy) = {
@@ -786,13 +817,14 @@ impl<S: Store> Auth<S> {
             successor: successor.digest(),
             redemption,
             policy,
-            throttle: client.and_then(|address| {
+            throttle: self.address_of(&origin).and_then(|address| {
                 Bucket::new(
                     "refresh-ip",
-                    &self.throttle.prefixes.network_of_address(address),
+                    &address,
                     self.throttle.invalid_refresh_tokens_per_ip,
                 )
             }),
+            origin,
             now,
         };
         match self.store.redeem_refresh_token(redeem).await? {
@@ -816,6 +848,29 @@ impl<S: Store> Auth<S> {
         }
     }
 
+    /// The audit log's rows that `query` selects, newest first, at most
+    /// [`MAX_PAGE`](crate::domain::audit::MAX_PAGE).
+    pub async fn audit(&self, mut query: AuditQuery) -> Result<Vec<Recorded>, StoreError> {
+        query.limit = query.limit.min(crate::domain::audit::MAX_PAGE);
+        self.store.audit_events(query).await
+    }
+
+    /// The caller's own events, newest first: their changes and the attempts on their account.
+    pub async fn activity(
+        &self,
+        caller: &AccessClaims,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Recorded>, StoreError> {
+        self.audit(AuditQuery {
+            user_id: Some(caller.user_id),
+            before,
+            limit,
+            ..AuditQuery::default()
+        })
+        .await
+    }
+
     /// The caller's live sessions.
     pub async fn sessions(&self, caller: &AccessClaims) -> Result<Vec<SessionInfo>, StoreError> {
         self.store.sessions(caller.user_id).await
@@ -826,6 +881,7 @@ impl<S: Store> Auth<S> {
         &self,
         caller: &AccessClaims,
         session_id: SessionId,
+        origin: Origin,
     ) -> Result<bool, StoreError> {
         let ended = self
             .store
@@ -833,6 +889,7 @@ impl<S: Store> Auth<S> {
                 caller.user_id,
                 SessionScope::Only(session_id),
                 EndReason::Revoked,
+                origin,
                 self.clock.now(),
             )
             .await?;
@@ -840,12 +897,17 @@ impl<S: Store> Auth<S> {
     }
 
     /// Ends every session of the caller, its own included.
-    pub async fn end_all_sessions(&self, caller: &AccessClaims) -> Result<u64, StoreError> {
+    pub async fn end_all_sessions(
+        &self,
+        caller: &AccessClaims,
+        origin: Origin,
+    ) -> Result<u64, StoreError> {
         self.store
             .end_sessions(
                 caller.user_id,
                 SessionScope::All,
                 EndReason::LogoutAll,
+                origin,
                 self.clock.now(),
             )
             .await
@@ -860,6 +922,7 @@ impl<S: Store> Auth<S> {
         email: &str,
         old: Password,
         new: NewPassword,
+        origin: Origin,
     ) -> Result<(), AuthError> {
         self.password_refusal(&new, email)?;
         // Guessing the old password with a stolen access token is throttled like logins.
@@ -892,6 +955,7 @@ impl<S: Store> Auth<S> {
                 password_hash,
                 stored,
                 Some(SessionScope::AllBut(caller.sid)),
+                origin,
                 self.clock.now(),
             )
             .await?;
@@ -930,12 +994,14 @@ impl<S: Store> Auth<S> {
         &self,
         caller: &AccessClaims,
         username: Username,
+        origin: Origin,
     ) -> Result<Option<Profile>, StoreError> {
         self.store
             .rename(
                 caller.user_id,
                 caller.sid,
                 username.into_string(),
+                origin,
                 self.clock.now(),
             )
             .await

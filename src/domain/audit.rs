@@ -164,12 +164,12 @@ impl Event {
         }
     }
 
-    fn in_session(mut self, session_id: SessionId) -> Event {
+    pub fn in_session(mut self, session_id: SessionId) -> Event {
         self.session_id = Some(session_id);
         self
     }
 
-    fn with_detail(mut self, detail: Value) -> Event {
+    pub fn with_detail(mut self, detail: Value) -> Event {
         self.detail = detail;
         self
     }
@@ -221,7 +221,12 @@ impl Event {
     pub fn session_ended(user_id: UserId, session_id: SessionId, reason: EndReason) -> Event {
         Event::about(EventName::SessionEnded, user_id)
             .in_session(session_id)
-            .with_detail(json!({"reason": reason.as_str()}))
+            .with_detail(Event::end_detail(reason))
+    }
+
+    /// The detail of a `session.ended`.
+    pub fn end_detail(reason: EndReason) -> Value {
+        json!({"reason": reason.as_str()})
     }
 
     /// An account's activation changed.
@@ -234,9 +239,9 @@ impl Event {
         Event::about(name, user_id)
     }
 
-    /// Fields of an account changed (named, never their values' secrets).
-    pub fn changed(name: EventName, user_id: UserId, fields: &[&str]) -> Event {
-        Event::about(name, user_id).with_detail(json!({"fields": fields}))
+    /// Fields of the profile changed: named, their values are not recorded.
+    pub fn profile_updated(user_id: UserId, fields: &[&str]) -> Event {
+        Event::about(EventName::ProfileUpdated, user_id).with_detail(json!({"fields": fields}))
     }
 
     pub fn key(name: EventName, kid: &str, algorithm: &str) -> Event {
@@ -273,6 +278,40 @@ pub struct AuditQuery {
 
 /// The most rows one read of the log returns.
 pub const MAX_PAGE: u32 = 100;
+
+impl AuditQuery {
+    /// The conditions of the query, each with its value, for a store to put in its own SQL:
+    /// only those asked for, so the database uses the index that fits.
+    pub fn filters(&self) -> Vec<(AuditFilter, i64)> {
+        [
+            self.user_id.map(|id| (AuditFilter::User, id)),
+            self.since.map(|since| (AuditFilter::Since, since)),
+            self.before.map(|id| (AuditFilter::Before, id)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
+/// A condition on the log's integer columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditFilter {
+    User,
+    Since,
+    Before,
+}
+
+impl AuditFilter {
+    /// The column and comparison, as both backends write it.
+    pub fn condition(self) -> &'static str {
+        match self {
+            AuditFilter::User => "user_id =",
+            AuditFilter::Since => "time >=",
+            AuditFilter::Before => "id <",
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

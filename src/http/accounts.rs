@@ -7,9 +7,10 @@ use serde::Serialize;
 
 use super::body::{Body, field_name, request_body};
 use super::{ApiError, AppState, Reply};
+use crate::auth::AuthError;
 use crate::auth::email::Email;
 use crate::auth::password::NewPassword;
-use crate::auth::{AuthError, Client};
+use crate::domain::audit::Origin;
 use crate::store::Store;
 
 pub fn routes<S: Store>() -> MethodRouter<AppState<S>> {
@@ -65,13 +66,13 @@ struct Registered {
 )]
 async fn register<S: Store>(
     State(auth): State<AppState<S>>,
-    client: Client,
+    origin: Origin,
     Body(body): Body<NewAccount>,
 ) -> Result<Reply<Registered>, ApiError> {
-    auth.throttle_registration(&client).await?;
+    auth.throttle_registration(&origin).await?;
     let email = body.email.as_str().to_owned();
     let id = auth
-        .register(body.email, body.password)
+        .register(body.email, body.password, origin)
         .await
         .map_err(|error| match error {
             AuthError::Refused(refusal) => ApiError::refused(

@@ -10,8 +10,9 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 
 use super::error::ApiError;
+use crate::auth::Auth;
 use crate::auth::tokens::AccessClaims;
-use crate::auth::{Auth, Client};
+use crate::domain::audit::{Actor, Origin};
 use crate::domain::{Profile, SessionId, UserId};
 use crate::store::Store;
 
@@ -68,46 +69,43 @@ pub fn parse_bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     }
 }
 
-/// Where a request came from: recorded with the session it starts.
-impl<S: Send + Sync> FromRequestParts<S> for Client {
+/// Where a request came from, as its owner acts: recorded with the session it starts and with
+/// the audit events it causes.
+impl<S: Send + Sync> FromRequestParts<S> for Origin {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        // Bounded: the header is the client's to fill, the table is ours to keep small.
-        const MAX_USER_AGENT: usize = 512;
-        let user_agent = parts.headers.get(header::USER_AGENT).map(|value| {
-            String::from_utf8_lossy(value.as_bytes())
-                .chars()
-                .take(MAX_USER_AGENT)
-                .collect()
-        });
-        let ClientAddress(address) = ClientAddress::of(parts);
-        let ip = address.map(|address| address.to_string());
-        Ok(Client { user_agent, ip })
+        Ok(origin_of(parts, Actor::User))
     }
 }
 
-/// The client's address alone (after trusted proxies), for the endpoints that throttle by it
-/// but record nothing of the client: a refresh need not copy the user agent.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddress(pub Option<IpAddr>);
-
-impl ClientAddress {
-    fn of(parts: &Parts) -> ClientAddress {
-        ClientAddress(
-            parts
-                .extensions
-                .get::<Arc<Requester>>()
-                .and_then(|requester| requester.address),
-        )
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddress::of(parts))
+/// The client of `parts` acting as `actor`: its address (after trusted proxies), user agent
+/// and request id.
+pub fn origin_of(parts: &Parts, actor: Actor) -> Origin {
+    // Bounded: the header is the client's to fill, the tables are ours to keep small.
+    const MAX_USER_AGENT: usize = 512;
+    let user_agent = parts.headers.get(header::USER_AGENT).map(|value| {
+        String::from_utf8_lossy(value.as_bytes())
+            .chars()
+            .take(MAX_USER_AGENT)
+            .collect()
+    });
+    let ip = parts
+        .extensions
+        .get::<Arc<Requester>>()
+        .and_then(|requester| requester.address)
+        .map(|address| address.to_string());
+    // Printable ASCII of at most 128 bytes (see `forget_unusable_request_id`).
+    let request_id = parts
+        .headers
+        .get(super::REQUEST_ID)
+        .and_then(|id| id.to_str().ok())
+        .map(str::to_owned);
+    Origin {
+        actor,
+        ip,
+        user_agent,
+        request_id,
     }
 }
 

@@ -9,6 +9,7 @@ use super::extract::AuthUser;
 use super::{ApiError, AppState, Reply};
 use crate::auth::username::Username;
 use crate::domain::Profile;
+use crate::domain::audit::Origin;
 use crate::store::Store;
 
 pub fn routes<S: Store>() -> MethodRouter<AppState<S>> {
@@ -68,9 +69,10 @@ async fn show(caller: AuthUser) -> Reply<Profile> {
 async fn replace<S: Store>(
     State(auth): State<AppState<S>>,
     caller: AuthUser,
+    origin: Origin,
     Body(body): Body<ProfileReplacement>,
 ) -> Result<Reply<Profile>, ApiError> {
-    save(&auth, caller, Some(body.username)).await
+    save(&auth, caller, origin, Some(body.username)).await
 }
 
 /// Change my profile
@@ -93,20 +95,22 @@ async fn replace<S: Store>(
 async fn update<S: Store>(
     State(auth): State<AppState<S>>,
     caller: AuthUser,
+    origin: Origin,
     Body(body): Body<ProfileUpdate>,
 ) -> Result<Reply<Profile>, ApiError> {
-    save(&auth, caller, body.username).await
+    save(&auth, caller, origin, body.username).await
 }
 
 /// `id` and `email` are read-only: whatever else the body holds is ignored.
 async fn save<S: Store>(
     auth: &AppState<S>,
     caller: AuthUser,
+    origin: Origin,
     username: Option<Username>,
 ) -> Result<Reply<Profile>, ApiError> {
     let profile = match username {
         Some(username) => auth
-            .rename(&caller.claims, username)
+            .rename(&caller.claims, username, origin)
             .await?
             .ok_or(ApiError::InvalidAccessToken)?,
         None => caller.profile,

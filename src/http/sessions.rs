@@ -14,6 +14,7 @@ use super::extract::AuthUser;
 use super::{ApiError, AppState, Reply, Success};
 use crate::auth::AuthError;
 use crate::auth::password::{NewPassword, Password};
+use crate::domain::audit::Origin;
 use crate::store::{SessionInfo, Store};
 
 pub fn list_routes<S: Store>() -> MethodRouter<AppState<S>> {
@@ -111,10 +112,11 @@ async fn list<S: Store>(
 async fn end_one<S: Store>(
     State(auth): State<AppState<S>>,
     caller: AuthUser,
+    origin: Origin,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let session_id = uuid::Uuid::try_parse(&id).map_err(|_| ApiError::NotFound)?;
-    if auth.end_session(&caller.claims, session_id).await? {
+    if auth.end_session(&caller.claims, session_id, origin).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound)
@@ -134,8 +136,9 @@ async fn end_one<S: Store>(
 async fn logout_all<S: Store>(
     State(auth): State<AppState<S>>,
     caller: AuthUser,
+    origin: Origin,
 ) -> Result<Reply<SessionsEnded>, ApiError> {
-    let ended = auth.end_all_sessions(&caller.claims).await?;
+    let ended = auth.end_all_sessions(&caller.claims, origin).await?;
     Ok(Reply(
         StatusCode::OK,
         SessionsEnded {
@@ -193,6 +196,7 @@ request_body! {
 async fn change_password<S: Store>(
     State(auth): State<AppState<S>>,
     caller: AuthUser,
+    origin: Origin,
     Body(body): Body<PasswordChange>,
 ) -> Result<Reply<Success>, ApiError> {
     auth.change_password(
@@ -200,6 +204,7 @@ async fn change_password<S: Store>(
         &caller.profile.email,
         body.old_password,
         body.new_password,
+        origin,
     )
     .await
     .map_err(|error| match error {

@@ -6,11 +6,11 @@ use axum::routing::{MethodRouter, post};
 use serde::Serialize;
 
 use super::body::{Body, Text, request_body};
-use super::extract::ClientAddress;
 use super::{ApiError, AppState, Reply, Success};
+use crate::auth::TokenPair;
 use crate::auth::password::Password;
 use crate::auth::tokens::RefreshToken;
-use crate::auth::{Client, TokenPair};
+use crate::domain::audit::Origin;
 use crate::store::Store;
 
 pub fn login_routes<S: Store>() -> MethodRouter<AppState<S>> {
@@ -105,11 +105,11 @@ impl From<TokenPair> for Reply<Tokens> {
 )]
 async fn login<S: Store>(
     State(auth): State<AppState<S>>,
-    client: Client,
+    origin: Origin,
     Body(credentials): Body<Credentials>,
 ) -> Result<Reply<Tokens>, ApiError> {
     let pair = auth
-        .login(&credentials.email.0, credentials.password, client)
+        .login(&credentials.email.0, credentials.password, origin)
         .await?;
     Ok(pair.into())
 }
@@ -136,10 +136,10 @@ async fn login<S: Store>(
 )]
 async fn refresh<S: Store>(
     State(auth): State<AppState<S>>,
-    ClientAddress(client): ClientAddress,
+    origin: Origin,
     Body(body): Body<RefreshTokenBody>,
 ) -> Result<Reply<Tokens>, ApiError> {
-    Ok(auth.refresh(body.refresh_token, client).await?.into())
+    Ok(auth.refresh(body.refresh_token, origin).await?.into())
 }
 
 /// Log out
@@ -164,9 +164,9 @@ async fn refresh<S: Store>(
 )]
 async fn logout<S: Store>(
     State(auth): State<AppState<S>>,
-    ClientAddress(client): ClientAddress,
+    origin: Origin,
     Body(body): Body<RefreshTokenBody>,
 ) -> Result<Reply<Success>, ApiError> {
-    auth.logout(body.refresh_token, client).await?;
+    auth.logout(body.refresh_token, origin).await?;
     Ok(Reply(StatusCode::OK, Success::new("User logged out.")))
 }

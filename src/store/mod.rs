@@ -6,7 +6,7 @@
 use std::future::Future;
 
 use crate::domain::RefreshDigest;
-use crate::domain::audit::Origin;
+use crate::domain::audit::{AuditQuery, Event, EventName, Origin, Recorded};
 use crate::domain::keys::KeySchedule;
 use crate::domain::sessions::{EndReason, PresentedToken, Redemption, SessionPolicy, Verdict};
 use crate::domain::throttle::{AccountBuckets, Bucket};
@@ -28,6 +28,8 @@ pub struct NewUser {
     pub username: String,
     pub password_hash: String,
     pub is_active: bool,
+    /// Who created it: recorded with `user.registered`.
+    pub origin: Origin,
     pub now: i64,
 }
 
@@ -64,8 +66,9 @@ pub struct NewSession {
     pub address: Option<String>,
     pub refresh: RefreshDigest,
     pub refresh_expires_at: i64,
-    pub user_agent: Option<String>,
-    pub client_ip: Option<String>,
+    /// The client: its address and user agent are recorded with the session and its
+    /// `login.succeeded`.
+    pub origin: Origin,
     pub now: i64,
 }
 
@@ -80,6 +83,8 @@ pub struct Redeem {
     /// The client address's bucket of invalid tokens: checked before the token is, and
     /// counted when the token is refused or replayed.
     pub throttle: Option<Bucket>,
+    /// Recorded with the events a logout or a replay causes.
+    pub origin: Origin,
     pub now: i64,
 }
 
@@ -117,6 +122,8 @@ pub struct Purge {
     pub keys_superseded_before: i64,
     /// Throttle windows that started before this time are over.
     pub throttle_before: i64,
+    /// Audit events recorded before this time are past their retention.
+    pub audit_before: i64,
 }
 
 /// How many rows housekeeping deleted.
@@ -127,6 +134,7 @@ pub struct Purged {
     pub signing_keys: u64,
     pub throttle_buckets: u64,
     pub known_addresses: u64,
+    pub audit_events: u64,
 }
 
 /// A signing key as stored.
@@ -149,6 +157,15 @@ impl StoredKey {
             activates_at: self.activates_at,
             retired_at: self.retired_at,
         }
+    }
+}
+
+/// `WHERE` and the conditions, joined; nothing when there are none.
+fn where_all(conditions: &[String]) -> String {
+    if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
     }
 }
 
@@ -251,11 +268,12 @@ pub trait Accounts: Send + Sync {
     fn accounts(&self) -> impl Future<Output = Result<Vec<Account>, StoreError>> + Send;
 
     /// Activates or deactivates the account; deactivation ends all of its sessions in the same
-    /// transaction. `false` if there is no such account.
+    /// transaction. `false` if there is no such account. A change of state is recorded.
     fn set_active(
         &self,
         user_id: UserId,
         active: bool,
+        origin: Origin,
         now: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
@@ -263,13 +281,15 @@ pub trait Accounts: Send + Sync {
     /// `end` selects (a changed password must not leave a thief's session alive). With
     /// `expected`, only if that is still the stored hash (compare-and-set: a hash computed
     /// from a password checked against it must not undo a change made meanwhile). Whether it
-    /// was replaced.
+    /// was replaced. A change that ends sessions is a `password.changed`; one that ends none
+    /// is a login replacing an outdated hash of the same password, and records nothing.
     fn set_password_hash(
         &self,
         user_id: UserId,
         password_hash: String,
         expected: Option<String>,
         end: Option<SessionScope>,
+        origin: Origin,
         now: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
@@ -292,6 +312,7 @@ pub trait Accounts: Send + Sync {
         user_id: UserId,
         session_id: SessionId,
         username: String,
+        origin: Origin,
         now: i64,
     ) -> impl Future<Output = Result<Option<Profile>, StoreError>> + Send;
 }
@@ -323,12 +344,13 @@ pub trait Sessions: Send + Sync {
         user_id: UserId,
     ) -> impl Future<Output = Result<Vec<SessionInfo>, StoreError>> + Send;
 
-    /// Ends the user's sessions that `scope` selects; how many ended.
+    /// Ends the user's sessions that `scope` selects, each recorded; how many ended.
     fn end_sessions(
         &self,
         user_id: UserId,
         scope: SessionScope,
         reason: EndReason,
+        origin: Origin,
         now: i64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
@@ -392,12 +414,14 @@ pub trait Settings: Send + Sync {
     fn add_signing_key(
         &self,
         key: StoredKey,
+        origin: Origin,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Retires the key `kid` at `now`; whether it was in force.
     fn retire_signing_key(
         &self,
         kid: String,
+        origin: Origin,
         now: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
@@ -446,6 +470,32 @@ pub struct AccountChange {
 
 /// The fields an [`AccountChange`] can name, as the API and the audit log name them.
 pub const CHANGEABLE_FIELDS: [&str; 3] = ["email", "username", "is_active"];
+
+/// The names of the fields a change changed, of [`CHANGEABLE_FIELDS`], in their order.
+fn changed_fields(email: bool, username: bool, is_active: bool) -> Vec<&'static str> {
+    CHANGEABLE_FIELDS
+        .into_iter()
+        .zip([email, username, is_active])
+        .filter_map(|(field, changed)| changed.then_some(field))
+        .collect()
+}
+
+/// The `profile.updated` of a change, if it changed the profile (a change of activation is
+/// an event of its own).
+fn profile_updated(user_id: UserId, changed: &[&'static str]) -> Option<Event> {
+    let profile: Vec<&str> = changed
+        .iter()
+        .copied()
+        .filter(|field| *field != "is_active")
+        .collect();
+    (!profile.is_empty()).then(|| Event::profile_updated(user_id, &profile))
+}
+
+/// The `throttle.cleared` of an unlock, with how many buckets it cleared.
+fn throttle_cleared(user_id: UserId, cleared: u64) -> Event {
+    Event::about(EventName::ThrottleCleared, user_id)
+        .with_detail(serde_json::json!({"buckets": cleared}))
+}
 
 /// The admin API's side of the store: any account, whoever owns it, found by id. Each write
 /// is one transaction, as every store write is.
@@ -524,10 +574,29 @@ fn containing(text: &str) -> String {
     pattern
 }
 
+/// The audit log. Changes record their events in their own transactions; this is for the
+/// events that change nothing else (a refused login) and for reading.
+pub trait AuditLog: Send + Sync {
+    /// Records `event`, folded into the latest row of its [fold](Event::fold) key when that is
+    /// recent (see [`FOLD_WINDOW`](crate::domain::audit::FOLD_WINDOW)).
+    fn record(
+        &self,
+        event: Event,
+        origin: Origin,
+        now: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The rows `query` selects, newest first.
+    fn audit_events(
+        &self,
+        query: AuditQuery,
+    ) -> impl Future<Output = Result<Vec<Recorded>, StoreError>> + Send;
+}
+
 /// The persistence the service needs, by role; implementations are cheap to clone (a pool
 /// handle). Housekeeping and the connection's life are the store's as a whole.
 pub trait Store:
-    Accounts + Sessions + Throttle + Settings + Admin + Clone + Send + Sync + 'static
+    Accounts + Sessions + Throttle + Settings + AuditLog + Admin + Clone + Send + Sync + 'static
 {
     /// Deletes what is no longer needed; see [`Purge`].
     fn purge(&self, purge: Purge) -> impl Future<Output = Result<Purged, StoreError>> + Send;

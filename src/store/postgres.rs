@@ -10,12 +10,12 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use super::{
-    Account, AccountChange, AccountOverview, AccountQuery, Accounts, Admin, Credentials,
+    Account, AccountChange, AccountOverview, AccountQuery, Accounts, Admin, AuditLog, Credentials,
     NewSession, NewUser, PoolState, Purge, Purged, Redeem, RedeemWrite, Redeemed, SecretRow,
     SessionInfo, SessionScope, Sessions, Settings, Store, StoreError, StoredKey, StoredSecret,
-    Throttle, migrations,
+    Throttle, migrations, where_all,
 };
-use crate::domain::audit::Origin;
+use crate::domain::audit::{AuditQuery, Event, EventName, FOLD_WINDOW, Origin, Recorded};
 use crate::domain::sessions::{EndReason, PresentedToken, Redemption};
 use crate::domain::throttle::{AccountBuckets, Bucket};
 use crate::domain::{Profile, SessionId, UserId};
@@ -238,7 +238,8 @@ fn session_id_of(text: &str) -> Result<SessionId, StoreError> {
 
 impl Accounts for PostgresStore {
     async fn create_user(&self, user: NewUser) -> Result<UserId, StoreError> {
-        sqlx::query_scalar(
+        let mut tx = self.pool.begin().await.map_err(database_error)?;
+        let user_id = sqlx::query_scalar(
             "INSERT INTO users
                  (email, email_key, username, password_hash, is_active, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id",
@@ -249,14 +250,18 @@ impl Accounts for PostgresStore {
         .bind(user.password_hash)
         .bind(user.is_active)
         .bind(user.now)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|error| match &error {
             sqlx::Error::Database(database) if database.is_unique_violation() => {
                 StoreError::EmailTaken
             }
             _ => database_error(error),
-        })
+        })?;
+        let registered = Event::about(EventName::UserRegistered, user_id);
+        record(&mut *tx, &user.origin, user.now, &registered).await?;
+        tx.commit().await.map_err(database_error)?;
+        Ok(user_id)
     }
 
     async fn email_registered(&self, email_key: String) -> Result<bool, StoreError> {
@@ -316,30 +321,34 @@ impl Accounts for PostgresStore {
         &self,
         user_id: UserId,
         active: bool,
+        origin: Origin,
         now: i64,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(database_error)?;
-        let found = sqlx::query("UPDATE users SET is_active = $2, updated_at = $3 WHERE id = $1")
-            .bind(user_id)
-            .bind(active)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(database_error)?
-            .rows_affected()
-            == 1;
-        if found && !active {
-            end_user_sessions(
-                &mut *tx,
-                user_id,
-                SessionScope::All,
-                EndReason::Deactivated,
-                now,
-            )
-            .await?;
+        // The old state, read under the update's row lock.
+        let was_active: Option<bool> = sqlx::query_scalar(
+            "UPDATE users u SET is_active = $2, updated_at = $3
+             FROM (SELECT id, is_active FROM users WHERE id = $1 FOR UPDATE) old
+             WHERE u.id = old.id RETURNING old.is_active",
+        )
+        .bind(user_id)
+        .bind(active)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(database_error)?;
+        let Some(was_active) = was_active else {
+            return Ok(false);
+        };
+        if was_active != active {
+            record(&mut *tx, &origin, now, &Event::activation(user_id, active)).await?;
+        }
+        if !active {
+            let reason = EndReason::Deactivated;
+            end_user_sessions(&mut *tx, user_id, SessionScope::All, reason, &origin, now).await?;
         }
         tx.commit().await.map_err(database_error)?;
-        Ok(found)
+        Ok(true)
     }
 
     async fn set_password_hash(
@@ -348,6 +357,7 @@ impl Accounts for PostgresStore {
         password_hash: String,
         expected: Option<String>,
         end: Option<SessionScope>,
+        origin: Origin,
         now: i64,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(database_error)?;
@@ -368,7 +378,10 @@ impl Accounts for PostgresStore {
         .rows_affected()
             == 1;
         if let (true, Some(scope)) = (replaced, end) {
-            end_user_sessions(&mut *tx, user_id, scope, EndReason::PasswordChanged, now).await?;
+            let changed = Event::about(EventName::PasswordChanged, user_id);
+            record(&mut *tx, &origin, now, &changed).await?;
+            let reason = EndReason::PasswordChanged;
+            end_user_sessions(&mut *tx, user_id, scope, reason, &origin, now).await?;
         }
         tx.commit().await.map_err(database_error)?;
         Ok(replaced)
@@ -408,9 +421,11 @@ impl Accounts for PostgresStore {
         user_id: UserId,
         session_id: SessionId,
         username: String,
+        origin: Origin,
         now: i64,
     ) -> Result<Option<Profile>, StoreError> {
-        sqlx::query(
+        let mut tx = self.pool.begin().await.map_err(database_error)?;
+        let renamed = sqlx::query(
             "UPDATE users SET username = $3, updated_at = $4
              WHERE id = $2 AND is_active AND EXISTS (
                  SELECT 1 FROM sessions WHERE id = $1::uuid AND user_id = $2 AND ended_at IS NULL)
@@ -420,13 +435,19 @@ impl Accounts for PostgresStore {
         .bind(user_id)
         .bind(username)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(database_error)?
         .as_ref()
         .map(profile_row)
         .transpose()
-        .map_err(database_error)
+        .map_err(database_error)?;
+        if renamed.is_some() {
+            let updated = Event::profile_updated(user_id, &["username"]).in_session(session_id);
+            record(&mut *tx, &origin, now, &updated).await?;
+        }
+        tx.commit().await.map_err(database_error)?;
+        Ok(renamed)
     }
 }
 
@@ -450,18 +471,25 @@ impl Sessions for PostgresStore {
              known AS (
                  INSERT INTO known_addresses (user_id, address, last_login_at)
                  SELECT user_id, $9, $3 FROM session WHERE $9::text IS NOT NULL
-                 ON CONFLICT (user_id, address) DO UPDATE SET last_login_at = excluded.last_login_at)
+                 ON CONFLICT (user_id, address) DO UPDATE SET last_login_at = excluded.last_login_at),
+             logged AS (
+                 INSERT INTO audit_events
+                     (time, event, user_id, session_id, actor, ip, user_agent, request_id, detail)
+                 SELECT $3, $10, user_id, id, $11, $5, $4, $12, 'null' FROM session)
              SELECT count(*) FROM session",
         )
         .bind(uuid_text(&session.id))
         .bind(session.user_id)
         .bind(session.now)
-        .bind(session.user_agent)
-        .bind(session.client_ip)
+        .bind(&session.origin.user_agent)
+        .bind(&session.origin.ip)
         .bind(&session.refresh[..])
         .bind(session.refresh_expires_at)
         .bind(session.verified_hash)
         .bind(session.address)
+        .bind(EventName::LoginSucceeded.as_str())
+        .bind(session.origin.actor.as_str())
+        .bind(&session.origin.request_id)
         .fetch_one(&self.pool)
         .await
         .map_err(database_error)?;
@@ -520,9 +548,10 @@ impl Sessions for PostgresStore {
         user_id: UserId,
         scope: SessionScope,
         reason: EndReason,
+        origin: Origin,
         now: i64,
     ) -> Result<u64, StoreError> {
-        end_user_sessions(&self.pool, user_id, scope, reason, now).await
+        end_user_sessions(&self.pool, user_id, scope, reason, &origin, now).await
     }
 }
 
@@ -656,7 +685,10 @@ impl Settings for PostgresStore {
         Ok(keys)
     }
 
-    async fn add_signing_key(&self, key: StoredKey) -> Result<(), StoreError> {
+    async fn add_signing_key(&self, key: StoredKey, origin: Origin) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(database_error)?;
+        let rotated = Event::key(EventName::KeyRotated, &key.kid, &key.algorithm);
+        record(&mut *tx, &origin, key.created_at, &rotated).await?;
         sqlx::query(
             "INSERT INTO signing_keys (kid, algorithm, secret, created_at, activates_at)
              VALUES ($1, $2, $3,
@@ -667,20 +699,35 @@ impl Settings for PostgresStore {
         .bind(key.secret)
         .bind(key.created_at)
         .bind(key.activates_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
-        .map(drop)
-        .map_err(database_error)
+        .map_err(database_error)?;
+        tx.commit().await.map_err(database_error)
     }
 
-    async fn retire_signing_key(&self, kid: String, now: i64) -> Result<bool, StoreError> {
-        sqlx::query("UPDATE signing_keys SET retired_at = $2 WHERE kid = $1 AND retired_at IS NULL")
-            .bind(kid)
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map(|done| done.rows_affected() > 0)
-            .map_err(database_error)
+    async fn retire_signing_key(
+        &self,
+        kid: String,
+        origin: Origin,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(database_error)?;
+        let algorithm: Option<String> = sqlx::query_scalar(
+            "UPDATE signing_keys SET retired_at = $2 WHERE kid = $1 AND retired_at IS NULL
+             RETURNING algorithm",
+        )
+        .bind(&kid)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(database_error)?;
+        let Some(algorithm) = algorithm else {
+            return Ok(false);
+        };
+        let retired = Event::key(EventName::KeyRetired, &kid, &algorithm);
+        record(&mut *tx, &origin, now, &retired).await?;
+        tx.commit().await.map_err(database_error)?;
+        Ok(true)
     }
 
     async fn secrets(&self, settings: Vec<String>) -> Result<Vec<StoredSecret>, StoreError> {
@@ -725,6 +772,62 @@ impl Settings for PostgresStore {
                 .map_err(database_error)?;
         }
         tx.commit().await.map_err(database_error)
+    }
+}
+
+/// The log's columns, in the order [`Recorded`] is read from.
+const SELECT_AUDIT_EVENTS: &str =
+    "SELECT id, time, event, user_id, session_id::text, actor, ip, user_agent,
+                    request_id, detail::text FROM audit_events";
+
+impl AuditLog for PostgresStore {
+    async fn record(&self, event: Event, origin: Origin, now: i64) -> Result<(), StoreError> {
+        record(&self.pool, &origin, now, &event).await
+    }
+
+    async fn audit_events(&self, query: AuditQuery) -> Result<Vec<Recorded>, StoreError> {
+        let mut conditions = Vec::new();
+        for (filter, _) in query.filters() {
+            conditions.push(format!("{} ${}", filter.condition(), conditions.len() + 1));
+        }
+        if query.event.is_some() {
+            conditions.push(format!("event = ${}", conditions.len() + 1));
+        }
+        let sql = format!(
+            "{SELECT_AUDIT_EVENTS} {} ORDER BY id DESC LIMIT ${}",
+            where_all(&conditions),
+            conditions.len() + 1
+        );
+        let mut select = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (_, value) in query.filters() {
+            select = select.bind(value);
+        }
+        if let Some(event) = query.event {
+            select = select.bind(event.as_str());
+        }
+        let rows = select
+            .bind(i64::from(query.limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(database_error)?;
+        rows.iter()
+            .map(|row| {
+                let session: Option<String> = row.try_get(4).map_err(database_error)?;
+                let detail: String = row.try_get(9).map_err(database_error)?;
+                Ok(Recorded {
+                    id: row.try_get(0).map_err(database_error)?,
+                    time: row.try_get(1).map_err(database_error)?,
+                    event: row.try_get(2).map_err(database_error)?,
+                    user_id: row.try_get(3).map_err(database_error)?,
+                    session_id: session.as_deref().map(session_id_of).transpose()?,
+                    actor: row.try_get(5).map_err(database_error)?,
+                    ip: row.try_get(6).map_err(database_error)?,
+                    user_agent: row.try_get(7).map_err(database_error)?,
+                    request_id: row.try_get(8).map_err(database_error)?,
+                    detail: serde_json::from_str(&detail).unwrap_or_default(),
+                })
+            })
+            .collect()
     }
 }
 
@@ -775,6 +878,11 @@ impl Store for PostgresStore {
             known_addresses: run(
                 "DELETE FROM known_addresses WHERE last_login_at < $1",
                 &[Some(purge.known_before)],
+            )
+            .await?,
+            audit_events: run(
+                "DELETE FROM audit_events WHERE time < $1",
+                &[Some(purge.audit_before)],
             )
             .await?,
         };
@@ -894,11 +1002,17 @@ async fn redeem_judged(
                     .map_err(database_error)?;
                 }
                 Redemption::EndSession => {
-                    end_one_session(tx, &session_text, EndReason::Logout, now).await?
+                    end_one_session(tx, &session_text, EndReason::Logout, now).await?;
+                    let ended = Event::session_ended(user_id, session_id, EndReason::Logout);
+                    record(&mut **tx, &redeem.origin, now, &ended).await?;
                 }
             }
         }
-        RedeemWrite::EndSession(reason) => end_one_session(tx, &session_text, reason, now).await?,
+        RedeemWrite::EndSession(reason) => {
+            end_one_session(tx, &session_text, reason, now).await?;
+            let reused = Event::refresh_reused(user_id, session_id);
+            record(&mut **tx, &redeem.origin, now, &reused).await?;
+        }
     }
     Ok(decision.outcome)
 }
@@ -967,27 +1081,39 @@ async fn end_one_session(
     .map_err(database_error)
 }
 
-/// Ends the user's live sessions that `scope` selects; how many ended.
+/// Ends the user's live sessions that `scope` selects, recording each in the same statement;
+/// how many ended.
 async fn end_user_sessions(
     executor: impl sqlx::PgExecutor<'_>,
     user_id: UserId,
     scope: SessionScope,
     reason: EndReason,
+    origin: &Origin,
     now: i64,
 ) -> Result<u64, StoreError> {
     let (filter, session) = match scope {
         SessionScope::All => ("", None),
-        SessionScope::Only(id) => (" AND id = $4::uuid", Some(uuid_text(&id))),
-        SessionScope::AllBut(id) => (" AND id <> $4::uuid", Some(uuid_text(&id))),
+        SessionScope::Only(id) => (" AND id = $10::uuid", Some(uuid_text(&id))),
+        SessionScope::AllBut(id) => (" AND id <> $10::uuid", Some(uuid_text(&id))),
     };
     let sql = format!(
-        "UPDATE sessions SET ended_at = $2, end_reason = $3
-         WHERE user_id = $1 AND ended_at IS NULL{filter}"
+        "WITH ended AS (
+             UPDATE sessions SET ended_at = $2, end_reason = $3
+             WHERE user_id = $1 AND ended_at IS NULL{filter} RETURNING id)
+         INSERT INTO audit_events
+             (time, event, user_id, session_id, actor, ip, user_agent, request_id, detail)
+         SELECT $2, $4, $1, id, $5, $6, $7, $8, $9::jsonb FROM ended"
     );
     let mut update = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(user_id)
         .bind(now)
-        .bind(reason.as_str());
+        .bind(reason.as_str())
+        .bind(EventName::SessionEnded.as_str())
+        .bind(origin.actor.as_str())
+        .bind(&origin.ip)
+        .bind(&origin.user_agent)
+        .bind(&origin.request_id)
+        .bind(Event::end_detail(reason).to_string());
     if let Some(session) = session {
         update = update.bind(session);
     }
@@ -996,6 +1122,43 @@ async fn end_user_sessions(
         .await
         .map_err(database_error)?
         .rows_affected())
+}
+
+/// Writes `event`; an event with a fold key adds to the count of the latest row of its key
+/// instead, if that row is less than [`FOLD_WINDOW`] old. One statement, so it is atomic on
+/// its own and part of the transaction it runs in.
+async fn record(
+    executor: impl sqlx::PgExecutor<'_>,
+    origin: &Origin,
+    now: i64,
+    event: &Event,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "WITH folded AS (
+             UPDATE audit_events
+             SET detail = jsonb_set(detail, '{count}', to_jsonb((detail->>'count')::bigint + 1))
+             WHERE id = (SELECT max(id) FROM audit_events WHERE fold_key = $10 AND time > $11)
+             RETURNING id)
+         INSERT INTO audit_events (time, event, user_id, session_id, actor, ip, user_agent,
+                                   request_id, detail, fold_key)
+         SELECT $1, $2, $3, $4::uuid, $5, $6, $7, $8, $9::jsonb, $10
+         WHERE NOT EXISTS (SELECT 1 FROM folded)",
+    )
+    .bind(now)
+    .bind(event.name.as_str())
+    .bind(event.user_id)
+    .bind(event.session_id.as_ref().map(uuid_text))
+    .bind(origin.actor.as_str())
+    .bind(&origin.ip)
+    .bind(&origin.user_agent)
+    .bind(&origin.request_id)
+    .bind(event.detail.to_string())
+    .bind(&event.fold)
+    .bind(now - FOLD_WINDOW)
+    .execute(executor)
+    .await
+    .map(drop)
+    .map_err(database_error)
 }
 
 /// The admin API's columns: an account, its live sessions and its latest login.
@@ -1102,7 +1265,7 @@ impl Admin for PostgresStore {
         &self,
         user_id: UserId,
         change: AccountChange,
-        _origin: Origin,
+        origin: Origin,
     ) -> Result<Option<Vec<&'static str>>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(database_error)?;
         // The row lock orders this change with a login's session insert (`FOR SHARE`), as a
@@ -1119,6 +1282,7 @@ impl Admin for PostgresStore {
         let new_email = change.email.filter(|(address, _)| *address != email);
         let new_username = change.username.filter(|name| *name != username);
         let new_activation = change.is_active.filter(|active| *active != is_active);
+        let now = change.now;
         sqlx::query(
             "UPDATE users SET email = coalesce($2, email), email_key = coalesce($3, email_key),
                  username = coalesce($4, username), is_active = coalesce($5, is_active),
@@ -1130,7 +1294,7 @@ impl Admin for PostgresStore {
         .bind(new_email.as_ref().map(|(_, key)| key))
         .bind(&new_username)
         .bind(new_activation)
-        .bind(change.now)
+        .bind(now)
         .execute(&mut *tx)
         .await
         .map_err(|error| match &error {
@@ -1139,31 +1303,31 @@ impl Admin for PostgresStore {
             }
             _ => database_error(error),
         })?;
-        if new_activation == Some(false) {
-            let (scope, reason) = (SessionScope::All, EndReason::Deactivated);
-            end_user_sessions(&mut *tx, user_id, scope, reason, change.now).await?;
+        if let Some(active) = new_activation {
+            record(&mut *tx, &origin, now, &Event::activation(user_id, active)).await?;
+            if !active {
+                let (scope, reason) = (SessionScope::All, EndReason::Deactivated);
+                end_user_sessions(&mut *tx, user_id, scope, reason, &origin, now).await?;
+            }
         }
-        tx.commit().await.map_err(database_error)?;
-        let changed = [
+        let changed = super::changed_fields(
             new_email.is_some(),
             new_username.is_some(),
             new_activation.is_some(),
-        ];
-        Ok(Some(
-            super::CHANGEABLE_FIELDS
-                .into_iter()
-                .zip(changed)
-                .filter_map(|(field, changed)| changed.then_some(field))
-                .collect(),
-        ))
+        );
+        if let Some(updated) = super::profile_updated(user_id, &changed) {
+            record(&mut *tx, &origin, now, &updated).await?;
+        }
+        tx.commit().await.map_err(database_error)?;
+        Ok(Some(changed))
     }
 
     async fn delete_account(
         &self,
         user_id: UserId,
         buckets: AccountBuckets,
-        _origin: Origin,
-        _now: i64,
+        origin: Origin,
+        now: i64,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(database_error)?;
         // Sessions (and with them their tokens) and known addresses go by their foreign keys'
@@ -1175,40 +1339,63 @@ impl Admin for PostgresStore {
             .map_err(database_error)?
             .rows_affected()
             == 1;
-        if deleted {
-            delete_buckets(&mut tx, buckets).await?;
+        if !deleted {
+            return Ok(false);
         }
+        delete_buckets(&mut tx, buckets).await?;
+        let event = Event::about(EventName::UserDeleted, user_id);
+        record(&mut *tx, &origin, now, &event).await?;
+        // The log outlives the account: its rows keep the id, marked erased.
+        sqlx::query(
+            "UPDATE audit_events SET detail = CASE jsonb_typeof(detail)
+                 WHEN 'object' THEN detail || '{\"erased\": true}'::jsonb
+                 ELSE '{\"erased\": true}'::jsonb END
+             WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(database_error)?;
         tx.commit().await.map_err(database_error)?;
-        Ok(deleted)
+        Ok(true)
     }
 
     async fn end_any_session(
         &self,
         session_id: SessionId,
-        _origin: Origin,
+        origin: Origin,
         now: i64,
     ) -> Result<Option<UserId>, StoreError> {
-        sqlx::query_scalar(
+        let mut tx = self.pool.begin().await.map_err(database_error)?;
+        let ended: Option<UserId> = sqlx::query_scalar(
             "UPDATE sessions SET ended_at = $2, end_reason = $3
              WHERE id = $1::uuid AND ended_at IS NULL RETURNING user_id",
         )
         .bind(uuid_text(&session_id))
         .bind(now)
         .bind(EndReason::Admin.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
-        .map_err(database_error)
+        .map_err(database_error)?;
+        if let Some(user_id) = ended {
+            let event = Event::session_ended(user_id, session_id, EndReason::Admin);
+            record(&mut *tx, &origin, now, &event).await?;
+        }
+        tx.commit().await.map_err(database_error)?;
+        Ok(ended)
     }
 
     async fn clear_throttle(
         &self,
-        _user_id: UserId,
+        user_id: UserId,
         buckets: AccountBuckets,
-        _origin: Origin,
-        _now: i64,
+        origin: Origin,
+        now: i64,
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await.map_err(database_error)?;
         let cleared = delete_buckets(&mut tx, buckets).await?;
+        let event = super::throttle_cleared(user_id, cleared);
+        record(&mut *tx, &origin, now, &event).await?;
         tx.commit().await.map_err(database_error)?;
         Ok(cleared)
     }

@@ -21,13 +21,13 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::{
-    Account, AccountChange, AccountOverview, AccountQuery, Accounts, Admin, Credentials,
+    Account, AccountChange, AccountOverview, AccountQuery, Accounts, Admin, AuditLog, Credentials,
     NewSession, NewUser, PoolState, Purge, Purged, Redeem, RedeemWrite, Redeemed, SecretRow,
     SessionInfo, SessionScope, Sessions, Settings, Store, StoreError, StoredKey, StoredSecret,
-    Throttle, migrations,
+    Throttle, migrations, where_all,
 };
 use crate::domain::RefreshDigest;
-use crate::domain::audit::Origin;
+use crate::domain::audit::{AuditQuery, Event, EventName, FOLD_WINDOW, Origin, Recorded};
 use crate::domain::sessions::{EndReason, PresentedToken, Redemption};
 use crate::domain::throttle::{AccountBuckets, Bucket};
 use crate::domain::{Profile, SessionId, UserId};
@@ -478,6 +478,10 @@ impl Accounts for SqliteStore {
                     database_error(error)
                 }
             })
+            .and_then(|user_id| {
+                let registered = Event::about(EventName::UserRegistered, user_id);
+                record(conn, &user.origin, user.now, &registered).map(|()| user_id)
+            })
         })
         .await
     }
@@ -525,26 +529,34 @@ impl Accounts for SqliteStore {
         &self,
         user_id: UserId,
         active: bool,
+        origin: Origin,
         now: i64,
     ) -> Result<bool, StoreError> {
         self.write(move |conn| {
-            let found = conn
-                .execute(
-                    "UPDATE users SET is_active = ?2, updated_at = ?3 WHERE id = ?1",
-                    params![user_id, active, now],
+            let was_active: Option<bool> = conn
+                .query_row(
+                    "SELECT is_active FROM users WHERE id = ?1",
+                    [user_id],
+                    |row| row.get(0),
                 )
-                .map_err(database_error)?
-                == 1;
-            if found && !active {
-                end_user_sessions(
-                    conn,
-                    user_id,
-                    SessionScope::All,
-                    EndReason::Deactivated,
-                    now,
-                )?;
+                .optional()
+                .map_err(database_error)?;
+            let Some(was_active) = was_active else {
+                return Ok(false);
+            };
+            conn.execute(
+                "UPDATE users SET is_active = ?2, updated_at = ?3 WHERE id = ?1",
+                params![user_id, active, now],
+            )
+            .map_err(database_error)?;
+            if was_active != active {
+                record(conn, &origin, now, &Event::activation(user_id, active))?;
             }
-            Ok(found)
+            if !active {
+                let reason = EndReason::Deactivated;
+                end_user_sessions(conn, user_id, SessionScope::All, reason, &origin, now)?;
+            }
+            Ok(true)
         })
         .await
     }
@@ -555,6 +567,7 @@ impl Accounts for SqliteStore {
         password_hash: String,
         expected: Option<String>,
         end: Option<SessionScope>,
+        origin: Origin,
         now: i64,
     ) -> Result<bool, StoreError> {
         self.write(move |conn| {
@@ -569,7 +582,14 @@ impl Accounts for SqliteStore {
                 .map_err(database_error)?
                 == 1;
             if let (true, Some(scope)) = (replaced, end) {
-                end_user_sessions(conn, user_id, scope, EndReason::PasswordChanged, now)?;
+                record(
+                    conn,
+                    &origin,
+                    now,
+                    &Event::about(EventName::PasswordChanged, user_id),
+                )?;
+                let reason = EndReason::PasswordChanged;
+                end_user_sessions(conn, user_id, scope, reason, &origin, now)?;
             }
             Ok(replaced)
         })
@@ -605,24 +625,31 @@ impl Accounts for SqliteStore {
         user_id: UserId,
         session_id: SessionId,
         username: String,
+        origin: Origin,
         now: i64,
     ) -> Result<Option<Profile>, StoreError> {
         self.write(move |conn| {
-            conn.prepare_cached(
-                "UPDATE users SET username = ?3, updated_at = ?4
+            let renamed = conn
+                .prepare_cached(
+                    "UPDATE users SET username = ?3, updated_at = ?4
                  WHERE id = ?2 AND is_active = 1 AND EXISTS (
                      SELECT 1 FROM sessions WHERE id = ?1 AND user_id = ?2 AND ended_at IS NULL)
                  RETURNING id, username, email",
-            )
-            .and_then(|mut update| {
-                update
-                    .query_row(
-                        params![session_id.as_bytes(), user_id, username, now],
-                        profile_row,
-                    )
-                    .optional()
-            })
-            .map_err(database_error)
+                )
+                .and_then(|mut update| {
+                    update
+                        .query_row(
+                            params![session_id.as_bytes(), user_id, username, now],
+                            profile_row,
+                        )
+                        .optional()
+                })
+                .map_err(database_error)?;
+            if renamed.is_some() {
+                let updated = Event::profile_updated(user_id, &["username"]).in_session(session_id);
+                record(conn, &origin, now, &updated)?;
+            }
+            Ok(renamed)
         })
         .await
     }
@@ -644,8 +671,8 @@ impl Sessions for SqliteStore {
                         session.id.as_bytes(),
                         session.user_id,
                         session.now,
-                        session.user_agent,
-                        session.client_ip,
+                        session.origin.user_agent,
+                        session.origin.ip,
                         session.verified_hash,
                     ])
                 })
@@ -673,6 +700,8 @@ impl Sessions for SqliteStore {
                 })
                 .map_err(database_error)?;
             }
+            let succeeded = Event::login_succeeded(session.user_id, session.id);
+            record(conn, &session.origin, session.now, &succeeded)?;
             Ok(true)
         })
         .await
@@ -715,9 +744,10 @@ impl Sessions for SqliteStore {
         user_id: UserId,
         scope: SessionScope,
         reason: EndReason,
+        origin: Origin,
         now: i64,
     ) -> Result<u64, StoreError> {
-        self.write(move |conn| end_user_sessions(conn, user_id, scope, reason, now))
+        self.write(move |conn| end_user_sessions(conn, user_id, scope, reason, &origin, now))
             .await
     }
 }
@@ -851,8 +881,10 @@ impl Settings for SqliteStore {
         .await
     }
 
-    async fn add_signing_key(&self, key: StoredKey) -> Result<(), StoreError> {
+    async fn add_signing_key(&self, key: StoredKey, origin: Origin) -> Result<(), StoreError> {
         self.write(move |conn| {
+            let rotated = Event::key(EventName::KeyRotated, &key.kid, &key.algorithm);
+            record(conn, &origin, key.created_at, &rotated)?;
             conn.execute(
                 "INSERT INTO signing_keys (kid, algorithm, secret, created_at, activates_at)
                  VALUES (?1, ?2, ?3,
@@ -871,14 +903,32 @@ impl Settings for SqliteStore {
         .await
     }
 
-    async fn retire_signing_key(&self, kid: String, now: i64) -> Result<bool, StoreError> {
+    async fn retire_signing_key(
+        &self,
+        kid: String,
+        origin: Origin,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         self.write(move |conn| {
-            conn.execute(
-                "UPDATE signing_keys SET retired_at = ?2 WHERE kid = ?1 AND retired_at IS NULL",
-                params![kid, now],
-            )
-            .map(|retired| retired > 0)
-            .map_err(database_error)
+            let algorithm: Option<String> = conn
+                .query_row(
+                    "UPDATE signing_keys SET retired_at = ?2 WHERE kid = ?1 AND retired_at IS NULL
+                     RETURNING algorithm",
+                    params![kid, now],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(database_error)?;
+            let Some(algorithm) = algorithm else {
+                return Ok(false);
+            };
+            record(
+                conn,
+                &origin,
+                now,
+                &Event::key(EventName::KeyRetired, &kid, &algorithm),
+            )?;
+            Ok(true)
         })
         .await
     }
@@ -915,6 +965,57 @@ impl Settings for SqliteStore {
     }
 }
 
+/// The log's columns, in the order [`Recorded`] is read from.
+const SELECT_AUDIT_EVENTS: &str =
+    "SELECT id, time, event, user_id, session_id, actor, ip, user_agent,
+                    request_id, detail FROM audit_events";
+
+impl AuditLog for SqliteStore {
+    async fn record(&self, event: Event, origin: Origin, now: i64) -> Result<(), StoreError> {
+        self.write(move |conn| record(conn, &origin, now, &event))
+            .await
+    }
+
+    async fn audit_events(&self, query: AuditQuery) -> Result<Vec<Recorded>, StoreError> {
+        let mut conditions = Vec::new();
+        let mut values: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        for (filter, value) in query.filters() {
+            values.push(Box::new(value));
+            conditions.push(format!("{} ?{}", filter.condition(), values.len()));
+        }
+        if let Some(event) = query.event {
+            values.push(Box::new(event.as_str()));
+            conditions.push(format!("event = ?{}", values.len()));
+        }
+        values.push(Box::new(query.limit));
+        let sql = format!(
+            "{} {} ORDER BY id DESC LIMIT ?{}",
+            SELECT_AUDIT_EVENTS,
+            where_all(&conditions),
+            values.len()
+        );
+        self.read(move |conn| {
+            conn.prepare_cached(&sql)?
+                .query_map(rusqlite::params_from_iter(&values), |row| {
+                    let detail: String = row.get(9)?;
+                    Ok(Recorded {
+                        id: row.get(0)?,
+                        time: row.get(1)?,
+                        event: row.get(2)?,
+                        user_id: row.get(3)?,
+                        session_id: row.get::<_, Option<[u8; 16]>>(4)?.map(session_id),
+                        actor: row.get(5)?,
+                        ip: row.get(6)?,
+                        user_agent: row.get(7)?,
+                        request_id: row.get(8)?,
+                        detail: serde_json::from_str(&detail).unwrap_or_default(),
+                    })
+                })?
+                .collect()
+        })
+    }
+}
+
 impl Store for SqliteStore {
     async fn purge(&self, purge: Purge) -> Result<Purged, StoreError> {
         self.write(move |conn| {
@@ -931,6 +1032,7 @@ impl Store for SqliteStore {
                 signing_keys: run(PURGE_KEYS, &[&purge.keys_superseded_before])?,
                 throttle_buckets: run(PURGE_THROTTLE, &[&purge.throttle_before])?,
                 known_addresses: run(PURGE_KNOWN_ADDRESSES, &[&purge.known_before])?,
+                audit_events: run(PURGE_AUDIT, &[&purge.audit_before])?,
             };
             Ok(purged)
         })
@@ -1091,10 +1193,18 @@ fn redeem_judged(conn: &Connection, redeem: &Redeem) -> Result<Redeemed, StoreEr
                     .and_then(|mut touch| touch.execute(params![session_id.as_bytes(), now]))
                     .map_err(database_error)?;
                 }
-                Redemption::EndSession => end_session(conn, &session_id, EndReason::Logout, now)?,
+                Redemption::EndSession => {
+                    end_session(conn, &session_id, EndReason::Logout, now)?;
+                    let ended = Event::session_ended(user_id, session_id, EndReason::Logout);
+                    record(conn, &redeem.origin, now, &ended)?;
+                }
             }
         }
-        RedeemWrite::EndSession(reason) => end_session(conn, &session_id, reason, now)?,
+        RedeemWrite::EndSession(reason) => {
+            end_session(conn, &session_id, reason, now)?;
+            let reused = Event::refresh_reused(user_id, session_id);
+            record(conn, &redeem.origin, now, &reused)?;
+        }
     }
     Ok(decision.outcome)
 }
@@ -1143,6 +1253,8 @@ const PURGE_KEYS: &str = "DELETE FROM signing_keys
     WHERE retired_at < ?1
        OR (retired_at IS NULL AND activates_at < (SELECT max(activates_at) FROM signing_keys
                WHERE retired_at IS NULL AND activates_at < ?1))";
+
+const PURGE_AUDIT: &str = "DELETE FROM audit_events WHERE time < ?1";
 
 const PURGE_THROTTLE: &str = "DELETE FROM throttle_buckets WHERE window_start < ?1";
 
@@ -1241,12 +1353,13 @@ fn consume(conn: &Connection, digest: &RefreshDigest, now: i64) -> Result<(), St
     .map_err(database_error)
 }
 
-/// Ends the user's live sessions that `scope` selects; how many ended.
+/// Ends the user's live sessions that `scope` selects, recording each; how many ended.
 fn end_user_sessions(
     conn: &Connection,
     user_id: UserId,
     scope: SessionScope,
     reason: EndReason,
+    origin: &Origin,
     now: i64,
 ) -> Result<u64, StoreError> {
     let (filter, session) = match &scope {
@@ -1256,16 +1369,67 @@ fn end_user_sessions(
     };
     let sql = format!(
         "UPDATE sessions SET ended_at = ?2, end_reason = ?3
-         WHERE user_id = ?1 AND ended_at IS NULL{filter}"
+         WHERE user_id = ?1 AND ended_at IS NULL{filter} RETURNING id"
     );
-    let ended = conn
+    let ended: Vec<SessionId> = conn
         .prepare_cached(&sql)
-        .and_then(|mut update| match session {
-            Some(id) => update.execute(params![user_id, now, reason.as_str(), id]),
-            None => update.execute(params![user_id, now, reason.as_str()]),
+        .and_then(|mut update| {
+            let reason = reason.as_str();
+            let mut values: Vec<&dyn rusqlite::ToSql> = vec![&user_id, &now, &reason];
+            values.extend(session.as_ref().map(|id| id as &dyn rusqlite::ToSql));
+            update
+                .query_map(values.as_slice(), |row| row.get(0).map(session_id))?
+                .collect()
         })
         .map_err(database_error)?;
-    Ok(ended as u64)
+    for id in &ended {
+        record(
+            conn,
+            origin,
+            now,
+            &Event::session_ended(user_id, *id, reason),
+        )?;
+    }
+    Ok(ended.len() as u64)
+}
+
+/// Writes `event` in the open transaction; an event with a fold key adds to the count of the
+/// latest row of its key instead, if that row is less than [`FOLD_WINDOW`] old.
+fn record(conn: &Connection, origin: &Origin, now: i64, event: &Event) -> Result<(), StoreError> {
+    if let Some(fold) = &event.fold {
+        let folded = conn
+            .prepare_cached(
+                "UPDATE audit_events
+                 SET detail = json_set(detail, '$.count', json_extract(detail, '$.count') + 1)
+                 WHERE id = (SELECT max(id) FROM audit_events WHERE fold_key = ?1 AND time > ?2)",
+            )
+            .and_then(|mut update| update.execute(params![fold, now - FOLD_WINDOW]))
+            .map_err(database_error)?;
+        if folded > 0 {
+            return Ok(());
+        }
+    }
+    conn.prepare_cached(
+        "INSERT INTO audit_events (time, event, user_id, session_id, actor, ip, user_agent,
+                                   request_id, detail, fold_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )
+    .and_then(|mut insert| {
+        insert.execute(params![
+            now,
+            event.name.as_str(),
+            event.user_id,
+            event.session_id.as_ref().map(|id| id.as_bytes()),
+            origin.actor.as_str(),
+            origin.ip,
+            origin.user_agent,
+            origin.request_id,
+            event.detail.to_string(),
+            event.fold,
+        ])
+    })
+    .map(drop)
+    .map_err(database_error)
 }
 
 /// Ends the session if it is still live.
@@ -1376,7 +1540,7 @@ impl Admin for SqliteStore {
         &self,
         user_id: UserId,
         change: AccountChange,
-        _origin: Origin,
+        origin: Origin,
     ) -> Result<Option<Vec<&'static str>>, StoreError> {
         self.write(move |conn| {
             let current = conn
@@ -1399,11 +1563,12 @@ impl Admin for SqliteStore {
             let new_email = change.email.filter(|(address, _)| *address != email);
             let new_username = change.username.filter(|name| *name != username);
             let new_activation = change.is_active.filter(|active| *active != is_active);
+            let now = change.now;
             if let Some((address, key)) = &new_email {
                 conn.prepare_cached(
                     "UPDATE users SET email = ?2, email_key = ?3, updated_at = ?4 WHERE id = ?1",
                 )
-                .and_then(|mut update| update.execute(params![user_id, address, key, change.now]))
+                .and_then(|mut update| update.execute(params![user_id, address, key, now]))
                 .map_err(|error| {
                     if is_unique_violation(&error) {
                         StoreError::EmailTaken
@@ -1416,32 +1581,30 @@ impl Admin for SqliteStore {
                 conn.prepare_cached(
                     "UPDATE users SET username = ?2, updated_at = ?3 WHERE id = ?1",
                 )
-                .and_then(|mut update| update.execute(params![user_id, name, change.now]))
+                .and_then(|mut update| update.execute(params![user_id, name, now]))
                 .map_err(database_error)?;
             }
             if let Some(active) = new_activation {
                 conn.prepare_cached(
                     "UPDATE users SET is_active = ?2, updated_at = ?3 WHERE id = ?1",
                 )
-                .and_then(|mut update| update.execute(params![user_id, active, change.now]))
+                .and_then(|mut update| update.execute(params![user_id, active, now]))
                 .map_err(database_error)?;
+                record(conn, &origin, now, &Event::activation(user_id, active))?;
                 if !active {
                     let (scope, reason) = (SessionScope::All, EndReason::Deactivated);
-                    end_user_sessions(conn, user_id, scope, reason, change.now)?;
+                    end_user_sessions(conn, user_id, scope, reason, &origin, now)?;
                 }
             }
-            let changed = [
+            let changed = super::changed_fields(
                 new_email.is_some(),
                 new_username.is_some(),
                 new_activation.is_some(),
-            ];
-            Ok(Some(
-                super::CHANGEABLE_FIELDS
-                    .into_iter()
-                    .zip(changed)
-                    .filter_map(|(field, changed)| changed.then_some(field))
-                    .collect(),
-            ))
+            );
+            if let Some(updated) = super::profile_updated(user_id, &changed) {
+                record(conn, &origin, now, &updated)?;
+            }
+            Ok(Some(changed))
         })
         .await
     }
@@ -1450,8 +1613,8 @@ impl Admin for SqliteStore {
         &self,
         user_id: UserId,
         buckets: AccountBuckets,
-        _origin: Origin,
-        _now: i64,
+        origin: Origin,
+        now: i64,
     ) -> Result<bool, StoreError> {
         self.write(move |conn| {
             // Sessions (and with them their tokens) and known addresses go by their foreign
@@ -1461,10 +1624,22 @@ impl Admin for SqliteStore {
                 .and_then(|mut delete| delete.execute([user_id]))
                 .map_err(database_error)?
                 == 1;
-            if deleted {
-                delete_buckets(conn, &buckets)?;
+            if !deleted {
+                return Ok(false);
             }
-            Ok(deleted)
+            delete_buckets(conn, &buckets)?;
+            let event = Event::about(EventName::UserDeleted, user_id);
+            record(conn, &origin, now, &event)?;
+            // The log outlives the account: its rows keep the id, marked erased.
+            conn.prepare_cached(
+                "UPDATE audit_events SET detail = CASE json_type(detail)
+                     WHEN 'object' THEN json_set(detail, '$.erased', json('true'))
+                     ELSE json_object('erased', json('true')) END
+                 WHERE user_id = ?1",
+            )
+            .and_then(|mut update| update.execute([user_id]))
+            .map_err(database_error)?;
+            Ok(true)
         })
         .await
     }
@@ -1472,41 +1647,58 @@ impl Admin for SqliteStore {
     async fn end_any_session(
         &self,
         session_id: SessionId,
-        _origin: Origin,
+        origin: Origin,
         now: i64,
     ) -> Result<Option<UserId>, StoreError> {
         self.write(move |conn| {
-            conn.prepare_cached(
-                "UPDATE sessions SET ended_at = ?2, end_reason = ?3
-                 WHERE id = ?1 AND ended_at IS NULL RETURNING user_id",
-            )
-            .and_then(|mut update| {
-                update
-                    .query_row(
-                        params![session_id.as_bytes(), now, EndReason::Admin.as_str()],
-                        |row| row.get(0),
-                    )
-                    .optional()
-            })
-            .map_err(database_error)
+            let ended: Option<UserId> = conn
+                .prepare_cached(
+                    "UPDATE sessions SET ended_at = ?2, end_reason = ?3
+                     WHERE id = ?1 AND ended_at IS NULL RETURNING user_id",
+                )
+                .and_then(|mut update| {
+                    update
+                        .query_row(
+                            params![session_id.as_bytes(), now, EndReason::Admin.as_str()],
+                            |row| row.get(0),
+                        )
+                        .optional()
+                })
+                .map_err(database_error)?;
+            if let Some(user_id) = ended {
+                let event = Event::session_ended(user_id, session_id, EndReason::Admin);
+                record(conn, &origin, now, &event)?;
+            }
+            Ok(ended)
         })
         .await
     }
 
     async fn clear_throttle(
         &self,
-        _user_id: UserId,
+        user_id: UserId,
         buckets: AccountBuckets,
-        _origin: Origin,
-        _now: i64,
+        origin: Origin,
+        now: i64,
     ) -> Result<u64, StoreError> {
-        self.write(move |conn| delete_buckets(conn, &buckets)).await
+        self.write(move |conn| {
+            let cleared = delete_buckets(conn, &buckets)?;
+            record(
+                conn,
+                &origin,
+                now,
+                &super::throttle_cleared(user_id, cleared),
+            )?;
+            Ok(cleared)
+        })
+        .await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::audit::Actor;
 
     async fn open_temporary() -> (tempfile::TempDir, SqliteStore) {
         let directory = tempfile::tempdir().unwrap();
@@ -1522,6 +1714,7 @@ mod tests {
             username: email.into(),
             password_hash: "not a real hash".into(),
             is_active: true,
+            origin: Origin::of(Actor::Cli),
             now: 1,
         }
     }

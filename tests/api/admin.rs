@@ -7,6 +7,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderValue, Method, Request, StatusCode, header};
+use restful_auth::domain::audit::AuditQuery;
 use serde_json::{Value, json};
 
 use crate::helpers::{JSON, PASSWORD, TestApp, TestResponse, TestUser, send_to, spawn_app};
@@ -614,4 +615,151 @@ async fn one_session_of_any_account_is_ended_by_its_id() {
         .await
         .assert_refresh_token_refused();
     assert_eq!(app.get_me(&kept.access).await.status, StatusCode::OK);
+}
+
+// ---- the audit log ------------------------------------------------------------------------
+
+/// The audit rows of `user_id`, oldest first, as `(event, actor, detail)`.
+async fn audit_of(app: &TestApp, user_id: i64) -> Vec<(String, String, Value)> {
+    let mut rows = app
+        .admin
+        .audit(AuditQuery {
+            user_id: Some(user_id),
+            limit: 100,
+            ..AuditQuery::default()
+        })
+        .await;
+    rows.reverse();
+    rows.into_iter()
+        .map(|row| (row.event, row.actor, row.detail))
+        .collect()
+}
+
+/// The rows of `all` after the first `seen`, as `(event, actor, detail)`.
+fn since(all: &[(String, String, Value)], seen: usize) -> Vec<(&str, &str, &Value)> {
+    all[seen..]
+        .iter()
+        .map(|(event, actor, detail)| (event.as_str(), actor.as_str(), detail))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_admin_change_is_recorded_with_the_admin_as_its_actor_in_its_transaction() {
+    let app = spawn_app().await;
+    let (user, _) = app.register_and_login().await;
+    let admin = AdminApi::of(&app);
+    let path = format!("/admin/users/{}/", user.id);
+    let seen = audit_of(&app, user.id).await.len();
+
+    admin
+        .patch(
+            &path,
+            json!({"username": "Ann Lee", "email": "ann@example.org"}),
+        )
+        .await;
+    admin.patch(&path, json!({"username": "Ann Lee"})).await;
+    admin.patch(&path, json!({"is_active": false})).await;
+    admin.patch(&path, json!({"is_active": true})).await;
+    let second = app.login_user(&user).await;
+    let sid = app.claims_of(&second.access)["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    admin.delete(&format!("/admin/sessions/{sid}/")).await;
+    app.login_user(&user).await;
+    admin.delete(&format!("{path}sessions/")).await;
+    admin.post(&format!("{path}unlock/")).await;
+
+    let all = audit_of(&app, user.id).await;
+    assert_eq!(
+        since(&all, seen),
+        [
+            ("profile.updated", "admin", &json!({"fields": ["username"]})),
+            ("user.deactivated", "admin", &Value::Null),
+            ("session.ended", "admin", &json!({"reason": "deactivated"})),
+            ("user.activated", "admin", &Value::Null),
+            ("login.succeeded", "user", &Value::Null),
+            ("session.ended", "admin", &json!({"reason": "admin"})),
+            ("login.succeeded", "user", &Value::Null),
+            ("session.ended", "admin", &json!({"reason": "admin"})),
+            ("throttle.cleared", "admin", &all[all.len() - 1].2),
+        ],
+        "an unchanged field records nothing: {all:#?}"
+    );
+    assert!(all[all.len() - 1].2["buckets"].is_u64(), "{all:#?}");
+}
+
+#[tokio::test]
+async fn a_deleted_account_s_events_keep_its_id_and_are_marked_erased() {
+    let app = spawn_app().await;
+    let (user, _) = app.register_and_login().await;
+    let other = app.register_user("bob@example.org").await;
+    let admin = AdminApi::of(&app);
+
+    let deleted = admin.delete(&format!("/admin/users/{}/", user.id)).await;
+
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let rows = audit_of(&app, user.id).await;
+    assert_eq!(
+        rows.iter()
+            .map(|(event, ..)| event.as_str())
+            .collect::<Vec<_>>(),
+        ["user.registered", "login.succeeded", "user.deleted"]
+    );
+    assert_eq!(rows[2].1, "admin");
+    assert!(
+        rows.iter().all(|(.., detail)| detail["erased"] == true),
+        "{rows:#?}"
+    );
+    let others = audit_of(&app, other.id).await;
+    assert!(
+        others
+            .iter()
+            .all(|(.., detail)| detail.get("erased").is_none())
+    );
+}
+
+#[tokio::test]
+async fn an_admin_event_names_the_admin_request() {
+    let app = spawn_app().await;
+    let user = app.register_user("ann@example.org").await;
+    let admin = AdminApi::of(&app);
+    let request = Request::post(format!("/admin/users/{}/unlock/", user.id))
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .header("x-request-id", "back-office-42")
+        .header(header::USER_AGENT, "back-office/1.0")
+        .extension(ConnectInfo(
+            "192.0.2.10:50000".parse::<SocketAddr>().unwrap(),
+        ))
+        .body(Body::empty())
+        .unwrap();
+
+    let unlocked = send_to(&admin.router, request).await;
+
+    assert_eq!(unlocked.status, StatusCode::OK);
+    let rows = app
+        .admin
+        .audit(AuditQuery {
+            user_id: Some(user.id),
+            limit: 1,
+            ..AuditQuery::default()
+        })
+        .await;
+    let row = &rows[0];
+    assert_eq!(
+        (
+            row.event.as_str(),
+            row.actor.as_str(),
+            row.ip.as_deref(),
+            row.user_agent.as_deref(),
+            row.request_id.as_deref()
+        ),
+        (
+            "throttle.cleared",
+            "admin",
+            Some("192.0.2.10"),
+            Some("back-office/1.0"),
+            Some("back-office-42")
+        )
+    );
 }

@@ -19,6 +19,7 @@ use restful_auth::auth::Auth;
 use restful_auth::auth::admin::AdminToken;
 use restful_auth::auth::vault::MasterKey;
 use restful_auth::config::{Argon2Cost, Config, SecretKey};
+use restful_auth::domain::audit::{Actor, AuditQuery, Origin, Recorded};
 use restful_auth::domain::clock::ManualClock;
 use restful_auth::domain::settings::Setting;
 use restful_auth::store::{PostgresStore, SqliteStore, Store};
@@ -214,14 +215,20 @@ pub trait Admin: Send + Sync {
     /// Deletes what housekeeping deletes after `retention` (`restful-auth purge`).
     fn purge(&self, retention: std::time::Duration) -> Pending<'_, ()>;
 
+    /// The audit log's rows that `query` selects, newest first (`restful-auth audit`).
+    fn audit(&self, query: AuditQuery) -> Pending<'_, Vec<Recorded>>;
+
     /// The admin API of the same service (what `--admin-bind` serves), guarded by `token`.
     fn admin_api(self: Arc<Self>, token: Option<&str>) -> Router;
 }
 
+/// The operator's commands act as the command line does.
+const OPERATOR: Origin = Origin::of(Actor::Cli);
+
 impl<S: Store> Admin for Auth<S> {
     fn set_active(&self, user_id: i64, active: bool) -> Pending<'_, ()> {
         Box::pin(async move {
-            let found = Auth::set_active(self, user_id, active)
+            let found = Auth::set_active(self, user_id, active, OPERATOR)
                 .await
                 .expect("the store answers");
             assert!(found, "user {user_id} exists");
@@ -239,7 +246,7 @@ impl<S: Store> Admin for Auth<S> {
 
     fn rotate_signing_key(&self, immediately: bool) -> Pending<'_, Option<String>> {
         Box::pin(async move {
-            Auth::rotate_signing_key(self, immediately)
+            Auth::rotate_signing_key(self, immediately, OPERATOR)
                 .await
                 .expect("the store answers")
                 .map(|rotated| rotated.kid)
@@ -260,7 +267,7 @@ impl<S: Store> Admin for Auth<S> {
 
     fn retire_signing_key<'a>(&'a self, kid: &'a str) -> Pending<'a, bool> {
         Box::pin(async move {
-            Auth::retire_signing_key(self, kid)
+            Auth::retire_signing_key(self, kid, OPERATOR)
                 .await
                 .expect("the store answers")
                 .expect("keys kept in the database")
@@ -288,7 +295,7 @@ impl<S: Store> Admin for Auth<S> {
                 .expect("the account exists");
             let password =
                 NewPassword::new(Password::new(password.to_owned())).expect("a bounded password");
-            Auth::set_password(self, &account, password)
+            Auth::set_password(self, &account, password, OPERATOR)
                 .await
                 .expect("the password is set");
         })
@@ -300,6 +307,10 @@ impl<S: Store> Admin for Auth<S> {
                 .await
                 .expect("the store answers");
         })
+    }
+
+    fn audit(&self, query: AuditQuery) -> Pending<'_, Vec<Recorded>> {
+        Box::pin(async move { Auth::audit(self, query).await.expect("the store answers") })
     }
 
     fn admin_api(self: Arc<Self>, token: Option<&str>) -> Router {

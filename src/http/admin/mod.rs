@@ -21,8 +21,7 @@ use utoipa::openapi::{OpenApi as Document, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
 use super::error::FieldErrors;
-use super::{ApiError, AppState, Options, REQUEST_ID, Reply, observe, with_and_without_slash};
-use crate::auth::Client;
+use super::{ApiError, AppState, Options, Reply, observe, with_and_without_slash};
 use crate::auth::admin::{AdminToken, Page};
 use crate::domain::audit::{Actor, Origin};
 use crate::store::Store;
@@ -89,19 +88,8 @@ pub struct AdminOrigin(pub Origin);
 impl<S: Send + Sync> FromRequestParts<S> for AdminOrigin {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Client { user_agent, ip } = Client::from_request_parts(parts, state).await?;
-        let request_id = parts
-            .headers
-            .get(REQUEST_ID)
-            .and_then(|id| id.to_str().ok())
-            .map(str::to_owned);
-        Ok(AdminOrigin(Origin {
-            actor: Actor::Admin,
-            ip,
-            user_agent,
-            request_id,
-        }))
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(AdminOrigin(super::extract::origin_of(parts, Actor::Admin)))
     }
 }
 
