@@ -11,11 +11,13 @@ use crate::auth::password::{self, NewPassword, Password};
 use crate::auth::username::Username;
 use crate::auth::vault::MasterKey;
 use crate::config::Config;
-use crate::domain::audit::{Actor, Origin};
+use crate::domain::audit::{Actor, AuditQuery, EventName, Origin, Recorded};
+use crate::domain::clock::rfc3339;
 use crate::domain::settings::Setting;
 use crate::store::django::{self, DjangoUser};
 use crate::store::{Account, PostgresStore, SqliteStore, Store, StoreError};
 use crate::{StartupError, serve};
+use serde_json::json;
 
 /// A user-authentication REST service: register, login, rotating refresh tokens, profile.
 #[derive(Debug, clap::Parser)]
@@ -49,6 +51,25 @@ pub enum Command {
     /// Delete the sessions that are over, with their tokens, and other expired data now (the
     /// service also does it every `--purge-interval`).
     Purge,
+    /// The audit log, newest first: who did what to which account, from where.
+    Audit {
+        /// Only the events of this account (its email, or its id: an erased account's events
+        /// keep its id).
+        #[arg(long)]
+        user: Option<String>,
+        /// Only events of this name (`login.failed`, `session.ended`, …).
+        #[arg(long)]
+        event: Option<EventName>,
+        /// Only events of the last such time (`1h`, `7days`).
+        #[arg(long, value_parser = crate::config::parse_lifetime)]
+        since: Option<std::time::Duration>,
+        /// At most this many events.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        limit: u32,
+        /// A table, or one JSON object per line.
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
     /// Import the users of a Django database (its `auth_user` table, or `--table`). Their
     /// Django password hashes keep working and are replaced by Argon2id at their next login.
     ImportDjango {
@@ -59,6 +80,15 @@ pub enum Command {
         #[arg(long, default_value = "auth_user")]
         table: String,
     },
+}
+
+/// How a command prints what it lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Columns separated by tabs, for people.
+    Table,
+    /// One JSON object per line, for programs.
+    Json,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -157,7 +187,7 @@ async fn execute<S: Store>(store: S, cli: Cli) -> Result<(), StartupError> {
                  their reload interval).",
                 rotated.algorithm,
                 rotated.kid,
-                timestamp(rotated.activates_at),
+                rfc3339(rotated.activates_at),
             );
             Ok(())
         }
@@ -168,8 +198,8 @@ async fn execute<S: Store>(store: S, cli: Cli) -> Result<(), StartupError> {
                     "{}\t{}\tcreated {}\tsigns from {}\t{}",
                     key.kid,
                     key.algorithm,
-                    timestamp(key.created_at),
-                    timestamp(key.activates_at),
+                    rfc3339(key.created_at),
+                    rfc3339(key.activates_at),
                     key.state.name(),
                 );
             }
@@ -204,6 +234,34 @@ async fn execute<S: Store>(store: S, cli: Cli) -> Result<(), StartupError> {
                 "{}",
                 rewrapped_message(count, &new_master_key_file, &config)
             );
+            Ok(())
+        }
+        Command::Audit {
+            user,
+            event,
+            since,
+            limit,
+            output,
+        } => {
+            let auth = Auth::new(store, &config).await?;
+            let user_id = match user {
+                Some(user) => Some(match user.parse::<i64>() {
+                    Ok(id) => id,
+                    Err(_) => find(&auth, &user).await?.id,
+                }),
+                None => None,
+            };
+            let since = since.map(|since| auth.now() - i64::try_from(since.as_secs()).unwrap_or(0));
+            let events = auth
+                .audit(AuditQuery {
+                    user_id,
+                    event,
+                    since,
+                    before: None,
+                    limit,
+                })
+                .await?;
+            print_events(&events, output);
             Ok(())
         }
         Command::Purge => {
@@ -336,6 +394,40 @@ fn print_account(account: &Account) {
     );
 }
 
+/// The events, as a table or as JSON lines; a table's detail is compact JSON.
+fn print_events(events: &[Recorded], output: Output) {
+    for event in events {
+        let row = json!({
+            "id": event.id,
+            "time": rfc3339(event.time),
+            "event": event.event,
+            "user_id": event.user_id,
+            "session_id": event.session_id,
+            "actor": event.actor,
+            "ip": event.ip,
+            "user_agent": event.user_agent,
+            "request_id": event.request_id,
+            "detail": event.detail,
+        });
+        match output {
+            Output::Json => println!("{row}"),
+            Output::Table => {
+                let cells: Vec<String> = row
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(_, cell)| match cell {
+                        serde_json::Value::Null => "-".to_owned(),
+                        serde_json::Value::String(text) => text.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect();
+                println!("{}", cells.join("\t"));
+            }
+        }
+    }
+}
+
 fn parse_email(raw: &str) -> Result<Email, StartupError> {
     Email::parse(raw.trim()).map_err(|message| failure(format!("{raw}: {message}")))
 }
@@ -440,13 +532,6 @@ fn keys_configured() -> StartupError {
          --previous-secret-keys)"
             .into(),
     )
-}
-
-/// A Unix time as RFC 3339, UTC.
-fn timestamp(seconds: i64) -> String {
-    let time =
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds.max(0).unsigned_abs());
-    humantime::format_rfc3339_seconds(time).to_string()
 }
 
 fn failure(message: String) -> StartupError {

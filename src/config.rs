@@ -425,7 +425,7 @@ fn parse_grace(value: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(grace.parse().unwrap_or(0)))
 }
 
-fn parse_lifetime(value: &str) -> Result<Duration, String> {
+pub fn parse_lifetime(value: &str) -> Result<Duration, String> {
     let lifetime = humantime::parse_duration(value).map_err(|error| error.to_string())?;
     if lifetime < Duration::from_secs(1) {
         return Err("a lifetime must be at least one second".into());

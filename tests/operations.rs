@@ -730,6 +730,69 @@ async fn user_commands_create_list_and_deactivate_accounts() {
             .0,
         200
     );
+
+    // The audit log tells the operator what happened, newest first, and who did it.
+    let audit = admin(
+        &database,
+        &["audit", "--user", "admin@example.org", "--output", "json"],
+        "",
+    );
+    assert!(audit.status.success(), "{audit:?}");
+    let events: Vec<Value> = stdout(&audit)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .collect();
+    let story: Vec<String> = events
+        .iter()
+        .rev()
+        .map(|event| {
+            format!(
+                "{} by {}",
+                event["event"].as_str().unwrap(),
+                event["actor"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        story,
+        [
+            "user.registered by cli",
+            "login.succeeded by user",
+            "user.deactivated by cli",
+            "session.ended by cli",
+            "login.failed by user",
+            "user.activated by cli",
+            "login.succeeded by user",
+            "password.changed by cli",
+            "session.ended by cli",
+            "login.failed by user",
+            "login.succeeded by user",
+        ]
+    );
+    assert_eq!(
+        events[1]["detail"],
+        json!({"reason": "bad_credentials", "count": 1})
+    );
+    assert_eq!(events[1]["ip"], "127.0.0.1");
+    let failed = admin(
+        &database,
+        &[
+            "audit",
+            "--event",
+            "login.failed",
+            "--since",
+            "1h",
+            "--limit",
+            "1",
+        ],
+        "",
+    );
+    let table = stdout(&failed);
+    assert_eq!(table.lines().count(), 1, "{failed:?}");
+    assert!(table.contains("\tlogin.failed\t"), "{table}");
+    let unknown = admin(&database, &["audit", "--event", "login.maybe"], "");
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("login.failed"));
 }
 
 /// Django's `pbkdf2_sha256$<iterations>$<salt>$<base64 of the derived key>`.

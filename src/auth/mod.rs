@@ -848,11 +848,14 @@ impl<S: Store> Auth<S> {
         }
     }
 
-    /// The audit log's rows that `query` selects, newest first, at most
-    /// [`MAX_PAGE`](crate::domain::audit::MAX_PAGE).
-    pub async fn audit(&self, mut query: AuditQuery) -> Result<Vec<Recorded>, StoreError> {
-        query.limit = query.limit.min(crate::domain::audit::MAX_PAGE);
+    /// The audit log's rows that `query` selects, newest first.
+    pub async fn audit(&self, query: AuditQuery) -> Result<Vec<Recorded>, StoreError> {
         self.store.audit_events(query).await
+    }
+
+    /// The service's clock's time.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
     }
 
     /// The caller's own events, newest first: their changes and the attempts on their account.

@@ -190,8 +190,14 @@ impl Event {
         address: Option<&str>,
         why: LoginFailure,
     ) -> Event {
-        Event::login_refused(EventName::LoginFailed, user_id, address)
-            .with_detail(json!({"reason": why.as_str(), "count": 1}))
+        let mut event = Event::login_refused(EventName::LoginFailed, user_id, address)
+            .with_detail(json!({"reason": why.as_str(), "count": 1}));
+        // Failures for different reasons stay apart, so each row's reason holds for its count.
+        if let Some(fold) = &mut event.fold {
+            fold.push(' ');
+            fold.push_str(why.as_str());
+        }
+        event
     }
 
     /// A login refused by the throttle before its password was looked at.

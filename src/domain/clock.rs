@@ -46,6 +46,12 @@ impl Clock for ManualClock {
     }
 }
 
+/// A Unix time as the API and the command line write it: RFC 3339, UTC, to the second.
+pub fn rfc3339(unix_seconds: i64) -> String {
+    let time = UNIX_EPOCH + Duration::from_secs(unix_seconds.max(0).unsigned_abs());
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

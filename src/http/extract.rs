@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use super::error::ApiError;
 use crate::auth::Auth;
 use crate::auth::tokens::AccessClaims;
-use crate::domain::audit::{Actor, Origin};
+use crate::domain::audit::{Actor, MAX_PAGE, Origin};
 use crate::domain::{Profile, SessionId, UserId};
 use crate::store::Store;
 
@@ -267,5 +267,63 @@ mod tests {
             token(b"Bearer \xff\xfe"),
             Err(ApiError::InvalidAccessToken)
         ));
+    }
+}
+
+/// Which page of a list: `?limit=` items (1 to 100, 20 when left out) older than the item
+/// `?before=` (an id from the page before). Other parameters are ignored, as DRF does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Page {
+    /// How many, at most 100.
+    #[param(minimum = 1, maximum = 100, default = 20)]
+    pub limit: u32,
+    /// Only items older than this id.
+    pub before: Option<i64>,
+}
+
+impl Page {
+    const DEFAULT_LIMIT: u32 = 20;
+
+    /// Reads the page from a URL's query, with DRF's messages for what is out of range.
+    pub fn parse(query: &str) -> Result<Page, ApiError> {
+        let mut page = Page {
+            limit: Page::DEFAULT_LIMIT,
+            before: None,
+        };
+        let mut errors = super::error::FieldErrors::default();
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            match &*name {
+                "limit" => match value.trim().parse::<i64>() {
+                    Ok(limit) if limit < 1 => {
+                        errors.add("limit", "Ensure this value is greater than or equal to 1.");
+                    }
+                    Ok(limit) if limit > i64::from(MAX_PAGE) => errors.add(
+                        "limit",
+                        format!("Ensure this value is less than or equal to {MAX_PAGE}."),
+                    ),
+                    Ok(limit) => page.limit = limit as u32,
+                    Err(_) => errors.add("limit", "A valid integer is required."),
+                },
+                "before" => match value.trim().parse::<i64>() {
+                    Ok(before) => page.before = Some(before),
+                    Err(_) => errors.add("before", "A valid integer is required."),
+                },
+                _ => {}
+            }
+        }
+        if errors.is_empty() {
+            Ok(page)
+        } else {
+            Err(ApiError::Fields(errors))
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Page {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Page::parse(parts.uri.query().unwrap_or_default())
     }
 }

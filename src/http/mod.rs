@@ -21,6 +21,7 @@ use crate::auth::Auth;
 use crate::store::Store;
 
 mod accounts;
+mod activity;
 pub mod admin;
 pub mod body;
 pub mod error;
@@ -120,6 +121,7 @@ pub fn api_routes<S: Store>(options: &Options) -> Router<AppState<S>> {
         ("/api/refresh", tokens::refresh_routes()),
         ("/api/logout", tokens::logout_routes()),
         ("/api/me", me::routes()),
+        ("/api/me/activity", activity::routes()),
         ("/api/me/password", sessions::password_routes()),
         ("/api/sessions", sessions::list_routes()),
         ("/api/sessions/{id}", sessions::one_routes()),

@@ -40,6 +40,7 @@ pub fn api_document() -> Document {
         super::me::update,
         super::sessions::list,
         super::sessions::end_one,
+        super::activity::list,
         super::sessions::change_password,
         super::tokens::refresh,
         super::tokens::logout,

@@ -2,8 +2,6 @@
 //! sessions (OWASP ASVS V3.3.4: a user can see and end their sessions), and
 //! `POST /api/me/password/`.
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{MethodRouter, delete, get, post};
@@ -15,6 +13,7 @@ use super::{ApiError, AppState, Reply, Success};
 use crate::auth::AuthError;
 use crate::auth::password::{NewPassword, Password};
 use crate::domain::audit::Origin;
+use crate::domain::clock::rfc3339;
 use crate::store::{SessionInfo, Store};
 
 pub fn list_routes<S: Store>() -> MethodRouter<AppState<S>> {
@@ -55,11 +54,6 @@ struct Session {
     ip: Option<String>,
     /// The session of the token this request carries.
     current: bool,
-}
-
-pub(crate) fn rfc3339(unix_seconds: i64) -> String {
-    let time = UNIX_EPOCH + Duration::from_secs(unix_seconds.max(0) as u64);
-    humantime::format_rfc3339_seconds(time).to_string()
 }
 
 /// List my sessions

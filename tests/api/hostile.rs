@@ -114,13 +114,14 @@ fn body_endpoints() -> Vec<BodyEndpoint> {
 }
 
 /// Every endpoint that needs a bearer token, with the method it is called with.
-const AUTHENTICATED: [(&str, &str); 6] = [
+const AUTHENTICATED: [(&str, &str); 7] = [
     ("GET", "/api/me/"),
     ("PUT", "/api/me/"),
     ("PATCH", "/api/me/"),
     ("POST", "/api/me/password/"),
     ("GET", "/api/sessions/"),
     ("POST", "/api/logout/all/"),
+    ("GET", "/api/me/activity/"),
 ];
 
 /// A value of the wrong JSON type, which no field accepts.

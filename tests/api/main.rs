@@ -2,6 +2,7 @@
 //! the real router. One binary, so the crate is linked once and the tests share `helpers`.
 
 mod admin;
+mod audit;
 mod helpers;
 mod hostile;
 mod keys;

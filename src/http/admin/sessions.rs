@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::{AdminOrigin, ListQuery, Paginated, user_id};
 use crate::domain::SessionId;
-use crate::http::sessions::rfc3339;
+use crate::domain::clock::rfc3339;
 use crate::http::{ApiError, AppState, Reply};
 use crate::store::{SessionInfo, Store};
 

@@ -11,8 +11,8 @@ use crate::auth::AuthError;
 use crate::auth::admin::AccountUpdate;
 use crate::auth::email::Email;
 use crate::auth::username::Username;
+use crate::domain::clock::rfc3339;
 use crate::http::body::{Body, field_name, request_body};
-use crate::http::sessions::rfc3339;
 use crate::http::{ApiError, AppState, Reply};
 use crate::store::{AccountOverview, Store};
 
