@@ -36,13 +36,11 @@ pub struct Page<C> {
 }
 
 impl<C> Page<C> {
-    /// `limit`, at most [`MAX_PAGE`]; [`DEFAULT_PAGE`] when it is not given or 0 (DRF's
-    /// paginators also cut a limit down rather than refuse it).
+    /// `limit` items (within `1..=MAX_PAGE`; [`DEFAULT_PAGE`] when not given) after `after`.
     pub fn new(limit: Option<u32>, after: Option<C>) -> Page<C> {
-        let limit = limit.filter(|limit| *limit > 0).unwrap_or(DEFAULT_PAGE);
         Page {
             after,
-            limit: limit.min(MAX_PAGE),
+            limit: limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE),
         }
     }
 
@@ -341,8 +339,7 @@ mod tests {
     #[test]
     fn pages_hold_one_to_a_hundred_items_and_know_whether_more_follow() {
         assert_eq!(Page::<i64>::new(None, None).limit(), DEFAULT_PAGE);
-        assert_eq!(Page::<i64>::new(Some(0), None).limit(), DEFAULT_PAGE);
-        assert_eq!(Page::<i64>::new(Some(1), None).limit(), 1);
+        assert_eq!(Page::<i64>::new(Some(0), None).limit(), 1);
         assert_eq!(Page::<i64>::new(Some(1000), None).limit(), MAX_PAGE);
         let full = Listed::of(vec![1, 2, 3], 2, |n| *n);
         assert_eq!((full.items, full.next), (vec![1, 2], Some(2)));

@@ -224,8 +224,12 @@ async fn accounts_are_listed_oldest_first_a_page_at_a_time() {
         .listed_ids(&format!("/admin/users/?limit=2&after={after_second}"))
         .await;
     let (everyone, none) = admin.listed_ids("/admin/users/").await;
-    let (capped, _) = admin.listed_ids("/admin/users/?limit=1000").await;
-    let bad_cursor = admin.get("/admin/users/?after=abc").await;
+    let (largest, _) = admin.listed_ids("/admin/users/?limit=100").await;
+    let too_many = admin.get("/admin/users/?limit=101").await;
+    let bad_cursor = admin.get("/admin/users/?after=abc&limit=0").await;
+    let bad_session_cursor = admin
+        .get(&format!("/admin/users/{}/sessions/?after=abc", ids[0]))
+        .await;
 
     assert_eq!(first, ids[..2]);
     assert_eq!(next, json!(ids[1]));
@@ -233,10 +237,21 @@ async fn accounts_are_listed_oldest_first_a_page_at_a_time() {
     assert_eq!(last, ids[4..]);
     assert_eq!(end, Value::Null);
     assert_eq!((everyone, none), (ids.clone(), Value::Null));
-    assert_eq!(capped, ids);
+    assert_eq!(largest, ids);
+    too_many.assert(
+        StatusCode::BAD_REQUEST,
+        json!({"limit": ["Ensure this value is less than or equal to 100."]}),
+    );
     bad_cursor.assert(
         StatusCode::BAD_REQUEST,
-        json!({"after": ["Invalid cursor."]}),
+        json!({
+            "after": ["A valid integer is required."],
+            "limit": ["Ensure this value is greater than or equal to 1."],
+        }),
+    );
+    bad_session_cursor.assert(
+        StatusCode::BAD_REQUEST,
+        json!({"after": ["Must be a valid UUID."]}),
     );
 }
 

@@ -21,6 +21,7 @@ use utoipa::openapi::{OpenApi as Document, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
 use super::error::FieldErrors;
+use super::extract::read_limit;
 use super::{ApiError, AppState, Options, Reply, observe, with_and_without_slash};
 use crate::auth::admin::{AdminToken, Page};
 use crate::domain::audit::{Actor, Origin};
@@ -93,50 +94,54 @@ impl<S: Send + Sync> FromRequestParts<S> for AdminOrigin {
     }
 }
 
-/// A list's query: `?limit=` (default 20, at most 100) and `?after=<cursor>` (the `next` of
-/// the page before), and what a list filters by.
-pub struct ListQuery {
-    pub limit: Option<u32>,
-    pub after: Option<String>,
+/// A list's query: `?limit=` (1 to 100, 20 when left out, as `/api/me/activity/` reads it),
+/// `?after=<cursor>` (the `next` of the page before), and `?q=`, what a list filters by.
+/// Other parameters are ignored, as DRF does.
+pub struct ListQuery<C> {
+    pub page: Page<C>,
     pub q: Option<String>,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
-    type Rejection = std::convert::Infallible;
+/// What a list's `next` is: an account's id, a session's id.
+pub trait Cursor: std::str::FromStr {
+    /// DRF's message for a value that is not one.
+    const INVALID: &'static str;
+}
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let mut query = ListQuery {
-            limit: None,
-            after: None,
-            q: None,
-        };
+impl Cursor for crate::domain::UserId {
+    const INVALID: &'static str = "A valid integer is required.";
+}
+
+impl Cursor for crate::domain::SessionId {
+    const INVALID: &'static str = "Must be a valid UUID.";
+}
+
+impl<S: Send + Sync, C: Cursor> FromRequestParts<S> for ListQuery<C> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let (mut limit, mut after, mut q) = (None, None, None);
+        let mut errors = FieldErrors::default();
         // A repeated parameter keeps its last value, as Django's `QueryDict.get`.
         let pairs = form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes());
         for (name, value) in pairs {
             match name.as_ref() {
-                // Not a positive number: the default, as DRF's paginators read it.
-                "limit" => query.limit = value.trim().parse().ok(),
-                "after" => query.after = Some(value.into_owned()).filter(|after| !after.is_empty()),
-                "q" => query.q = Some(value.trim().to_owned()).filter(|q| !q.is_empty()),
+                "limit" => limit = read_limit(&value, &mut errors),
+                "after" => match value.trim().parse() {
+                    Ok(cursor) => after = Some(cursor),
+                    Err(_) => errors.add("after", C::INVALID),
+                },
+                "q" => q = Some(value.trim().to_owned()).filter(|q| !q.is_empty()),
                 _ => {}
             }
         }
-        Ok(query)
-    }
-}
-
-impl ListQuery {
-    /// The page asked for, its cursor read as a `C`; one that is not is a 400 under `after`.
-    pub fn page<C: std::str::FromStr>(&self) -> Result<Page<C>, ApiError> {
-        let after = match &self.after {
-            Some(after) => Some(after.trim().parse().map_err(|_| {
-                let mut errors = FieldErrors::default();
-                errors.add("after", "Invalid cursor.");
-                ApiError::Fields(errors)
-            })?),
-            None => None,
-        };
-        Ok(Page::new(self.limit, after))
+        if !errors.is_empty() {
+            return Err(ApiError::Fields(errors));
+        }
+        Ok(ListQuery {
+            page: Page::new(limit, after),
+            q,
+        })
     }
 }
 

@@ -63,11 +63,15 @@ impl From<SessionInfo> for Session {
     operation_id = "list_user_sessions",
     params(
         ("id" = i64, Path, description = "The account's id."),
-        ("limit" = Option<u32>, Query, description = "Sessions per page: 20 unless given, at most 100."),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100,
+            description = "Sessions per page: 20 unless given."),
         ("after" = Option<String>, Query, format = "uuid", description = "The `next` of the page before."),
     ),
     responses(
         (status = 200, description = "A page of live sessions.", body = Paginated<Session, String>),
+        (status = 400, description = "`limit` or `after` is not one in range.",
+            body = crate::http::openapi::BadRequest,
+            example = json!({"after": ["Must be a valid UUID."]})),
         (status = 404, description = "There is no such account.",
             body = crate::http::openapi::Detail, example = json!({"detail": "Not found."})),
     ),
@@ -75,9 +79,9 @@ impl From<SessionInfo> for Session {
 async fn list<S: Store>(
     State(auth): State<AppState<S>>,
     Path(id): Path<String>,
-    query: ListQuery,
+    query: ListQuery<SessionId>,
 ) -> Result<Reply<Paginated<Session, String>>, ApiError> {
-    let listed = auth.account_sessions(user_id(&id)?, query.page()?).await?;
+    let listed = auth.account_sessions(user_id(&id)?, query.page).await?;
     let listed = listed.ok_or(ApiError::NotFound)?;
     let sessions = listed.items.into_iter().map(Session::from).collect();
     let next = listed.next.map(|id| id.hyphenated().to_string());

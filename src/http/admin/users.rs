@@ -80,22 +80,22 @@ impl From<AccountOverview> for User {
     operation_id = "list_users",
     params(
         ("q" = Option<String>, Query, description = "Text the email or username holds."),
-        ("limit" = Option<u32>, Query, description = "Accounts per page: 20 unless given, at most 100."),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100,
+            description = "Accounts per page: 20 unless given."),
         ("after" = Option<i64>, Query, description = "The `next` of the page before."),
     ),
     responses(
         (status = 200, description = "A page of accounts.", body = Paginated<User, i64>),
-        (status = 400, description = "The cursor is not one.", body = crate::http::openapi::BadRequest,
-            example = json!({"after": ["Invalid cursor."]})),
+        (status = 400, description = "`limit` or `after` is not a number in range.",
+            body = crate::http::openapi::BadRequest,
+            example = json!({"limit": ["Ensure this value is less than or equal to 100."]})),
     ),
 )]
 async fn list<S: Store>(
     State(auth): State<AppState<S>>,
-    query: ListQuery,
+    query: ListQuery<crate::domain::UserId>,
 ) -> Result<Reply<Paginated<User, i64>>, ApiError> {
-    let listed = auth
-        .find_accounts(query.q.as_deref(), query.page()?)
-        .await?;
+    let listed = auth.find_accounts(query.q.as_deref(), query.page).await?;
     let users = listed.items.into_iter().map(User::from).collect();
     Ok(Paginated::new(users, listed.next))
 }
