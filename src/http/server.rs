@@ -38,7 +38,7 @@ pub const MAX_HEAD_BYTES: usize = 32 * 1024;
 
 /// Files the process keeps open besides client connections: the database (SQLite's file,
 /// write-ahead log and shared memory for each pooled connection), log files, the listening
-/// sockets, the metrics listener's connections, standard streams, and room to spare.
+/// sockets, the metrics and admin listeners' connections, standard streams, and room to spare.
 const RESERVED_FILES: u64 = 256;
 
 /// Connections the metrics listener keeps open at once (the monitoring system needs one).
