@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get};
+use axum::routing::get;
 use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi as Document, Ref, RefOr};
@@ -49,7 +49,7 @@ pub fn router<S: Store>(auth: AppState<S>, token: Option<AdminToken>) -> Router 
 
 /// Every route of the admin API.
 fn routes<S: Store>() -> Router<AppState<S>> {
-    let admin: [(&str, MethodRouter<AppState<S>>); 6] = [
+    let admin = [
         ("/admin/users", users::list_routes()),
         ("/admin/users/{id}", users::one_routes()),
         ("/admin/users/{id}/sessions", sessions::of_account_routes()),
