@@ -498,18 +498,7 @@ fn print_account(account: &Account) {
 /// The events, as a table or as JSON lines; a table's detail is compact JSON.
 fn print_events(events: &[Recorded], output: Output) {
     for event in events {
-        let row = json!({
-            "id": event.id,
-            "time": rfc3339(event.time),
-            "event": event.event,
-            "user_id": event.user_id,
-            "session_id": event.session_id,
-            "actor": event.actor,
-            "ip": event.ip,
-            "user_agent": event.user_agent,
-            "request_id": event.request_id,
-            "detail": event.detail,
-        });
+        let row = serde_json::to_value(event).expect("an event serializes");
         print_row(&row, output);
     }
 }

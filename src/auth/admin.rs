@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 use super::email::Email;
 use super::username::Username;
 use super::{Auth, AuthError, Refusal};
-use crate::domain::audit::Origin;
+use crate::domain::audit::{AuditQuery, Origin, Recorded};
 use crate::domain::sessions::EndReason;
 use crate::domain::throttle::AccountBuckets;
 use crate::domain::{SessionId, UserId};
@@ -79,6 +79,23 @@ pub struct AccountUpdate {
 }
 
 impl<S: Store> Auth<S> {
+    /// The audit log's rows that `filters` select, newest first, a page at a time: `after` is
+    /// the id of the last row of the page before.
+    pub async fn audit_page(
+        &self,
+        filters: AuditQuery,
+        page: Page<i64>,
+    ) -> Result<Listed<Recorded, i64>, StoreError> {
+        let fetched = self
+            .audit(AuditQuery {
+                before: page.after,
+                limit: page.limit + 1,
+                ..filters
+            })
+            .await?;
+        Ok(Listed::of(fetched, page.limit, |row| row.id))
+    }
+
     /// The accounts whose email or username holds `search` (whatever its case), oldest first.
     pub async fn find_accounts(
         &self,

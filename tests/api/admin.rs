@@ -778,3 +778,91 @@ async fn an_admin_event_names_the_admin_request() {
         )
     );
 }
+
+#[tokio::test]
+async fn the_audit_log_is_read_newest_first_filtered_and_a_page_at_a_time() {
+    // Arrange
+    let app = spawn_app().await;
+    let api = AdminApi::of(&app);
+    let ann = app.register_user("ann@example.org").await;
+    let bob = app.register_user("bob@example.org").await;
+    for _ in 0..3 {
+        app.login_user(&ann).await;
+    }
+    app.login(&bob.email, "not bob's password").await;
+
+    // Act
+    let first = api
+        .get(&format!(
+            "/admin/audit/?user={}&event=login.succeeded&limit=2",
+            ann.id
+        ))
+        .await;
+    let next = first.body["next"].as_i64().expect("a next page");
+    let second = api
+        .get(&format!(
+            "/admin/audit/?user={}&event=login.succeeded&after={next}",
+            ann.id
+        ))
+        .await;
+    let failed = api.get("/admin/audit/?event=login.failed&since=1h").await;
+
+    // Assert
+    let events = |page: &TestResponse| -> Vec<(String, i64)> {
+        page.body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| {
+                (
+                    row["event"].as_str().unwrap().to_owned(),
+                    row["id"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let (first_events, second_events) = (events(&first), events(&second));
+    assert_eq!(first_events.len(), 2);
+    assert_eq!(second_events.len(), 1);
+    assert_eq!(second.body["next"], Value::Null);
+    let ids: Vec<i64> = first_events
+        .iter()
+        .chain(&second_events)
+        .map(|(_, id)| *id)
+        .collect();
+    assert!(ids.windows(2).all(|pair| pair[0] > pair[1]), "{ids:?}");
+    assert_eq!(failed.body["results"][0]["user_id"], json!(bob.id));
+    assert_eq!(failed.body["results"][0]["actor"], "user");
+    assert_eq!(
+        failed.body["results"][0]["detail"],
+        json!({"reason": "bad_credentials", "count": 1})
+    );
+    assert!(
+        failed.body["results"][0]["time"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+}
+
+#[tokio::test]
+async fn an_audit_filter_out_of_range_is_a_field_error() {
+    // Arrange
+    let app = spawn_app().await;
+    let api = AdminApi::of(&app);
+
+    // Act
+    let response = api
+        .get("/admin/audit/?event=login.maybe&user=ann&since=soon")
+        .await;
+
+    // Assert
+    response.assert(
+        StatusCode::BAD_REQUEST,
+        json!({
+            "user": ["A valid integer is required."],
+            "event": ["\"login.maybe\" is not a valid choice."],
+            "since": ["Enter a duration such as 1h or 7days."],
+        }),
+    );
+}

@@ -4,7 +4,7 @@
 //! public API's.
 //!
 //! The routes are listed here, so each endpoint is one hop away; the handlers are in a module
-//! per resource (`users`, `sessions`), the use cases in [`crate::auth::admin`].
+//! per resource (`users`, `sessions`, `audit`), the use cases in [`crate::auth::admin`].
 
 use std::sync::Arc;
 
@@ -27,6 +27,7 @@ use crate::auth::admin::{AdminToken, Page};
 use crate::domain::audit::{Actor, Origin};
 use crate::store::Store;
 
+mod audit;
 mod sessions;
 mod users;
 
@@ -55,7 +56,7 @@ fn routes<S: Store>() -> Router<AppState<S>> {
         ("/admin/users/{id}/sessions", sessions::of_account_routes()),
         ("/admin/users/{id}/unlock", users::unlock_routes()),
         ("/admin/sessions/{id}", sessions::one_routes()),
-        // `/admin/audit` (the audit log, filtered as `restful-auth audit`) joins here.
+        ("/admin/audit", audit::routes()),
         ("/admin/schema", get(schema)),
     ];
     admin
@@ -205,6 +206,7 @@ pub fn document() -> &'static Document {
         sessions::list,
         sessions::end_all,
         sessions::end_one,
+        audit::list,
         schema,
     ),
     components(schemas(super::openapi::Detail)),
@@ -212,6 +214,7 @@ pub fn document() -> &'static Document {
     tags(
         (name = "users", description = "Accounts, found by id or searched by email or username."),
         (name = "sessions", description = "Any account's live sessions, and ending them."),
+        (name = "audit", description = "The audit log: every security event, who acted and from where."),
         (name = "documentation", description = "This document."),
     ),
 )]
