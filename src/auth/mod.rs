@@ -617,7 +617,7 @@ impl<S: Store> Auth<S> {
                 // The owner sees attempts on their account, throttled ones too.
                 let account = self.store.credentials(email_key).await?;
                 let user_id = account.map(|found| found.user_id);
-                let event = Event::login_throttled(user_id, address.as_deref());
+                let event = Event::login_throttled(user_id);
                 self.store.record(event, origin, self.clock.now()).await?;
             }
             return Err(error);

@@ -508,3 +508,39 @@ async fn housekeeping_deletes_events_past_the_audit_retention() {
     // Assert
     assert_eq!(names_of(&app, user.id).await, ["login.succeeded"]);
 }
+
+#[tokio::test]
+async fn throttled_logins_from_ever_new_addresses_stay_one_row_a_minute_per_account() {
+    // Arrange: a guesser has used up the account's failures from strangers.
+    let app = spawn_app().await;
+    let user = app.register_user("ann@example.org").await;
+    let limit = app.config.throttle_login_account.0.unwrap().hits;
+    for n in 0..limit {
+        let peer = format!("[2001:db8:0:{n:x}::1]");
+        login_from(&app, &peer, &user.email, "wrong guess").await;
+    }
+
+    // Act: each further guess from a network of its own (an IPv6 /48 holds 65536 of them),
+    // at an account and at an unknown email.
+    for n in 0..40 {
+        let peer = format!("[2001:db8:1:{n:x}::1]");
+        let refused = login_from(&app, &peer, &user.email, "wrong guess").await;
+        assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS, "{refused:?}");
+    }
+    for _ in 0..limit + 1 {
+        login_from(&app, "203.0.113.7", "nobody@example.org", "a guess").await;
+    }
+    for n in 0..40 {
+        let peer = format!("[2001:db8:2:{n:x}::1]");
+        login_from(&app, &peer, "nobody@example.org", "a guess").await;
+    }
+
+    // Assert: the guesser's addresses do not make the log grow; the count keeps the tally.
+    let throttled: Vec<(Option<i64>, i64)> = every_row(&app)
+        .await
+        .into_iter()
+        .filter(|row| row.event == "login.throttled")
+        .map(|row| (row.user_id, row.detail["count"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(throttled, [(None, 41), (Some(user.id), 40)]);
+}
