@@ -504,7 +504,9 @@ fn print_events(events: &[Recorded], output: Output) {
 }
 
 /// One row: its values separated by tabs (compact JSON for what is not text), or the object
-/// as one line of JSON.
+/// as one line of JSON. Text is escaped as `user list` escapes usernames: a user agent is the
+/// client's to write, and a tab in it would forge a column, a control character (an 8-bit
+/// CSI, which a header may hold as UTF-8) would reach the operator's terminal.
 fn print_row(row: &serde_json::Value, output: Output) {
     match output {
         Output::Json => println!("{row}"),
@@ -515,7 +517,7 @@ fn print_row(row: &serde_json::Value, output: Output) {
                 .flatten()
                 .map(|(_, cell)| match cell {
                     serde_json::Value::Null => "-".to_owned(),
-                    serde_json::Value::String(text) => text.clone(),
+                    serde_json::Value::String(text) => text.escape_debug().to_string(),
                     other => other.to_string(),
                 })
                 .collect();

@@ -300,3 +300,39 @@ async fn the_account_commands_list_and_end_sessions_unlock_and_delete() {
     );
     assert!(events.iter().all(|event| event["detail"]["erased"] == true));
 }
+
+#[tokio::test]
+async fn a_hostile_user_agent_is_printed_escaped_in_the_command_lines_tables() {
+    // Arrange: a login whose user agent holds a tab (a forged column) and an 8-bit CSI (an
+    // escape sequence some terminals obey), both allowed in a header's value.
+    let directory = tempfile::tempdir().unwrap();
+    let database = directory.path().join("admin.sqlite3");
+    let email = "ann@example.org";
+    admin(&database, &["user", "create", email], PASSWORD);
+    let running = start(&database, &[]);
+    let hostile = reqwest::header::HeaderValue::from_bytes(b"probe\tforged\xc2\x9b2J").unwrap();
+    let response = reqwest::Client::new()
+        .post(running.url("/api/login/"))
+        .header(reqwest::header::USER_AGENT, hostile)
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    // Act
+    let audit = admin(&database, &["audit"], "");
+    let sessions = admin(&database, &["user", "sessions", email], "");
+
+    // Assert: every row has its columns and nothing else; the agent is shown, escaped.
+    for (output, columns) in [(&audit, 10), (&sessions, 5)] {
+        let table = String::from_utf8_lossy(&output.stdout).into_owned();
+        for line in table.lines() {
+            assert_eq!(line.split('\t').count(), columns, "{line:?}");
+        }
+        let separators = ['\t', '\n'];
+        let controls = |c: char| c.is_control() && !separators.contains(&c);
+        assert!(!table.chars().any(controls), "{table:?}");
+        assert!(table.contains(r"probe\tforged\u{9b}2J"), "{table}");
+    }
+}
