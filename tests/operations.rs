@@ -763,7 +763,7 @@ async fn user_commands_create_list_and_deactivate_accounts() {
             "login.failed by user",
             "user.activated by cli",
             "login.succeeded by user",
-            "password.changed by cli",
+            "password.reset by cli",
             "session.ended by cli",
             "login.failed by user",
             "login.succeeded by user",

@@ -12,8 +12,8 @@ use crate::domain::audit::{Actor, AuditQuery, Event, LoginFailure, Origin, Recor
 use crate::domain::clock::{Clock, SystemClock};
 use crate::domain::{Profile, SessionId, UserId};
 use crate::store::{
-    Account, NewSession, NewUser, Purge, Purged, Redeem, Redeemed, SecretRow, SessionInfo,
-    SessionScope, Store, StoreError, StoredSecret,
+    Account, NewSession, NewUser, PasswordReplacement, Purge, Purged, Redeem, Redeemed, SecretRow,
+    SessionInfo, SessionScope, Store, StoreError, StoredSecret,
 };
 
 pub mod admin;
@@ -575,7 +575,7 @@ impl<S: Store> Auth<S> {
                 account.id,
                 password_hash,
                 None,
-                Some(SessionScope::All),
+                PasswordReplacement::Reset,
                 origin,
                 self.clock.now(),
             )
@@ -686,7 +686,7 @@ impl<S: Store> Auth<S> {
                     account.user_id,
                     password_hash.clone(),
                     Some(verified_hash),
-                    None,
+                    PasswordReplacement::Rehash,
                     origin.clone(),
                     self.clock.now(),
                 )
@@ -957,7 +957,9 @@ impl<S: Store> Auth<S> {
                 caller.user_id,
                 password_hash,
                 stored,
-                Some(SessionScope::AllBut(caller.sid)),
+                PasswordReplacement::Changed {
+                    end: SessionScope::AllBut(caller.sid),
+                },
                 origin,
                 self.clock.now(),
             )

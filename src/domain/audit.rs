@@ -83,6 +83,8 @@ event_names! {
     RefreshReused = "refresh.reused",
     SessionEnded = "session.ended",
     PasswordChanged = "password.changed",
+    // An operator set the password; the owner changing it is `password.changed`.
+    PasswordReset = "password.reset",
     ProfileUpdated = "profile.updated",
     UserDeactivated = "user.deactivated",
     UserActivated = "user.activated",

@@ -106,6 +106,30 @@ pub enum SessionScope {
     AllBut(SessionId),
 }
 
+/// Why a password hash is replaced: what the change records, and which sessions end with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordReplacement {
+    /// A login replacing an outdated hash of the same password: nothing ends, nothing is
+    /// recorded.
+    Rehash,
+    /// The owner changed it, knowing the old one: a `password.changed`, and the sessions
+    /// `end` selects end (a changed password must not leave a thief's session alive).
+    Changed { end: SessionScope },
+    /// An operator set it: a `password.reset`, and every session ends.
+    Reset,
+}
+
+impl PasswordReplacement {
+    /// The event a replacement records and the sessions it ends; none for a rehash.
+    fn recorded(self) -> Option<(EventName, SessionScope)> {
+        match self {
+            PasswordReplacement::Rehash => None,
+            PasswordReplacement::Changed { end } => Some((EventName::PasswordChanged, end)),
+            PasswordReplacement::Reset => Some((EventName::PasswordReset, SessionScope::All)),
+        }
+    }
+}
+
 /// Housekeeping: what may go. A session that can still be refreshed stays whole, with the
 /// digests of its consumed tokens: a replay of any of them must end it however old it is.
 #[derive(Debug, Clone, Copy)]
@@ -277,18 +301,16 @@ pub trait Accounts: Send + Sync {
         now: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Replaces the user's password hash and, in the same transaction, ends the sessions that
-    /// `end` selects (a changed password must not leave a thief's session alive). With
-    /// `expected`, only if that is still the stored hash (compare-and-set: a hash computed
-    /// from a password checked against it must not undo a change made meanwhile). Whether it
-    /// was replaced. A change that ends sessions is a `password.changed`; one that ends none
-    /// is a login replacing an outdated hash of the same password, and records nothing.
+    /// Replaces the user's password hash and, in the same transaction, records the
+    /// `replacement` and ends the sessions it ends. With `expected`, only if that is still the
+    /// stored hash (compare-and-set: a hash computed from a password checked against it must
+    /// not undo a change made meanwhile). Whether it was replaced.
     fn set_password_hash(
         &self,
         user_id: UserId,
         password_hash: String,
         expected: Option<String>,
-        end: Option<SessionScope>,
+        replacement: PasswordReplacement,
         origin: Origin,
         now: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;

@@ -11,9 +11,9 @@ use uuid::Uuid;
 
 use super::{
     Account, AccountChange, AccountOverview, AccountQuery, Accounts, Admin, AuditLog, Credentials,
-    NewSession, NewUser, PoolState, Purge, Purged, Redeem, RedeemWrite, Redeemed, SecretRow,
-    SessionInfo, SessionScope, Sessions, Settings, Store, StoreError, StoredKey, StoredSecret,
-    Throttle, migrations, where_all,
+    NewSession, NewUser, PasswordReplacement, PoolState, Purge, Purged, Redeem, RedeemWrite,
+    Redeemed, SecretRow, SessionInfo, SessionScope, Sessions, Settings, Store, StoreError,
+    StoredKey, StoredSecret, Throttle, migrations, where_all,
 };
 use crate::domain::audit::{AuditQuery, Event, EventName, FOLD_WINDOW, Origin, Recorded};
 use crate::domain::sessions::{EndReason, PresentedToken, Redemption};
@@ -356,7 +356,7 @@ impl Accounts for PostgresStore {
         user_id: UserId,
         password_hash: String,
         expected: Option<String>,
-        end: Option<SessionScope>,
+        replacement: PasswordReplacement,
         origin: Origin,
         now: i64,
     ) -> Result<bool, StoreError> {
@@ -377,8 +377,8 @@ impl Accounts for PostgresStore {
         .map_err(database_error)?
         .rows_affected()
             == 1;
-        if let (true, Some(scope)) = (replaced, end) {
-            let changed = Event::about(EventName::PasswordChanged, user_id);
+        if let (true, Some((event, scope))) = (replaced, replacement.recorded()) {
+            let changed = Event::about(event, user_id);
             record(&mut *tx, &origin, now, &changed).await?;
             let reason = EndReason::PasswordChanged;
             end_user_sessions(&mut *tx, user_id, scope, reason, &origin, now).await?;

@@ -22,9 +22,9 @@ use uuid::Uuid;
 
 use super::{
     Account, AccountChange, AccountOverview, AccountQuery, Accounts, Admin, AuditLog, Credentials,
-    NewSession, NewUser, PoolState, Purge, Purged, Redeem, RedeemWrite, Redeemed, SecretRow,
-    SessionInfo, SessionScope, Sessions, Settings, Store, StoreError, StoredKey, StoredSecret,
-    Throttle, migrations, where_all,
+    NewSession, NewUser, PasswordReplacement, PoolState, Purge, Purged, Redeem, RedeemWrite,
+    Redeemed, SecretRow, SessionInfo, SessionScope, Sessions, Settings, Store, StoreError,
+    StoredKey, StoredSecret, Throttle, migrations, where_all,
 };
 use crate::domain::RefreshDigest;
 use crate::domain::audit::{AuditQuery, Event, EventName, FOLD_WINDOW, Origin, Recorded};
@@ -566,7 +566,7 @@ impl Accounts for SqliteStore {
         user_id: UserId,
         password_hash: String,
         expected: Option<String>,
-        end: Option<SessionScope>,
+        replacement: PasswordReplacement,
         origin: Origin,
         now: i64,
     ) -> Result<bool, StoreError> {
@@ -581,13 +581,8 @@ impl Accounts for SqliteStore {
                 })
                 .map_err(database_error)?
                 == 1;
-            if let (true, Some(scope)) = (replaced, end) {
-                record(
-                    conn,
-                    &origin,
-                    now,
-                    &Event::about(EventName::PasswordChanged, user_id),
-                )?;
+            if let (true, Some((event, scope))) = (replaced, replacement.recorded()) {
+                record(conn, &origin, now, &Event::about(event, user_id))?;
                 let reason = EndReason::PasswordChanged;
                 end_user_sessions(conn, user_id, scope, reason, &origin, now)?;
             }

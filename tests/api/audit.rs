@@ -247,7 +247,7 @@ async fn an_operators_changes_are_recorded_as_the_command_lines() {
             cli("session.ended"),
             // Deactivating an inactive account changes nothing.
             cli("user.activated"),
-            cli("password.changed"),
+            cli("password.reset"),
         ]
     );
     let keys: Vec<(String, Value)> = every_row(&app)
