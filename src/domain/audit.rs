@@ -90,6 +90,10 @@ event_names! {
     ThrottleCleared = "throttle.cleared",
     KeyRotated = "key.rotated",
     KeyRetired = "key.retired",
+    PasswordResetRequested = "password.reset_requested",
+    PasswordReset = "password.reset",
+    EmailVerificationRequested = "email.verification_requested",
+    EmailVerified = "email.verified",
 }
 
 impl std::str::FromStr for EventName {
@@ -124,6 +128,8 @@ pub enum LoginFailure {
     Inactive,
     /// The password changed, or the account was deactivated, while the login was checked.
     Superseded,
+    /// The password was right, but `--require-verified-email` holds an unverified address.
+    EmailNotVerified,
 }
 
 impl LoginFailure {
@@ -132,6 +138,7 @@ impl LoginFailure {
             LoginFailure::BadCredentials => "bad_credentials",
             LoginFailure::Inactive => "inactive",
             LoginFailure::Superseded => "superseded",
+            LoginFailure::EmailNotVerified => "email_not_verified",
         }
     }
 }
