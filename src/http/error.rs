@@ -77,6 +77,9 @@ pub enum ApiError {
     InvalidCredentials,
     #[error("email address not verified")]
     EmailNotVerified,
+    /// The admin API's token was not the one configured.
+    #[error("wrong admin token")]
+    InvalidAdminToken,
     #[error("throttled")]
     Throttled { retry_after: i64 },
     #[error("not found")]
@@ -107,7 +110,8 @@ impl ApiError {
             | ApiError::InvalidRefreshToken
             | ApiError::RefreshTokenReused
             | ApiError::InvalidCredentials
-            | ApiError::EmailNotVerified => StatusCode::UNAUTHORIZED,
+            | ApiError::EmailNotVerified
+            | ApiError::InvalidAdminToken => StatusCode::UNAUTHORIZED,
             ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -156,6 +160,8 @@ impl ApiError {
                 "detail": "Email address is not verified.",
                 "code": "email_not_verified",
             }),
+            // DRF's `TokenAuthentication` message.
+            ApiError::InvalidAdminToken => json!({"detail": "Invalid token."}),
             ApiError::Throttled { retry_after } => json!({
                 "detail": format!("Request was throttled. Expected available in {retry_after} seconds.")
             }),

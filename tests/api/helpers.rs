@@ -16,6 +16,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use restful_auth::auth::Auth;
+use restful_auth::auth::admin::AdminToken;
 use restful_auth::auth::vault::MasterKey;
 use restful_auth::config::{Argon2Cost, Config, MailRetry, SecretKey};
 use restful_auth::domain::audit::{Actor, AuditQuery, Origin, Recorded};
@@ -235,6 +236,9 @@ pub trait Admin: Send + Sync {
 
     /// A one-time reset link for `email` (`restful-auth user reset-link`).
     fn reset_link<'a>(&'a self, email: &'a str) -> Pending<'a, Option<String>>;
+
+    /// The admin API of the same service (what `--admin-bind` serves), guarded by `token`.
+    fn admin_api(self: Arc<Self>, token: Option<&str>) -> Router;
 }
 
 /// The operator's commands act as the command line does.
@@ -338,6 +342,11 @@ impl<S: Store> Admin for Auth<S> {
                 .await
                 .expect("the store answers")
         })
+    }
+
+    fn admin_api(self: Arc<Self>, token: Option<&str>) -> Router {
+        let token = token.map(|token| AdminToken::new(token).expect("a token"));
+        restful_auth::http::admin::router(self, token)
     }
 }
 
@@ -710,7 +719,8 @@ impl TestApp {
     }
 }
 
-async fn send_to(router: &Router, request: Request<Body>) -> TestResponse {
+/// Sends `request` to `router` (another router than the app's: the admin API).
+pub async fn send_to(router: &Router, request: Request<Body>) -> TestResponse {
     let response = router
         .clone()
         .oneshot(request)

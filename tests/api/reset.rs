@@ -556,8 +556,8 @@ async fn a_registration_mails_a_link_that_verifies_the_address_once() {
     // Arrange
     let (app, sink) = app_with_mail().await;
     let ann = app.register_user("ann@example.org").await;
-    let tokens = app.login_user(&ann).await;
     let mail = sink.mail(1).await;
+    let tokens = app.login_user(&ann).await;
     let before = app.get_me(&tokens.access).await;
     let all_before = app
         .request(
@@ -721,4 +721,47 @@ async fn a_reset_through_the_mailed_link_also_verifies_the_address() {
         .await
         .body;
     assert_eq!(me["email_verified"], true);
+}
+
+/// "Changing the email through the admin API clears the verification": the new address is
+/// not proven, and links sent to the old one open nothing.
+#[tokio::test]
+async fn an_email_changed_through_the_admin_api_is_unverified_and_old_links_open_nothing() {
+    // Arrange
+    let (app, sink) = app_with_mail().await;
+    let ann = app.register_user("ann@example.org").await;
+    let verify = sink.mail(1).await.token("/verify/");
+    confirm_email(&app, &verify).await;
+    ask_reset(&app, "ann@example.org").await;
+    let reset = sink.mail(2).await.token("/reset/");
+    let admin = app.admin.clone().admin_api(None);
+    let patch = |email: &str| {
+        axum::http::Request::patch(format!("/admin/users/{}/", ann.id))
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(json!({"email": email}).to_string()))
+            .unwrap()
+    };
+    let verified_of = |app: &TestApp| {
+        let user_id = ann.id;
+        app.query(&format!(
+            "SELECT email_verified_at IS NOT NULL FROM users WHERE id = {user_id}"
+        ))[0][0]
+            .clone()
+            .map(|cell| matches!(cell.as_slice(), b"1" | b"t" | b"true"))
+            .unwrap()
+    };
+
+    // Act
+    let same = tower::ServiceExt::oneshot(admin.clone(), patch("Ann@example.org")).await;
+    let after_case_change = verified_of(&app);
+    let moved = tower::ServiceExt::oneshot(admin, patch("ann.lee@example.org")).await;
+    let after_move = verified_of(&app);
+    let with_old_link = confirm_reset(&app, &reset, NEW_PASSWORD).await;
+
+    // Assert
+    assert_eq!(same.unwrap().status(), StatusCode::OK);
+    assert!(after_case_change, "the same mailbox stays verified");
+    assert_eq!(moved.unwrap().status(), StatusCode::OK);
+    assert!(!after_move, "a new address is not verified");
+    assert_invalid_link(&with_old_link);
 }
