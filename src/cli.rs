@@ -140,6 +140,10 @@ pub enum UserCommand {
     Activate { email: String },
     /// Set a new password, read from standard input.
     SetPassword { email: String },
+    /// Print a one-time password-reset link for the account, to hand to its owner (when no
+    /// SMTP server mails them): it replaces the account's earlier link, and works once,
+    /// for --reset-token-lifetime.
+    ResetLink { email: String },
     /// Delete an account: it is erased with its sessions (their tokens stop working at once);
     /// its audit events stay, marked erased.
     Delete {
@@ -398,6 +402,14 @@ async fn users<S: Store>(auth: &Auth<S>, command: UserCommand) -> Result<(), Sta
                 .await
                 .map_err(|error| failure(error.to_string()))?;
             println!("Password of {} changed.", account.email);
+        }
+        UserCommand::ResetLink { email } => {
+            let link = auth
+                .reset_link(&email)
+                .await?
+                .ok_or_else(|| failure(format!("no active account has the email {email}")))?;
+            // The one place a token is ever printed: on the operator's terminal, on request.
+            println!("{link}");
         }
         UserCommand::Delete { email, output } => {
             let account = find(auth, &email).await?;

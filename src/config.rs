@@ -262,6 +262,245 @@ pub struct Config {
     /// Start even if the SQLite file or the master key file is open to group or others.
     #[arg(long, env = "RESTFUL_AUTH_ALLOW_INSECURE_PERMISSIONS")]
     pub allow_insecure_permissions: bool,
+
+    /// The SMTP server that sends password-reset and verification mails: `smtp://host:port`
+    /// (no TLS), `smtp://user:pass@host:587?tls=starttls`, or `smtps://host:465` (TLS from the
+    /// start). Unset: no mail is sent (`restful-auth user reset-link EMAIL` prints a link).
+    #[arg(long, env = "RESTFUL_AUTH_SMTP_URL", hide_env_values = true, value_parser = SmtpUrlParser)]
+    pub smtp_url: Option<SmtpUrl>,
+
+    /// A file holding the SMTP password (its first line), instead of one in --smtp-url.
+    #[arg(long, env = "RESTFUL_AUTH_SMTP_PASSWORD_FILE")]
+    pub smtp_password_file: Option<PathBuf>,
+
+    /// The sender of the mails, e.g. `Example <no-reply@example.org>`.
+    #[arg(long, env = "RESTFUL_AUTH_MAIL_FROM", default_value = "restful-auth <no-reply@localhost>", value_parser = parse_mailbox)]
+    pub mail_from: lettre::message::Mailbox,
+
+    /// Mails waiting to be sent at most; beyond, a request's mail is dropped (and counted).
+    #[arg(long, env = "RESTFUL_AUTH_MAIL_QUEUE_LIMIT", default_value_t = 256)]
+    pub mail_queue_limit: usize,
+
+    /// How long a password-reset link works.
+    #[arg(long, env = "RESTFUL_AUTH_RESET_TOKEN_LIFETIME", default_value = "30m", value_parser = parse_lifetime)]
+    pub reset_token_lifetime: Duration,
+
+    /// How long an email-verification link works.
+    #[arg(long, env = "RESTFUL_AUTH_VERIFICATION_TOKEN_LIFETIME", default_value = "1day", value_parser = parse_lifetime)]
+    pub verification_token_lifetime: Duration,
+
+    /// Refuse logins (after a correct password) of accounts whose email is not verified.
+    #[arg(long, env = "RESTFUL_AUTH_REQUIRE_VERIFIED_EMAIL")]
+    pub require_verified_email: bool,
+
+    /// Links mailed to one email address (password resets and verifications together, for
+    /// addresses with or without an account alike), or `off`.
+    #[arg(long, env = "RESTFUL_AUTH_THROTTLE_MAIL_EMAIL", default_value = "5/1h", value_parser = parse_rate_limit)]
+    pub throttle_mail_email: Limit,
+
+    /// Password-reset requests per client address, or `off`.
+    #[arg(long, env = "RESTFUL_AUTH_THROTTLE_RESET_IP", default_value = "30/1h", value_parser = parse_rate_limit)]
+    pub throttle_reset_ip: Limit,
+
+    /// How often, and how long apart, sending a mail is tried: the service's, which no flag
+    /// changes (a suite with an SMTP server that is down shortens the waits).
+    #[arg(skip = MailRetry::SERVICE)]
+    pub mail_retry: MailRetry,
+}
+
+/// Attempts at sending one mail: the first, then one after each delay (each twice the one
+/// before).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MailRetry {
+    pub attempts: u32,
+    pub first_delay: Duration,
+}
+
+impl MailRetry {
+    /// Four attempts over about a minute: a restarting relay is back by then.
+    pub const SERVICE: MailRetry = MailRetry {
+        attempts: 4,
+        first_delay: Duration::from_secs(8),
+    };
+}
+
+/// How the connection to the SMTP server is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// None (`smtp://`): for a relay on the same host or network.
+    None,
+    /// STARTTLS, required (`?tls=starttls` or `?tls=required`).
+    StartTls,
+    /// STARTTLS when the server offers it (`?tls=opportunistic`).
+    Opportunistic,
+    /// TLS from the first byte (`smtps://`).
+    Wrapper,
+}
+
+/// `--smtp-url`, parsed. Its `Debug` never shows the password, which no log line or error
+/// may hold.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SmtpUrl {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub user: Option<String>,
+    pub password: Option<String>,
+}
+
+impl fmt::Debug for SmtpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpUrl")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl SmtpUrl {
+    /// Reads `smtp://[user[:password]@]host[:port][?tls=starttls|required|opportunistic]` or
+    /// `smtps://…`. The error never repeats the URL, which may hold a password.
+    pub fn parse(url: &str) -> Result<SmtpUrl, String> {
+        let url = url.trim();
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or("an SMTP URL starts with smtp:// or smtps://")?;
+        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let authority = rest.trim_end_matches('/');
+        if authority.contains('/') {
+            return Err("an SMTP URL has no path".into());
+        }
+        let mut tls = match scheme.to_ascii_lowercase().as_str() {
+            "smtp" => SmtpTls::None,
+            "smtps" => SmtpTls::Wrapper,
+            _ => return Err("an SMTP URL starts with smtp:// or smtps://".into()),
+        };
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            match (name.as_ref(), value.as_ref(), tls) {
+                ("tls", "starttls" | "required", SmtpTls::None) => tls = SmtpTls::StartTls,
+                ("tls", "opportunistic", SmtpTls::None) => tls = SmtpTls::Opportunistic,
+                ("tls", _, _) => {
+                    return Err(
+                        "tls= is starttls, required or opportunistic, and only with smtp://".into(),
+                    );
+                }
+                _ => return Err(format!("unknown SMTP URL parameter {name:?}")),
+            }
+        }
+        let (credentials, host_port) = match authority.rsplit_once('@') {
+            Some((credentials, host_port)) => (Some(credentials), host_port),
+            None => (None, authority),
+        };
+        let (user, password) = match credentials {
+            Some(credentials) => {
+                let (user, password) = match credentials.split_once(':') {
+                    Some((user, password)) => (user, Some(percent_decode(password)?)),
+                    None => (credentials, None),
+                };
+                (Some(percent_decode(user)?), password)
+            }
+            None => (None, None),
+        };
+        let (host, port) = match host_port.rsplit_once(':') {
+            Some((host, port)) if !port.contains(']') => (
+                host,
+                Some(
+                    port.parse::<u16>()
+                        .map_err(|_| "the SMTP port is not a number")?,
+                ),
+            ),
+            _ => (host_port, None),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err("the SMTP URL names no host".into());
+        }
+        let port = port.unwrap_or(match tls {
+            SmtpTls::None => 25,
+            SmtpTls::StartTls | SmtpTls::Opportunistic => 587,
+            SmtpTls::Wrapper => 465,
+        });
+        Ok(SmtpUrl {
+            host: host.to_owned(),
+            port,
+            tls,
+            user,
+            password,
+        })
+    }
+
+    /// The URL fit for a log line: no user, no password.
+    pub fn redacted(&self) -> String {
+        let scheme = if self.tls == SmtpTls::Wrapper {
+            "smtps"
+        } else {
+            "smtp"
+        };
+        format!("{scheme}://{}:{}", self.host, self.port)
+    }
+}
+
+impl FromStr for SmtpUrl {
+    type Err = String;
+
+    fn from_str(url: &str) -> Result<SmtpUrl, String> {
+        SmtpUrl::parse(url)
+    }
+}
+
+fn percent_decode(text: &str) -> Result<String, String> {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' {
+            let hex = bytes
+                .get(index + 1..index + 3)
+                .and_then(|hex| std::str::from_utf8(hex).ok())
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                .ok_or("a malformed %-escape in the SMTP URL's credentials")?;
+            decoded.push(hex);
+            index += 3;
+        } else {
+            decoded.push(bytes[index]);
+            index += 1;
+        }
+    }
+    String::from_utf8(decoded).map_err(|_| "the SMTP URL's credentials are not UTF-8".into())
+}
+
+/// Reads `--smtp-url` without ever putting its value in clap's error (which repeats the value
+/// of a refused argument): the value may hold a password.
+#[derive(Clone)]
+struct SmtpUrlParser;
+
+impl clap::builder::TypedValueParser for SmtpUrlParser {
+    type Value = SmtpUrl;
+
+    fn parse_ref(
+        &self,
+        _command: &clap::Command,
+        _argument: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<SmtpUrl, clap::Error> {
+        let refused = |reason: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("--smtp-url (RESTFUL_AUTH_SMTP_URL): {reason}\n"),
+            )
+        };
+        let value = value.to_str().ok_or_else(|| refused("not UTF-8".into()))?;
+        SmtpUrl::parse(value).map_err(refused)
+    }
+}
+
+fn parse_mailbox(value: &str) -> Result<lettre::message::Mailbox, String> {
+    value
+        .parse()
+        .map_err(|_| format!("{value:?} is not an address like \"Example <no-reply@example.org>\""))
 }
 
 impl Config {

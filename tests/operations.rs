@@ -1583,3 +1583,124 @@ async fn rewrapping_under_a_new_master_key_keeps_every_token_valid_and_retires_t
     .await;
     assert_eq!(status, 200);
 }
+
+/// `restful-auth user reset-link EMAIL` prints a one-time link built from `--public-url`: the
+/// only place a token is printed. It works once against the running service, and nowhere in
+/// the service's log.
+#[tokio::test]
+async fn user_reset_link_prints_a_one_time_link_that_resets_a_password_once() {
+    // Arrange
+    let service = Service::start(&["--public-url", "https://auth.example.org"]);
+    register_and_login(&service, "ann@example.org").await;
+    let client = reqwest::Client::new();
+
+    // Act
+    let printed = admin(
+        &service.database,
+        &[
+            "--public-url",
+            "https://auth.example.org",
+            "user",
+            "reset-link",
+            "Ann@example.org",
+        ],
+        "",
+    );
+    let unknown = admin(
+        &service.database,
+        &["user", "reset-link", "nobody@example.org"],
+        "",
+    );
+    let link = stdout(&printed).trim().to_owned();
+    let token = link.split("#token=").nth(1).unwrap_or_default().to_owned();
+    let body = json!({"token": token, "new_password": "a brand new passphrase"});
+    let confirm = service.url("/api/password/reset/confirm/");
+    let first = post(&client, confirm.clone(), body.clone()).await;
+    let second = post(&client, confirm, body).await;
+    std::thread::sleep(Duration::from_millis(200));
+
+    // Assert
+    assert!(printed.status.success(), "{printed:?}");
+    assert!(
+        link.starts_with("https://auth.example.org/reset/#token="),
+        "{link}"
+    );
+    assert_eq!(token.len(), 43, "32 bytes, base64url");
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no active account"),
+        "{unknown:?}"
+    );
+    assert_eq!(first, (200, json!({"detail": "Password has been reset."})));
+    assert_eq!(
+        second,
+        (400, json!({"token": ["Invalid or expired link."]}))
+    );
+    assert_eq!(login(&service, "ann@example.org", PASSWORD).await.0, 401);
+    assert_eq!(
+        login(&service, "ann@example.org", "a brand new passphrase")
+            .await
+            .0,
+        200
+    );
+    assert!(
+        !service.log_text().contains(&token),
+        "the token reached the log"
+    );
+}
+
+/// The SMTP password, in `--smtp-url` or in its file, reaches no log line and no error: not
+/// when sending fails, not when the URL is refused at start.
+#[tokio::test]
+async fn the_smtp_password_never_reaches_a_log_line_or_an_error() {
+    // Arrange: nothing listens on the SMTP port, so every attempt fails and is logged.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let password = "s3cr3t-smtp-pass";
+    let url = format!("smtp://mailer:{password}@127.0.0.1:{port}?tls=opportunistic");
+    let service = Service::start(&["--smtp-url", &url]);
+    register_and_login(&service, "ann@example.org").await;
+
+    // Act
+    let (status, _) = post(
+        &reqwest::Client::new(),
+        service.url("/api/password/reset/"),
+        json!({"email": "ann@example.org"}),
+    )
+    .await;
+    let log = eventually(|| async {
+        let log = service.log_text();
+        log.contains("sending a mail failed").then_some(log)
+    })
+    .await;
+    let directory = tempfile::tempdir().unwrap();
+    let refused = Command::new(BINARY)
+        .args([
+            "--database-url",
+            &database_url(&directory.path().join("x.sqlite3")),
+        ])
+        .args([
+            "--smtp-url",
+            &format!("smtp://mailer:{password}@127.0.0.1:notaport"),
+        ])
+        .arg("migrate")
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+
+    // Assert
+    assert_eq!(status, 202);
+    assert!(log.contains(&format!("smtp://127.0.0.1:{port}")), "{log}");
+    assert!(
+        !log.contains(password),
+        "the SMTP password reached the log: {log}"
+    );
+    assert!(!refused.status.success());
+    let refusal = String::from_utf8_lossy(&refused.stderr);
+    assert!(refusal.contains("--smtp-url"), "{refusal}");
+    assert!(
+        !refusal.contains(password),
+        "the SMTP password is in the error: {refusal}"
+    );
+}

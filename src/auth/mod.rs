@@ -19,7 +19,9 @@ use crate::store::{
 pub mod admin;
 pub mod email;
 pub mod keys;
+pub mod mail;
 pub mod password;
+pub mod recovery;
 pub mod tokens;
 pub mod username;
 pub mod vault;
@@ -30,7 +32,9 @@ use crate::domain::settings::{Lifetimes, Setting};
 use crate::domain::throttle::{self, Bucket, ThrottlePolicy};
 use email::Email;
 use keys::KeyPolicy;
+use mail::{MailSetupError, Mailer};
 use password::{HashCost, Hasher, NewPassword, Password, PasswordPolicy, Verification};
+use recovery::LinkPolicy;
 use tokens::{
     AccessClaims, InvalidAccessToken, Keyring, RefreshToken, SigningKey, TokenRules, VerifiedTokens,
 };
@@ -85,6 +89,12 @@ pub enum AuthError {
     Refused(Refusal),
     #[error("throttled for {retry_after} s")]
     Throttled { retry_after: i64 },
+    /// A mailed link's token that opens nothing: unknown, used, expired or replaced.
+    #[error("the link is invalid or expired")]
+    InvalidLink,
+    /// The password was right, but the account's address must be verified first.
+    #[error("the account's email address is not verified")]
+    EmailNotVerified,
     #[error(transparent)]
     Overloaded(#[from] password::Overloaded),
     #[error(transparent)]
@@ -136,6 +146,8 @@ pub enum LoadError {
     InvalidKey(#[from] tokens::InvalidKey),
     #[error("no signing key is in force")]
     NoKeyInForce,
+    #[error(transparent)]
+    Mail(#[from] MailSetupError),
     #[error(
         "--secret-key is an HS256 secret: drop it to sign with keys kept in the database, or \
          set --jwt-algorithm HS256"
@@ -179,6 +191,10 @@ pub struct Auth<S> {
     clock: Arc<dyn Clock>,
     /// Seals the secrets stored in the database; never stored there itself.
     master_key: MasterKey,
+    /// Mailed links' lifetimes, throttles and the login rule on unverified addresses.
+    links: LinkPolicy,
+    /// Outgoing mail, sent off the request path.
+    mailer: Mailer,
 }
 
 impl<S: Store> Auth<S> {
@@ -259,6 +275,8 @@ impl<S: Store> Auth<S> {
             live: ArcSwap::from_pointee(live),
             clock,
             master_key,
+            links: LinkPolicy::from_config(config),
+            mailer: Mailer::from_config(config)?,
         };
         if auth.configured_keys.is_none() {
             auth.settle_algorithm().await?;
@@ -672,6 +690,14 @@ impl<S: Store> Auth<S> {
                 .collect(),
         )
         .await?;
+        if self.links.require_verified_email && !self.store.email_verified(account.user_id).await? {
+            // Said only after the right password: it tells nothing to who does not have it.
+            metrics::counter!("logins_total", "outcome" => "failure").increment(1);
+            let failure = LoginFailure::EmailNotVerified;
+            let event = Event::login_failed(user_id, address.as_deref(), failure);
+            self.store.record(event, origin, self.clock.now()).await?;
+            return Err(AuthError::EmailNotVerified);
+        }
 
         let mut verified_hash = account.password_hash;
         if verification == (Verification::Match { rehash: true }) {

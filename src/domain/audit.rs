@@ -83,7 +83,8 @@ event_names! {
     RefreshReused = "refresh.reused",
     SessionEnded = "session.ended",
     PasswordChanged = "password.changed",
-    // An operator set the password; the owner changing it is `password.changed`.
+    // Set by an operator, or through a mailed link; the owner's own change is
+    // `password.changed`.
     PasswordReset = "password.reset",
     ProfileUpdated = "profile.updated",
     UserDeactivated = "user.deactivated",
@@ -92,6 +93,9 @@ event_names! {
     ThrottleCleared = "throttle.cleared",
     KeyRotated = "key.rotated",
     KeyRetired = "key.retired",
+    PasswordResetRequested = "password.reset_requested",
+    EmailVerificationRequested = "email.verification_requested",
+    EmailVerified = "email.verified",
 }
 
 impl std::str::FromStr for EventName {
@@ -126,6 +130,8 @@ pub enum LoginFailure {
     Inactive,
     /// The password changed, or the account was deactivated, while the login was checked.
     Superseded,
+    /// The password was right, but `--require-verified-email` holds an unverified address.
+    EmailNotVerified,
 }
 
 impl LoginFailure {
@@ -134,6 +140,7 @@ impl LoginFailure {
             LoginFailure::BadCredentials => "bad_credentials",
             LoginFailure::Inactive => "inactive",
             LoginFailure::Superseded => "superseded",
+            LoginFailure::EmailNotVerified => "email_not_verified",
         }
     }
 }

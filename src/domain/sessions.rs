@@ -75,6 +75,8 @@ pub enum EndReason {
     LogoutAll,
     Revoked,
     PasswordChanged,
+    /// The password was set anew through a link mailed to the account's address.
+    PasswordReset,
     RefreshTokenReused,
     Deactivated,
     /// Ended through the admin API or an operator's command.
@@ -88,6 +90,7 @@ impl EndReason {
             EndReason::LogoutAll => "logout_all",
             EndReason::Revoked => "revoked",
             EndReason::PasswordChanged => "password_changed",
+            EndReason::PasswordReset => "password_reset",
             EndReason::RefreshTokenReused => "refresh_token_reused",
             EndReason::Deactivated => "deactivated",
             EndReason::Admin => "admin",

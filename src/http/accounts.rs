@@ -45,6 +45,7 @@ struct Registered {
 /// Create an account
 ///
 /// From an email and a password. The new account's `username` is its email; log in next.
+/// When the service sends mail, a link to verify the address is mailed to it.
 #[utoipa::path(
     post,
     path = "/api/register/",
@@ -72,7 +73,7 @@ async fn register<S: Store>(
     auth.throttle_registration(&origin).await?;
     let email = body.email.as_str().to_owned();
     let id = auth
-        .register(body.email, body.password, origin)
+        .register(body.email, body.password, origin.clone())
         .await
         .map_err(|error| match error {
             AuthError::Refused(refusal) => ApiError::refused(
@@ -82,5 +83,6 @@ async fn register<S: Store>(
             ),
             other => other.into(),
         })?;
+    auth.mail_verification_of_new_account(id, origin);
     Ok(Reply(StatusCode::CREATED, Registered { id, email }))
 }

@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 use super::error::{ApiError, FieldErrors};
 use crate::auth::email::Email;
 use crate::auth::password::{NewPassword, Password};
+use crate::auth::recovery::{INVALID_LINK, LinkToken};
 use crate::auth::tokens::RefreshToken;
 use crate::auth::username::Username;
 
@@ -173,6 +174,14 @@ impl FieldValue for RefreshToken {
                 .and_then(|text| RefreshToken::parse(text.trim()))
                 .ok_or("Must be a valid UUID.".into()),
         }
+    }
+}
+
+/// The token of a mailed link: what is not one reads as a link that opens nothing.
+impl FieldValue for LinkToken {
+    fn read(value: Option<&Value>) -> Result<Self, Cow<'static, str>> {
+        let text = text(value.ok_or(REQUIRED)?, Trim::Yes)?;
+        LinkToken::parse(&text).ok_or(INVALID_LINK.into())
     }
 }
 

@@ -75,6 +75,8 @@ pub enum ApiError {
     RefreshTokenReused,
     #[error("bad credentials")]
     InvalidCredentials,
+    #[error("email address not verified")]
+    EmailNotVerified,
     /// The admin API's token was not the one configured.
     #[error("wrong admin token")]
     InvalidAdminToken,
@@ -108,6 +110,7 @@ impl ApiError {
             | ApiError::InvalidRefreshToken
             | ApiError::RefreshTokenReused
             | ApiError::InvalidCredentials
+            | ApiError::EmailNotVerified
             | ApiError::InvalidAdminToken => StatusCode::UNAUTHORIZED,
             ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound => StatusCode::NOT_FOUND,
@@ -153,6 +156,10 @@ impl ApiError {
             ApiError::InvalidCredentials => {
                 json!({"detail": "No active account found with the given credentials"})
             }
+            ApiError::EmailNotVerified => json!({
+                "detail": "Email address is not verified.",
+                "code": "email_not_verified",
+            }),
             // DRF's `TokenAuthentication` message.
             ApiError::InvalidAdminToken => json!({"detail": "Invalid token."}),
             ApiError::Throttled { retry_after } => json!({
@@ -270,6 +277,14 @@ impl ApiError {
         ApiError::Fields(errors)
     }
 
+    /// A mailed link's token opened nothing: the one message, under `field`, whatever the
+    /// reason (unknown, used, expired, replaced, malformed).
+    pub fn invalid_link(field: &'static str) -> ApiError {
+        let mut errors = FieldErrors::default();
+        errors.add(field, crate::auth::recovery::INVALID_LINK);
+        ApiError::Fields(errors)
+    }
+
     /// The old password given was wrong: Django's `PasswordChangeForm` message, under `field`.
     pub fn wrong_password(field: &'static str) -> ApiError {
         let mut errors = FieldErrors::default();
@@ -288,6 +303,8 @@ impl From<AuthError> for ApiError {
             AuthError::InvalidRefreshToken => ApiError::InvalidRefreshToken,
             AuthError::RefreshTokenReused => ApiError::RefreshTokenReused,
             AuthError::Throttled { retry_after } => ApiError::Throttled { retry_after },
+            AuthError::EmailNotVerified => ApiError::EmailNotVerified,
+            AuthError::InvalidLink => ApiError::invalid_link("token"),
             AuthError::Overloaded(overloaded) => ApiError::Unavailable(overloaded.to_string()),
             // A handler whose body has the fields these name files them there
             // (`ApiError::refused`); elsewhere they are DRF's errors of no one field.

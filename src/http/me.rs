@@ -1,8 +1,10 @@
 //! `GET, PUT, PATCH /api/me/`: the caller's profile.
 
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::routing::{MethodRouter, get};
+use serde::Serialize;
 
 use super::body::{Body, request_body};
 use super::extract::AuthUser;
@@ -13,7 +15,50 @@ use crate::domain::audit::Origin;
 use crate::store::Store;
 
 pub fn routes<S: Store>() -> MethodRouter<AppState<S>> {
-    get(show).put(replace::<S>).patch(update::<S>)
+    get(show::<S>).put(replace::<S>).patch(update::<S>)
+}
+
+/// Which fields to show: the contract's three by default (`id`, `username`, `email`), or
+/// with `?fields=all` also `email_verified`. Other parameters are ignored, as DRF does.
+#[derive(Debug, Clone, Copy, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct Shown {
+    /// `all` adds `email_verified`.
+    #[param(value_type = Option<String>, example = "all")]
+    fields: Option<()>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Shown {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let all = form_urlencoded::parse(query.as_bytes())
+            .any(|(name, value)| name == "fields" && value == "all");
+        Ok(Shown {
+            fields: all.then_some(()),
+        })
+    }
+}
+
+/// The profile with every field (`?fields=all`).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "id": 1, "username": "Ann Lee", "email": "ann@example.org", "email_verified": true
+}))]
+struct FullProfile {
+    #[serde(flatten)]
+    profile: Profile,
+    /// Whether the owner proved the address theirs (`/api/email/verify/`).
+    email_verified: bool,
+}
+
+/// What `GET /api/me/` shows.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ShownProfile {
+    Contract(Profile),
+    All(FullProfile),
 }
 
 request_body! {
@@ -37,16 +82,35 @@ request_body! {
 }
 
 /// Show my profile
+///
+/// `id`, `username` and `email`; with `?fields=all`, also `email_verified`.
 #[utoipa::path(
     get,
     path = "/api/me/",
     operation_id = "show_profile",
     tag = "profile",
     security(("bearer" = [])),
-    responses((status = 200, description = "The caller's profile.", body = Profile)),
+    params(Shown),
+    responses((status = 200, description = "The caller's profile (with `?fields=all`, a \
+        `FullProfile`).", body = Profile)),
 )]
-async fn show(caller: AuthUser) -> Reply<Profile> {
-    Reply(StatusCode::OK, caller.profile)
+async fn show<S: Store>(
+    State(auth): State<AppState<S>>,
+    caller: AuthUser,
+    shown: Shown,
+) -> Result<Reply<ShownProfile>, ApiError> {
+    let profile = caller.profile;
+    if shown.fields.is_none() {
+        return Ok(Reply(StatusCode::OK, ShownProfile::Contract(profile)));
+    }
+    let email_verified = auth.email_verified(profile.id).await?;
+    Ok(Reply(
+        StatusCode::OK,
+        ShownProfile::All(FullProfile {
+            profile,
+            email_verified,
+        }),
+    ))
 }
 
 /// Replace my username

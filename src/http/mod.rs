@@ -24,12 +24,14 @@ mod accounts;
 mod activity;
 pub mod admin;
 pub mod body;
+mod email;
 pub mod error;
 pub mod extract;
 mod health;
 mod me;
 pub mod observe;
 pub mod openapi;
+mod password_reset;
 mod protocol_errors;
 pub mod server;
 mod sessions;
@@ -40,7 +42,9 @@ pub use error::ApiError;
 
 /// The API's request bodies, each one type (see [`body`]).
 pub use accounts::NewAccount;
+pub use email::EmailConfirmation;
 pub use me::{ProfileReplacement, ProfileUpdate};
+pub use password_reset::{PasswordResetConfirmation, PasswordResetRequest};
 pub use sessions::PasswordChange;
 pub use tokens::{Credentials, RefreshTokenBody};
 
@@ -126,6 +130,13 @@ pub fn api_routes<S: Store>(options: &Options) -> Router<AppState<S>> {
         ("/api/sessions", sessions::list_routes()),
         ("/api/sessions/{id}", sessions::one_routes()),
         ("/api/logout/all", sessions::logout_all_routes()),
+        ("/api/password/reset", password_reset::request_routes()),
+        (
+            "/api/password/reset/confirm",
+            password_reset::confirm_routes(),
+        ),
+        ("/api/email/verify", email::request_routes()),
+        ("/api/email/verify/confirm", email::confirm_routes()),
     ];
     let mut router = api
         .into_iter()
@@ -249,6 +260,20 @@ pub struct Success {
 impl Success {
     pub fn new(message: &'static str) -> Success {
         Success { success: message }
+    }
+}
+
+/// A message for a person: `{"detail": "…"}`, as DRF words answers that carry no data.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"detail": "Password has been reset."}))]
+pub struct Message {
+    #[schema(value_type = String)]
+    detail: &'static str,
+}
+
+impl Message {
+    pub fn new(message: &'static str) -> Message {
+        Message { detail: message }
     }
 }
 

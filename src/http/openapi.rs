@@ -42,6 +42,10 @@ pub fn api_document() -> Document {
         super::sessions::end_one,
         super::activity::list,
         super::sessions::change_password,
+        super::email::request,
+        super::email::confirm,
+        super::password_reset::request,
+        super::password_reset::confirm,
         super::tokens::refresh,
         super::tokens::logout,
         super::sessions::logout_all,
@@ -72,7 +76,10 @@ pub fn api_document() -> Document {
             `iss` and the configured audience as `aud`. JWT middleware configures itself from \
             the discovery document."),
         (name = "profile", description = "The caller's own profile and password, for the bearer \
-            of an access token."),
+            of an access token, and the proof that their email address is theirs."),
+        (name = "password reset", description = "A forgotten password is reset through a link \
+            mailed to the account's address (`<public-url>/reset/#token=…`): single use, \
+            short-lived, stored only as a digest."),
         (name = "documentation", description = "This document, and the pages for people."),
         (name = "operations", description = "For load balancers, orchestrators and monitoring."),
     ),

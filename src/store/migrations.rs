@@ -27,6 +27,11 @@ macro_rules! scripts {
                 $backend,
                 "/0005_audit_events.sql"
             )),
+            include_str!(concat!(
+                "../../migrations/",
+                $backend,
+                "/0006_mailed_links.sql"
+            )),
         ]
     };
 }

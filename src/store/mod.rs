@@ -1,5 +1,6 @@
 //! Storage: the traits the use cases speak to, one per role ([`Accounts`], [`Sessions`],
-//! [`Throttle`], [`Settings`], [`Admin`], and [`Store`] for all of them with housekeeping), and one
+//! [`Throttle`], [`Settings`], [`AuditLog`], [`Admin`], [`Recovery`], and [`Store`] for all of
+//! them with housekeeping), and one
 //! implementation per database. No SQL lives outside this module; every method is one round
 //! trip (one transaction) to the database.
 
@@ -8,6 +9,7 @@ use std::future::Future;
 use crate::domain::RefreshDigest;
 use crate::domain::audit::{AuditQuery, Event, EventName, Origin, Recorded};
 use crate::domain::keys::KeySchedule;
+use crate::domain::links::{LinkDigest, Purpose, Recipient};
 use crate::domain::sessions::{EndReason, PresentedToken, Redemption, SessionPolicy, Verdict};
 use crate::domain::throttle::{AccountBuckets, Bucket};
 use crate::domain::{Profile, SessionId, UserId};
@@ -615,10 +617,88 @@ pub trait AuditLog: Send + Sync {
     ) -> impl Future<Output = Result<Vec<Recorded>, StoreError>> + Send;
 }
 
+/// Which account a new link is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkOwner {
+    /// The account registered with this email key (a password reset asked for by anyone).
+    Email(String),
+    /// This account (a verification its owner asked for).
+    Id(UserId),
+}
+
+/// A link about to be mailed.
+#[derive(Debug, Clone)]
+pub struct NewLink {
+    pub owner: LinkOwner,
+    pub purpose: Purpose,
+    pub digest: LinkDigest,
+    pub expires_at: i64,
+    /// Who asked: recorded with the request's event.
+    pub origin: Origin,
+    pub now: i64,
+}
+
+/// Links mailed to accounts' addresses: password resets and email verification. A link opens
+/// only while its account is active and still has the address the link was sent to.
+pub trait Recovery: Send + Sync {
+    /// Stores the link for its owner, if that is an active account (for a verification: one
+    /// whose address is not verified yet), replacing the owner's earlier link of the purpose,
+    /// and records the request; one transaction. Whom to mail it to, or `None`.
+    fn issue_link(
+        &self,
+        link: NewLink,
+    ) -> impl Future<Output = Result<Option<Recipient>, StoreError>> + Send;
+
+    /// The account a live link of `purpose` would open, without consuming it.
+    fn link_owner(
+        &self,
+        digest: LinkDigest,
+        purpose: Purpose,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<Recipient>, StoreError>> + Send;
+
+    /// In one transaction: consumes the live reset link `digest` (a conditional delete, so of
+    /// concurrent uses, on any number of instances, one wins), sets the password hash, marks
+    /// the address verified (the link reached it), ends every session of the account, and
+    /// records it all. The account, or `None` when the link opened nothing.
+    fn reset_password(
+        &self,
+        digest: LinkDigest,
+        password_hash: String,
+        origin: Origin,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<UserId>, StoreError>> + Send;
+
+    /// In one transaction: consumes the live verification link `digest` and marks the
+    /// account's address verified, recorded. The account, or `None`.
+    fn verify_email(
+        &self,
+        digest: LinkDigest,
+        origin: Origin,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<UserId>, StoreError>> + Send;
+
+    /// Whether the account's address has been verified.
+    fn email_verified(
+        &self,
+        user_id: UserId,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
 /// The persistence the service needs, by role; implementations are cheap to clone (a pool
 /// handle). Housekeeping and the connection's life are the store's as a whole.
 pub trait Store:
-    Accounts + Sessions + Throttle + Settings + AuditLog + Admin + Clone + Send + Sync + 'static
+    Accounts
+    + Sessions
+    + Throttle
+    + Settings
+    + AuditLog
+    + Admin
+    + Recovery
+    + Clone
+    + Send
+    + Sync
+    + 'static
 {
     /// Deletes what is no longer needed; see [`Purge`].
     fn purge(&self, purge: Purge) -> impl Future<Output = Result<Purged, StoreError>> + Send;

@@ -11,11 +11,12 @@ use uuid::Uuid;
 
 use super::{
     Account, AccountChange, AccountOverview, AccountQuery, Accounts, Admin, AuditLog, Credentials,
-    NewSession, NewUser, PasswordReplacement, PoolState, Purge, Purged, Redeem, RedeemWrite,
-    Redeemed, SecretRow, SessionInfo, SessionScope, Sessions, Settings, Store, StoreError,
-    StoredKey, StoredSecret, Throttle, migrations, where_all,
+    LinkOwner, NewLink, NewSession, NewUser, PasswordReplacement, PoolState, Purge, Purged,
+    Recovery, Redeem, RedeemWrite, Redeemed, SecretRow, SessionInfo, SessionScope, Sessions,
+    Settings, Store, StoreError, StoredKey, StoredSecret, Throttle, migrations, where_all,
 };
 use crate::domain::audit::{AuditQuery, Event, EventName, FOLD_WINDOW, Origin, Recorded};
+use crate::domain::links::{LinkDigest, Purpose, Recipient};
 use crate::domain::sessions::{EndReason, PresentedToken, Redemption};
 use crate::domain::throttle::{AccountBuckets, Bucket};
 use crate::domain::{Profile, SessionId, UserId};
@@ -1286,7 +1287,10 @@ impl Admin for PostgresStore {
         sqlx::query(
             "UPDATE users SET email = coalesce($2, email), email_key = coalesce($3, email_key),
                  username = coalesce($4, username), is_active = coalesce($5, is_active),
-                 updated_at = $6
+                 updated_at = $6,
+                 -- Another address is not verified (and links sent to the old one stop working).
+                 email_verified_at = CASE WHEN $3::text IS NULL OR email_key = $3
+                                          THEN email_verified_at END
              WHERE id = $1",
         )
         .bind(user_id)
@@ -1399,4 +1403,176 @@ impl Admin for PostgresStore {
         tx.commit().await.map_err(database_error)?;
         Ok(cleared)
     }
+}
+
+impl Recovery for PostgresStore {
+    async fn issue_link(&self, link: NewLink) -> Result<Option<Recipient>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(database_error)?;
+        let (email_key, user_id) = match &link.owner {
+            LinkOwner::Email(email_key) => (Some(email_key.clone()), None),
+            LinkOwner::Id(user_id) => (None, Some(*user_id)),
+        };
+        // The account's row lock orders concurrent requests for it: each replaces the link of
+        // the one before.
+        let owner: Option<(UserId, String, String)> = sqlx::query_as(
+            "SELECT id, email, email_key FROM users
+             WHERE ($1::text IS NULL OR email_key = $1) AND ($2::bigint IS NULL OR id = $2)
+               AND is_active AND (NOT $3 OR email_verified_at IS NULL)
+             FOR UPDATE",
+        )
+        .bind(email_key)
+        .bind(user_id)
+        .bind(link.purpose == Purpose::EmailVerification)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(database_error)?;
+        let Some((user_id, email, email_key)) = owner else {
+            return Ok(None);
+        };
+        sqlx::query(
+            "INSERT INTO one_time_tokens
+                 (token_hash, user_id, purpose, email_key, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (user_id, purpose) DO UPDATE SET
+                 token_hash = excluded.token_hash, email_key = excluded.email_key,
+                 created_at = excluded.created_at, expires_at = excluded.expires_at",
+        )
+        .bind(&link.digest[..])
+        .bind(user_id)
+        .bind(link.purpose.as_str())
+        .bind(email_key)
+        .bind(link.now)
+        .bind(link.expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(database_error)?;
+        let requested = Event::about(link.purpose.requested_event(), user_id);
+        record(&mut *tx, &link.origin, link.now, &requested).await?;
+        tx.commit().await.map_err(database_error)?;
+        Ok(Some(Recipient { user_id, email }))
+    }
+
+    async fn link_owner(
+        &self,
+        digest: LinkDigest,
+        purpose: Purpose,
+        now: i64,
+    ) -> Result<Option<Recipient>, StoreError> {
+        let owner: Option<(UserId, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT u.id, u.email FROM one_time_tokens t JOIN users u ON u.id = t.user_id
+             WHERE {LIVE_LINK}"
+        )))
+        .bind(&digest[..])
+        .bind(purpose.as_str())
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(database_error)?;
+        Ok(owner.map(|(user_id, email)| Recipient { user_id, email }))
+    }
+
+    async fn reset_password(
+        &self,
+        digest: LinkDigest,
+        password_hash: String,
+        origin: Origin,
+        now: i64,
+    ) -> Result<Option<UserId>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(database_error)?;
+        let Some(user_id) = consume_link(&mut tx, &digest, Purpose::PasswordReset, now).await?
+        else {
+            return Ok(None);
+        };
+        // The user's row is locked first, as a password change locks it: a login's session
+        // insert is either over (and ended below) or waits and sees the new hash.
+        sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
+            .bind(user_id)
+            .bind(password_hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(database_error)?;
+        let reset = Event::about(EventName::PasswordReset, user_id);
+        record(&mut *tx, &origin, now, &reset).await?;
+        mark_verified(&mut tx, user_id, &origin, now).await?;
+        let reason = EndReason::PasswordReset;
+        end_user_sessions(&mut *tx, user_id, SessionScope::All, reason, &origin, now).await?;
+        tx.commit().await.map_err(database_error)?;
+        Ok(Some(user_id))
+    }
+
+    async fn verify_email(
+        &self,
+        digest: LinkDigest,
+        origin: Origin,
+        now: i64,
+    ) -> Result<Option<UserId>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(database_error)?;
+        let consumed = consume_link(&mut tx, &digest, Purpose::EmailVerification, now).await?;
+        if let Some(user_id) = consumed {
+            mark_verified(&mut tx, user_id, &origin, now).await?;
+        }
+        tx.commit().await.map_err(database_error)?;
+        Ok(consumed)
+    }
+
+    async fn email_verified(&self, user_id: UserId) -> Result<bool, StoreError> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1 AND email_verified_at IS NOT NULL)",
+        )
+        .bind(user_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(database_error)
+    }
+}
+
+/// The link `$1` of purpose `$2`, unexpired at `$3`, of an active account that still has the
+/// address it was sent to (`t` the link, `u` its account).
+const LIVE_LINK: &str = "t.token_hash = $1 AND t.purpose = $2 AND t.expires_at > $3
+    AND u.is_active AND u.email_key = t.email_key";
+
+/// Deletes the live link `digest` of `purpose`: its account, if it was live. The delete's row
+/// lock makes concurrent uses wait for the first, which finds the row and wins; the others
+/// then find it gone.
+async fn consume_link(
+    tx: &mut Transaction<'_, Postgres>,
+    digest: &LinkDigest,
+    purpose: Purpose,
+    now: i64,
+) -> Result<Option<UserId>, StoreError> {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM one_time_tokens t USING users u
+         WHERE u.id = t.user_id AND {LIVE_LINK}
+         RETURNING t.user_id"
+    )))
+    .bind(&digest[..])
+    .bind(purpose.as_str())
+    .bind(now)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(database_error)
+}
+
+/// Marks the account's address verified, if it was not, and records it.
+async fn mark_verified(
+    tx: &mut Transaction<'_, Postgres>,
+    user_id: UserId,
+    origin: &Origin,
+    now: i64,
+) -> Result<(), StoreError> {
+    let marked = sqlx::query(
+        "UPDATE users SET email_verified_at = $2 WHERE id = $1 AND email_verified_at IS NULL",
+    )
+    .bind(user_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(database_error)?
+    .rows_affected();
+    if marked > 0 {
+        let verified = Event::about(EventName::EmailVerified, user_id);
+        record(&mut **tx, origin, now, &verified).await?;
+    }
+    Ok(())
 }

@@ -22,12 +22,13 @@ use uuid::Uuid;
 
 use super::{
     Account, AccountChange, AccountOverview, AccountQuery, Accounts, Admin, AuditLog, Credentials,
-    NewSession, NewUser, PasswordReplacement, PoolState, Purge, Purged, Redeem, RedeemWrite,
-    Redeemed, SecretRow, SessionInfo, SessionScope, Sessions, Settings, Store, StoreError,
-    StoredKey, StoredSecret, Throttle, migrations, where_all,
+    LinkOwner, NewLink, NewSession, NewUser, PasswordReplacement, PoolState, Purge, Purged,
+    Recovery, Redeem, RedeemWrite, Redeemed, SecretRow, SessionInfo, SessionScope, Sessions,
+    Settings, Store, StoreError, StoredKey, StoredSecret, Throttle, migrations, where_all,
 };
 use crate::domain::RefreshDigest;
 use crate::domain::audit::{AuditQuery, Event, EventName, FOLD_WINDOW, Origin, Recorded};
+use crate::domain::links::{LinkDigest, Purpose, Recipient};
 use crate::domain::sessions::{EndReason, PresentedToken, Redemption};
 use crate::domain::throttle::{AccountBuckets, Bucket};
 use crate::domain::{Profile, SessionId, UserId};
@@ -1561,7 +1562,10 @@ impl Admin for SqliteStore {
             let now = change.now;
             if let Some((address, key)) = &new_email {
                 conn.prepare_cached(
-                    "UPDATE users SET email = ?2, email_key = ?3, updated_at = ?4 WHERE id = ?1",
+                    // Another address is not verified (and the links sent to the old one stop working).
+                    "UPDATE users SET email = ?2, email_key = ?3, updated_at = ?4,
+                         email_verified_at = CASE WHEN email_key = ?3 THEN email_verified_at END
+                     WHERE id = ?1",
                 )
                 .and_then(|mut update| update.execute(params![user_id, address, key, now]))
                 .map_err(|error| {
@@ -1688,6 +1692,186 @@ impl Admin for SqliteStore {
         })
         .await
     }
+}
+
+impl Recovery for SqliteStore {
+    async fn issue_link(&self, link: NewLink) -> Result<Option<Recipient>, StoreError> {
+        self.write(move |conn| {
+            // A verification is for an address not verified yet; a reset for any active account.
+            let verification = link.purpose == Purpose::EmailVerification;
+            let (filter, key): (&str, &dyn rusqlite::ToSql) = match &link.owner {
+                LinkOwner::Email(email_key) => ("email_key = ?1", email_key),
+                LinkOwner::Id(user_id) => ("id = ?1", user_id),
+            };
+            let owner: Option<(UserId, String, String)> = conn
+                .prepare_cached(&format!(
+                    "SELECT id, email, email_key FROM users
+                     WHERE {filter} AND is_active = 1 AND (?2 = 0 OR email_verified_at IS NULL)"
+                ))
+                .and_then(|mut select| {
+                    select
+                        .query_row(params![key, verification], |row| {
+                            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                        })
+                        .optional()
+                })
+                .map_err(database_error)?;
+            let Some((user_id, email, email_key)) = owner else {
+                return Ok(None);
+            };
+            conn.prepare_cached("DELETE FROM one_time_tokens WHERE user_id = ?1 AND purpose = ?2")
+                .and_then(|mut delete| delete.execute(params![user_id, link.purpose.as_str()]))
+                .map_err(database_error)?;
+            conn.prepare_cached(
+                "INSERT INTO one_time_tokens
+                     (token_hash, user_id, purpose, email_key, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut insert| {
+                insert.execute(params![
+                    &link.digest[..],
+                    user_id,
+                    link.purpose.as_str(),
+                    email_key,
+                    link.now,
+                    link.expires_at
+                ])
+            })
+            .map_err(database_error)?;
+            let requested = Event::about(link.purpose.requested_event(), user_id);
+            record(conn, &link.origin, link.now, &requested)?;
+            Ok(Some(Recipient { user_id, email }))
+        })
+        .await
+    }
+
+    async fn link_owner(
+        &self,
+        digest: LinkDigest,
+        purpose: Purpose,
+        now: i64,
+    ) -> Result<Option<Recipient>, StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT u.id, u.email FROM one_time_tokens t JOIN users u ON u.id = t.user_id
+                 WHERE {LIVE_LINK}"
+            ))?
+            .query_row(params![&digest[..], purpose.as_str(), now], |row| {
+                Ok(Recipient {
+                    user_id: row.get(0)?,
+                    email: row.get(1)?,
+                })
+            })
+            .optional()
+        })
+    }
+
+    async fn reset_password(
+        &self,
+        digest: LinkDigest,
+        password_hash: String,
+        origin: Origin,
+        now: i64,
+    ) -> Result<Option<UserId>, StoreError> {
+        self.write(move |conn| {
+            let Some(user_id) = consume_link(conn, &digest, Purpose::PasswordReset, now)? else {
+                return Ok(None);
+            };
+            conn.prepare_cached(
+                "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1",
+            )
+            .and_then(|mut update| update.execute(params![user_id, password_hash, now]))
+            .map_err(database_error)?;
+            record(
+                conn,
+                &origin,
+                now,
+                &Event::about(EventName::PasswordReset, user_id),
+            )?;
+            mark_verified(conn, user_id, &origin, now)?;
+            let reason = EndReason::PasswordReset;
+            end_user_sessions(conn, user_id, SessionScope::All, reason, &origin, now)?;
+            Ok(Some(user_id))
+        })
+        .await
+    }
+
+    async fn verify_email(
+        &self,
+        digest: LinkDigest,
+        origin: Origin,
+        now: i64,
+    ) -> Result<Option<UserId>, StoreError> {
+        self.write(move |conn| {
+            let consumed = consume_link(conn, &digest, Purpose::EmailVerification, now)?;
+            if let Some(user_id) = consumed {
+                mark_verified(conn, user_id, &origin, now)?;
+            }
+            Ok(consumed)
+        })
+        .await
+    }
+
+    async fn email_verified(&self, user_id: UserId) -> Result<bool, StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM users WHERE id = ?1 AND email_verified_at IS NOT NULL)",
+            )?
+            .query_row([user_id], |row| row.get(0))
+        })
+    }
+}
+
+/// The link `?1` of purpose `?2`, unexpired at `?3`, of an active account that still has the
+/// address it was sent to (`t` the link, `u` its account).
+const LIVE_LINK: &str = "t.token_hash = ?1 AND t.purpose = ?2 AND t.expires_at > ?3
+    AND u.is_active = 1 AND u.email_key = t.email_key";
+
+/// Deletes the live link `digest` of `purpose`: its account, if it was live. The one write
+/// that decides which of concurrent uses wins.
+fn consume_link(
+    conn: &Connection,
+    digest: &LinkDigest,
+    purpose: Purpose,
+    now: i64,
+) -> Result<Option<UserId>, StoreError> {
+    conn.prepare_cached(&format!(
+        "DELETE FROM one_time_tokens AS t WHERE t.token_hash = ?1 AND EXISTS (
+             SELECT 1 FROM users u WHERE u.id = t.user_id AND {LIVE_LINK})
+         RETURNING user_id"
+    ))
+    .and_then(|mut delete| {
+        delete
+            .query_row(params![&digest[..], purpose.as_str(), now], |row| {
+                row.get(0)
+            })
+            .optional()
+    })
+    .map_err(database_error)
+}
+
+/// Marks the account's address verified, if it was not, and records it.
+fn mark_verified(
+    conn: &Connection,
+    user_id: UserId,
+    origin: &Origin,
+    now: i64,
+) -> Result<(), StoreError> {
+    let marked = conn
+        .prepare_cached(
+            "UPDATE users SET email_verified_at = ?2 WHERE id = ?1 AND email_verified_at IS NULL",
+        )
+        .and_then(|mut update| update.execute(params![user_id, now]))
+        .map_err(database_error)?;
+    if marked > 0 {
+        record(
+            conn,
+            origin,
+            now,
+            &Event::about(EventName::EmailVerified, user_id),
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

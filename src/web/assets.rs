@@ -34,6 +34,11 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("assets/endpoint.js"),
     },
     Asset {
+        name: "link.js",
+        content_type: JAVASCRIPT,
+        body: include_bytes!("assets/link.js"),
+    },
+    Asset {
         name: "docs.js",
         content_type: JAVASCRIPT,
         body: include_bytes!("assets/docs.js"),

@@ -1,7 +1,7 @@
 //! The browsable API: a page for every API endpoint at the endpoint's own URL (for a browser,
 //! whose `Accept` prefers HTML), the index at `/`, the reference at `/api/docs/`, the OpenAPI
-//! document at `/api/schema/`, and the stylesheet and scripts they load, all compiled into the
-//! binary.
+//! document at `/api/schema/`, the pages mailed links open (`/reset/`, `/verify/`), and the
+//! stylesheet and scripts they load, all compiled into the binary.
 //!
 //! The pages are read from the OpenAPI document, so they show exactly what the API does. They
 //! are the same for everyone: no token or password is ever rendered by the server or put into
@@ -36,6 +36,8 @@ pub fn routes<S: Store>() -> Router<AppState<S>> {
         .route("/", get(index))
         .route("/assets/{name}", get(asset));
     let router = with_and_without_slash(router, "/api/schema", get(schema));
+    let router = with_and_without_slash(router, "/reset", get(reset));
+    let router = with_and_without_slash(router, "/verify", get(verify));
     with_and_without_slash(router, "/api/docs", get(docs))
 }
 
@@ -52,7 +54,7 @@ pub fn document() -> &'static Document {
 /// The pages' part of the document, which follows the API's: the index and the navigation list
 /// endpoints in the document's order.
 #[derive(OpenApi)]
-#[openapi(paths(schema, docs, index, asset), modifiers(&GeneralAnswers))]
+#[openapi(paths(schema, docs, index, reset, verify, asset), modifiers(&GeneralAnswers))]
 struct PagesDoc;
 
 /// The OpenAPI 3.1 document of this service
@@ -117,6 +119,35 @@ async fn index() -> Response {
 )]
 async fn docs() -> Response {
     pages::docs(catalogue())
+}
+
+/// Set a new password with a mailed link
+///
+/// The page a password-reset link opens: `/reset/#token=…`. Its script reads the token from
+/// the fragment (which no request carries) and posts it with the new password to
+/// `/api/password/reset/confirm/`.
+#[utoipa::path(
+    get,
+    path = "/reset/",
+    tag = "documentation",
+    responses((status = 200, description = "The page.", content_type = "text/html")),
+)]
+async fn reset() -> Response {
+    pages::reset(catalogue())
+}
+
+/// Confirm an address with a mailed link
+///
+/// The page a verification link opens: `/verify/#token=…`. Its script posts the token from
+/// the fragment to `/api/email/verify/confirm/`.
+#[utoipa::path(
+    get,
+    path = "/verify/",
+    tag = "documentation",
+    responses((status = 200, description = "The page.", content_type = "text/html")),
+)]
+async fn verify() -> Response {
+    pages::verify(catalogue())
 }
 
 /// A stylesheet, script or icon of the pages

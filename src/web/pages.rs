@@ -39,6 +39,21 @@ struct DocsPage<'a> {
     current: &'a str,
 }
 
+/// The page a mailed link opens: `/reset/` or `/verify/`.
+#[derive(Template)]
+#[template(path = "link.html")]
+struct LinkPage<'a> {
+    site: &'a Catalogue,
+    current: &'a str,
+    eyebrow: &'a str,
+    title: &'a str,
+    lead: &'a str,
+    action: &'a str,
+    /// The endpoint the token is posted to.
+    api_path: &'a str,
+    asks_password: bool,
+}
+
 #[derive(Template)]
 #[template(path = "not_found.html")]
 struct NotFoundPage<'a> {
@@ -81,6 +96,42 @@ pub fn endpoint(site: &Catalogue, endpoint: &Endpoint, request: &Request) -> Res
             endpoint,
             // The scheme a proxy in front may have terminated is unknown here: an example only.
             origin: format!("http://{host}"),
+        },
+    )
+}
+
+/// `/reset/`: a new password with the token of a reset link.
+pub fn reset(site: &Catalogue) -> Response {
+    html(
+        StatusCode::OK,
+        LinkPage {
+            site,
+            current: "/reset/",
+            eyebrow: "password reset",
+            title: "Choose a new password",
+            lead: "This page comes from the link in a password-reset mail. The link works once \
+                   and for a short time only; a newer link replaces it.",
+            action: "Set the new password",
+            api_path: "/api/password/reset/confirm/",
+            asks_password: true,
+        },
+    )
+}
+
+/// `/verify/`: the token of a verification link.
+pub fn verify(site: &Catalogue) -> Response {
+    html(
+        StatusCode::OK,
+        LinkPage {
+            site,
+            current: "/verify/",
+            eyebrow: "email verification",
+            title: "Confirm your address",
+            lead: "This page comes from the link in a verification mail: confirming proves that \
+                   the address is yours. The link works once.",
+            action: "Confirm my address",
+            api_path: "/api/email/verify/confirm/",
+            asks_password: false,
         },
     )
 }

@@ -18,7 +18,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use restful_auth::auth::Auth;
 use restful_auth::auth::admin::AdminToken;
 use restful_auth::auth::vault::MasterKey;
-use restful_auth::config::{Argon2Cost, Config, SecretKey};
+use restful_auth::config::{Argon2Cost, Config, MailRetry, SecretKey};
 use restful_auth::domain::audit::{Actor, AuditQuery, Origin, Recorded};
 use restful_auth::domain::clock::ManualClock;
 use restful_auth::domain::settings::Setting;
@@ -43,7 +43,7 @@ pub const TEST_ARGON2_COST: Argon2Cost = Argon2Cost {
 pub const JSON: &str = "application/json; charset=utf-8";
 
 /// Every method and path of the API that takes a request body or a bearer token.
-pub const ENDPOINTS: [(&str, &str); 11] = [
+pub const ENDPOINTS: [(&str, &str); 15] = [
     ("POST", "/api/register/"),
     ("POST", "/api/login/"),
     ("POST", "/api/refresh/"),
@@ -55,7 +55,18 @@ pub const ENDPOINTS: [(&str, &str); 11] = [
     ("GET", "/api/sessions/"),
     ("POST", "/api/logout/all/"),
     ("GET", "/api/me/activity/"),
+    ("POST", "/api/password/reset/"),
+    ("POST", "/api/password/reset/confirm/"),
+    ("POST", "/api/email/verify/"),
+    ("POST", "/api/email/verify/confirm/"),
 ];
+
+/// Mail is tried three times, 50 ms and 100 ms apart: a suite whose SMTP server is down
+/// should not wait the service's minute.
+pub const TEST_MAIL_RETRY: MailRetry = MailRetry {
+    attempts: 3,
+    first_delay: std::time::Duration::from_millis(50),
+};
 
 /// One service on a database of its own.
 pub struct TestApp {
@@ -122,6 +133,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config::with_database(url);
     config.secret_key = Some(SECRET.parse::<SecretKey>().expect("a long enough test key"));
     config.argon2_cost = TEST_ARGON2_COST;
+    config.mail_retry = TEST_MAIL_RETRY;
     if crate::pg::server_url().is_some() {
         // PostgreSQL has no default master key: every instance must be given the same one.
         config.master_key = Some(MasterKey::generate());
@@ -219,6 +231,12 @@ pub trait Admin: Send + Sync {
     /// The audit log's rows that `query` selects, newest first (`restful-auth audit`).
     fn audit(&self, query: AuditQuery) -> Pending<'_, Vec<Recorded>>;
 
+    /// Resolves once every mail asked for so far is sent or given up.
+    fn mail_settled(&self) -> Pending<'_, ()>;
+
+    /// A one-time reset link for `email` (`restful-auth user reset-link`).
+    fn reset_link<'a>(&'a self, email: &'a str) -> Pending<'a, Option<String>>;
+
     /// The admin API of the same service (what `--admin-bind` serves), guarded by `token`.
     fn admin_api(self: Arc<Self>, token: Option<&str>) -> Router;
 }
@@ -312,6 +330,18 @@ impl<S: Store> Admin for Auth<S> {
 
     fn audit(&self, query: AuditQuery) -> Pending<'_, Vec<Recorded>> {
         Box::pin(async move { Auth::audit(self, query).await.expect("the store answers") })
+    }
+
+    fn mail_settled(&self) -> Pending<'_, ()> {
+        Box::pin(Auth::mail_settled(self))
+    }
+
+    fn reset_link<'a>(&'a self, email: &'a str) -> Pending<'a, Option<String>> {
+        Box::pin(async move {
+            Auth::reset_link(self, email)
+                .await
+                .expect("the store answers")
+        })
     }
 
     fn admin_api(self: Arc<Self>, token: Option<&str>) -> Router {

@@ -29,7 +29,7 @@ const API_ENDPOINTS: [&str; 6] = [
 ];
 
 /// The pages that are pages at every URL and for every client.
-const PAGES: [&str; 2] = ["/", "/api/docs/"];
+const PAGES: [&str; 4] = ["/", "/api/docs/", "/reset/", "/verify/"];
 
 /// The API suite's service, with answers read as raw bytes: pages are not JSON.
 struct App(TestApp);
@@ -678,4 +678,26 @@ async fn the_document_describes_every_answer_and_error_shape_of_the_contract() {
             "{response}"
         );
     }
+}
+
+/// The pages a mailed link opens read its token from the URL's fragment, which no request
+/// carries, take it out of the address bar, and post it to the API ("Password reset" in
+/// CONTRACT.md).
+#[tokio::test]
+async fn the_pages_a_mailed_link_opens_post_its_token_from_the_fragment() {
+    let app = spawn_app().await;
+
+    for (page, api) in [
+        ("/reset/", "/api/password/reset/confirm/"),
+        ("/verify/", "/api/email/verify/confirm/"),
+    ] {
+        let answer = app.browse(page).await;
+        let html = assert_page(&answer, StatusCode::OK);
+        assert!(html.contains(&format!("data-path=\"{api}\"")), "{page}");
+        assert!(html.contains("src=\"/assets/link.js\""), "{page}");
+        assert!(!html.contains("token="), "{page} shows no token");
+    }
+    let script = app.browse("/assets/link.js").await.text();
+    assert!(script.contains("window.location.hash"));
+    assert!(script.contains("history.replaceState"));
 }

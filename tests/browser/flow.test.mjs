@@ -1,13 +1,13 @@
 // The browsable API, used as a person would use it: headless Chromium (Debian's `chromium`)
 // registers, logs in, reads and renames the profile, refreshes and logs out through the pages
-// only, and leaves a screenshot of every step, at desktop and phone widths, under
+// only, resets the password through the page a reset link opens, and leaves a screenshot of every step, at desktop and phone widths, under
 // `target/browser/`. The service is the real binary, on a free port and a fresh SQLite file.
 //
 // Run: `cargo build && (cd tests/browser && npm ci && npm test)`; `.ci/run` does it.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -30,10 +30,13 @@ const PHONE = { width: 390, height: 844 };
 const EMAIL = `ann.${Date.now()}@example.org`;
 const PASSWORD = 'correct horse battery staple';
 const USERNAME = 'Ann Lee';
+const NEW_PASSWORD = 'a brand new passphrase';
 
 let service;
 let serviceLog = '';
 let base;
+let databaseUrl;
+let resetToken = '';
 let workDirectory;
 let context;
 let page;
@@ -47,9 +50,11 @@ before(async () => {
   workDirectory = fs.mkdtempSync(path.join(os.tmpdir(), 'restful-auth-browser-'));
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
+  databaseUrl = `sqlite://${path.join(workDirectory, 'restful_auth.sqlite3')}`;
   service = spawn(serviceBinary(), [
-    '--database-url', `sqlite://${path.join(workDirectory, 'restful_auth.sqlite3')}`,
+    '--database-url', databaseUrl,
     '--bind', `127.0.0.1:${port}`,
+    '--public-url', base,
     // The walk-through takes longer than the default 30 s between a login and its last use.
     '--access-token-lifetime', '10m',
   ], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -203,6 +208,39 @@ test('a newcomer makes every call of the API from the pages alone', async (t) =>
     await screenshot('me-logged-out');
   });
 
+  await t.test('resets the forgotten password on the page a reset link opens, once', async () => {
+    // No SMTP server here: the operator's command prints the link a mail would carry.
+    const link = execFileSync(serviceBinary(), [
+      '--database-url', databaseUrl, '--public-url', base, 'user', 'reset-link', EMAIL,
+    ], { encoding: 'utf8' }).trim();
+    assert.ok(link.startsWith(`${base}/reset/#token=`), link);
+    resetToken = link.split('#token=')[1];
+    await page.goto(link);
+    await assertHeading('Choose a new password');
+    assert.equal(new URL(page.url()).hash, '', 'the token left the address bar');
+    await page.getByLabel('New password', { exact: true }).fill('12345');
+    await page.getByRole('button', { name: 'Set the new password' }).click();
+    await page.locator('#link-result', { hasText: 'This password is too short.' }).waitFor();
+    await page.getByLabel('New password', { exact: true }).fill(NEW_PASSWORD);
+    await page.getByRole('button', { name: 'Set the new password' }).click();
+    await page.locator('#link-result', { hasText: 'Password has been reset.' }).waitFor();
+    await screenshot('reset');
+
+    // The same link again, in a fresh page (from here, only its fragment would change).
+    await page.goto(`${base}/`);
+    await page.goto(link);
+    await page.getByLabel('New password', { exact: true }).fill('yet another passphrase');
+    await page.getByRole('button', { name: 'Set the new password' }).click();
+    await page.locator('#link-result', { hasText: 'Invalid or expired link.' }).waitFor();
+    const login = async (password) => (await fetch(`${base}/api/login/`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ email: EMAIL, password }),
+    })).status;
+    assert.equal(await login(PASSWORD), 401);
+    assert.equal(await login(NEW_PASSWORD), 200);
+  });
+
   await t.test('the reference renders the OpenAPI document', async () => {
     await page.getByRole('navigation', { name: 'Endpoints' }).getByRole('link', { name: 'docs', exact: true }).click();
     await page.waitForURL(`${base}/api/docs/`);
@@ -215,9 +253,12 @@ test('a newcomer makes every call of the API from the pages alone', async (t) =>
 
   await t.test('no page broke, and no secret went into a URL or a log line', async () => {
     assert.deepEqual(problems, []);
-    const secrets = [PASSWORD, loginTokens.access, loginTokens.refresh];
+    const secrets = [PASSWORD, NEW_PASSWORD, loginTokens.access, loginTokens.refresh, resetToken];
+    assert.ok(resetToken, 'the reset step ran');
     for (const url of visited) {
-      for (const secret of secrets) assert.ok(!decodeURIComponent(url).includes(secret), `a URL holds a secret: ${url}`);
+      // The fragment never leaves the browser: what a request sends is the rest.
+      const sent = decodeURIComponent(url.split('#')[0]);
+      for (const secret of secrets) assert.ok(!sent.includes(secret), `a URL holds a secret: ${url}`);
     }
     for (const secret of secrets) assert.ok(!serviceLog.includes(secret), 'the service logged a secret');
   });
