@@ -90,6 +90,9 @@ event_names! {
     ThrottleCleared = "throttle.cleared",
     KeyRotated = "key.rotated",
     KeyRetired = "key.retired",
+    MfaEnabled = "mfa.enabled",
+    MfaDisabled = "mfa.disabled",
+    MfaRecoveryCodeUsed = "mfa.recovery_code_used",
 }
 
 impl std::str::FromStr for EventName {
@@ -124,6 +127,10 @@ pub enum LoginFailure {
     Inactive,
     /// The password changed, or the account was deactivated, while the login was checked.
     Superseded,
+    /// The password was right, but the account needs a one-time code and none was sent.
+    MfaRequired,
+    /// The password was right, the one-time code wrong, used before, or out of its window.
+    MfaInvalid,
 }
 
 impl LoginFailure {
@@ -132,6 +139,8 @@ impl LoginFailure {
             LoginFailure::BadCredentials => "bad_credentials",
             LoginFailure::Inactive => "inactive",
             LoginFailure::Superseded => "superseded",
+            LoginFailure::MfaRequired => "mfa_required",
+            LoginFailure::MfaInvalid => "mfa_invalid",
         }
     }
 }

@@ -8,6 +8,7 @@ use uuid::Uuid;
 pub mod audit;
 pub mod clock;
 pub mod keys;
+pub mod mfa;
 pub mod sessions;
 pub mod settings;
 pub mod throttle;

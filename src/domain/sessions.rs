@@ -77,6 +77,8 @@ pub enum EndReason {
     PasswordChanged,
     RefreshTokenReused,
     Deactivated,
+    /// Two-factor login was turned off: the other sessions may be a thief's.
+    MfaDisabled,
     /// Ended through the admin API or an operator's command.
     Admin,
 }
@@ -90,6 +92,7 @@ impl EndReason {
             EndReason::PasswordChanged => "password_changed",
             EndReason::RefreshTokenReused => "refresh_token_reused",
             EndReason::Deactivated => "deactivated",
+            EndReason::MfaDisabled => "mfa_disabled",
             EndReason::Admin => "admin",
         }
     }

@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 use serde_json::json;
 
+use crate::auth::mfa::MfaRefusal;
 use crate::auth::{AuthError, Refusal};
 use crate::store::StoreError;
 
@@ -75,6 +76,11 @@ pub enum ApiError {
     RefreshTokenReused,
     #[error("bad credentials")]
     InvalidCredentials,
+    /// The password was right; a one-time code is needed too.
+    #[error("one-time code required")]
+    MfaRequired,
+    #[error("one-time code invalid")]
+    MfaInvalid,
     #[error("throttled")]
     Throttled { retry_after: i64 },
     #[error("not found")]
@@ -104,7 +110,9 @@ impl ApiError {
             | ApiError::InvalidAccessToken
             | ApiError::InvalidRefreshToken
             | ApiError::RefreshTokenReused
-            | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            | ApiError::InvalidCredentials
+            | ApiError::MfaRequired
+            | ApiError::MfaInvalid => StatusCode::UNAUTHORIZED,
             ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -149,6 +157,14 @@ impl ApiError {
             ApiError::InvalidCredentials => {
                 json!({"detail": "No active account found with the given credentials"})
             }
+            ApiError::MfaRequired => json!({
+                "detail": "A one-time code is required.",
+                "code": "mfa_required",
+            }),
+            ApiError::MfaInvalid => json!({
+                "detail": "Invalid one-time code.",
+                "code": "mfa_invalid",
+            }),
             ApiError::Throttled { retry_after } => json!({
                 "detail": format!("Request was throttled. Expected available in {retry_after} seconds.")
             }),
@@ -244,7 +260,7 @@ impl From<StoreError> for ApiError {
 }
 
 /// DRF's key for the errors of no one field.
-const NON_FIELD_ERRORS: &str = "non_field_errors";
+pub(crate) const NON_FIELD_ERRORS: &str = "non_field_errors";
 
 impl ApiError {
     /// A use case's refusal, its email's and its password's messages filed under the fields
@@ -275,6 +291,35 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// A refused change to the second factor: a wrong code or password under the fields of
+    /// the request body that hold them, a factor that is not there as not found.
+    pub fn mfa_refused(
+        refusal: MfaRefusal,
+        code_field: &'static str,
+        password_field: &'static str,
+    ) -> ApiError {
+        let mut errors = FieldErrors::default();
+        match refusal {
+            MfaRefusal::InvalidCode => errors.add(code_field, "Invalid code."),
+            MfaRefusal::WrongPassword => errors.add(
+                password_field,
+                "Your password was entered incorrectly. Please enter it again.",
+            ),
+            MfaRefusal::AlreadyEnabled => errors.add(
+                NON_FIELD_ERRORS,
+                "Two-factor login is already on: turn it off first.",
+            ),
+            MfaRefusal::NothingPending => errors.add(
+                NON_FIELD_ERRORS,
+                "No authenticator is being set up: start with POST /api/me/mfa/totp/.",
+            ),
+            MfaRefusal::NotEnabled => return ApiError::NotFound,
+        }
+        ApiError::Fields(errors)
+    }
+}
+
 impl From<AuthError> for ApiError {
     fn from(error: AuthError) -> Self {
         match error {
@@ -289,6 +334,9 @@ impl From<AuthError> for ApiError {
             AuthError::Refused(refusal) => {
                 ApiError::refused(refusal, NON_FIELD_ERRORS, NON_FIELD_ERRORS)
             }
+            AuthError::MfaRequired => ApiError::MfaRequired,
+            AuthError::MfaInvalid => ApiError::MfaInvalid,
+            AuthError::Mfa(refusal) => ApiError::mfa_refused(refusal, "code", "password"),
             AuthError::Store(error) => error.into(),
         }
     }

@@ -42,6 +42,10 @@ pub fn api_document() -> Document {
         super::sessions::end_one,
         super::activity::list,
         super::sessions::change_password,
+        super::mfa::status,
+        super::mfa::enrol,
+        super::mfa::confirm,
+        super::mfa::disable,
         super::tokens::refresh,
         super::tokens::logout,
         super::sessions::logout_all,
@@ -73,6 +77,10 @@ pub fn api_document() -> Document {
             the discovery document."),
         (name = "profile", description = "The caller's own profile and password, for the bearer \
             of an access token."),
+        (name = "two-factor", description = "Two-factor login: an authenticator app's one-time \
+            codes (TOTP, RFC 6238) and single-use recovery codes. Set up an app, confirm it with \
+            a code, and from then on a login needs `otp` (or `recovery_code`) besides the \
+            password."),
         (name = "documentation", description = "This document, and the pages for people."),
         (name = "operations", description = "For load balancers, orchestrators and monitoring."),
     ),

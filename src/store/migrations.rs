@@ -27,6 +27,7 @@ macro_rules! scripts {
                 $backend,
                 "/0005_audit_events.sql"
             )),
+            include_str!(concat!("../../migrations/", $backend, "/0007_totp.sql")),
         ]
     };
 }

@@ -42,7 +42,7 @@ pub const TEST_ARGON2_COST: Argon2Cost = Argon2Cost {
 pub const JSON: &str = "application/json; charset=utf-8";
 
 /// Every method and path of the API that takes a request body or a bearer token.
-pub const ENDPOINTS: [(&str, &str); 11] = [
+pub const ENDPOINTS: [(&str, &str); 15] = [
     ("POST", "/api/register/"),
     ("POST", "/api/login/"),
     ("POST", "/api/refresh/"),
@@ -54,6 +54,10 @@ pub const ENDPOINTS: [(&str, &str); 11] = [
     ("GET", "/api/sessions/"),
     ("POST", "/api/logout/all/"),
     ("GET", "/api/me/activity/"),
+    ("GET", "/api/me/mfa/"),
+    ("POST", "/api/me/mfa/totp/"),
+    ("DELETE", "/api/me/mfa/totp/"),
+    ("POST", "/api/me/mfa/totp/confirm/"),
 ];
 
 /// One service on a database of its own.
