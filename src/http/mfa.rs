@@ -80,7 +80,7 @@ request_body! {
         /// The 6-digit code the app shows now.
         #[schema(value_type = String, required = false, pattern = "^[0-9]{6}$")]
         pub code: Option<Text>,
-        /// Instead of `code`: the account's password.
+        /// Instead of the code: the account's password.
         #[schema(value_type = String, format = Password, required = false)]
         pub password: Option<Password>,
     }
@@ -123,7 +123,9 @@ async fn status<S: Store>(
     operation_id = "enrol_totp",
     security(("bearer" = [])),
     responses(
-        (status = 201, description = "The pending authenticator.", body = Enrolment),
+        (status = 201, description = "The pending authenticator.", body = Enrolment,
+            links(("confirm" = (operation_id = "confirm_totp",
+                description = "Confirm it with the code the app shows.")))),
         (status = 400, description = "Two-factor login is already on.",
             body = super::openapi::BadRequest,
             example = json!({"non_field_errors": ["Two-factor login is already on: turn it off first."]})),

@@ -37,10 +37,10 @@ request_body! {
         #[schema(value_type = String, format = Password)]
         pub password: Password,
         /// The 6-digit code of the authenticator app, when the account has two-factor login
-        /// on (a login without one answers 401 `mfa_required`).
+        /// on (without one, the right password answers 401 mfa_required).
         #[schema(value_type = String, required = false, pattern = "^[0-9]{6}$")]
         pub otp: Option<Text>,
-        /// Instead of `otp`: one of the recovery codes, each good for one login.
+        /// Instead of the one-time code: one of the recovery codes, each good for one login.
         #[schema(value_type = String, required = false)]
         pub recovery_code: Option<Text>,
     }
