@@ -6,6 +6,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use crate::auth::Auth;
+use crate::auth::admin::{MAX_PAGE, Page};
 use crate::auth::email::Email;
 use crate::auth::password::{self, NewPassword, Password};
 use crate::auth::username::Username;
@@ -15,7 +16,7 @@ use crate::domain::audit::{Actor, AuditQuery, EventName, Origin, Recorded};
 use crate::domain::clock::rfc3339;
 use crate::domain::settings::Setting;
 use crate::store::django::{self, DjangoUser};
-use crate::store::{Account, PostgresStore, SqliteStore, Store, StoreError};
+use crate::store::{Account, PostgresStore, SessionInfo, SqliteStore, Store, StoreError};
 use crate::{StartupError, serve};
 use serde_json::json;
 
@@ -139,7 +140,36 @@ pub enum UserCommand {
     Activate { email: String },
     /// Set a new password, read from standard input.
     SetPassword { email: String },
+    /// Delete an account: it is erased with its sessions (their tokens stop working at once);
+    /// its audit events stay, marked erased.
+    Delete {
+        email: String,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// List an account's live sessions, newest first.
+    Sessions {
+        email: String,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// End every session of an account (it can still log in).
+    EndSessions {
+        email: String,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Clear an account's throttle counters: an owner locked out by failed logins logs in at
+    /// once.
+    Unlock {
+        email: String,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
 }
+
+/// What an administration command does is recorded as the command line's.
+const OPERATOR: Origin = Origin::of(Actor::Cli);
 
 /// Runs the command line on the database that `DATABASE_URL` names.
 pub async fn run(cli: Cli) -> Result<(), StartupError> {
@@ -369,8 +399,79 @@ async fn users<S: Store>(auth: &Auth<S>, command: UserCommand) -> Result<(), Sta
                 .map_err(|error| failure(error.to_string()))?;
             println!("Password of {} changed.", account.email);
         }
+        UserCommand::Delete { email, output } => {
+            let account = find(auth, &email).await?;
+            if !auth.delete_account(account.id, OPERATOR).await? {
+                return Err(failure(format!("no account has the email {email}")));
+            }
+            let message = format!(
+                "Deleted account {} ({}); its {} sessions ended.",
+                account.id, account.email, account.active_sessions
+            );
+            let row = json!({"id": account.id, "email": account.email, "deleted": true,
+                             "sessions_ended": account.active_sessions});
+            print_outcome(&message, &row, output);
+        }
+        UserCommand::Sessions { email, output } => {
+            let account = find(auth, &email).await?;
+            let mut page = Page::new(Some(MAX_PAGE), None);
+            loop {
+                let Some(listed) = auth.account_sessions(account.id, page).await? else {
+                    break;
+                };
+                for session in &listed.items {
+                    print_row(&session_row(session), output);
+                }
+                match listed.next {
+                    Some(next) => page = Page::new(Some(MAX_PAGE), Some(next)),
+                    None => break,
+                }
+            }
+        }
+        UserCommand::EndSessions { email, output } => {
+            let account = find(auth, &email).await?;
+            let ended = auth
+                .end_account_sessions(account.id, OPERATOR)
+                .await?
+                .ok_or_else(|| failure(format!("no account has the email {email}")))?;
+            let message = format!("Ended {ended} sessions of {}.", account.email);
+            let row = json!({"id": account.id, "email": account.email, "ended": ended});
+            print_outcome(&message, &row, output);
+        }
+        UserCommand::Unlock { email, output } => {
+            let account = find(auth, &email).await?;
+            let cleared = auth
+                .unlock(account.id, OPERATOR)
+                .await?
+                .ok_or_else(|| failure(format!("no account has the email {email}")))?;
+            let message = format!(
+                "Cleared {cleared} throttle counters of {}: it can log in at once.",
+                account.email
+            );
+            let row = json!({"id": account.id, "email": account.email, "cleared": cleared});
+            print_outcome(&message, &row, output);
+        }
     }
     Ok(())
+}
+
+/// A live session as `user sessions` lists it (the admin API's fields).
+fn session_row(session: &SessionInfo) -> serde_json::Value {
+    json!({
+        "id": session.id.hyphenated().to_string(),
+        "created": rfc3339(session.created_at),
+        "last_seen": rfc3339(session.last_seen_at),
+        "user_agent": session.user_agent,
+        "ip": session.client_ip,
+    })
+}
+
+/// What a command did: a sentence for people, or one JSON object for programs.
+fn print_outcome(message: &str, row: &serde_json::Value, output: Output) {
+    match output {
+        Output::Table => println!("{message}"),
+        Output::Json => println!("{row}"),
+    }
 }
 
 async fn find<S: Store>(auth: &Auth<S>, email: &str) -> Result<Account, StartupError> {
@@ -397,33 +498,28 @@ fn print_account(account: &Account) {
 /// The events, as a table or as JSON lines; a table's detail is compact JSON.
 fn print_events(events: &[Recorded], output: Output) {
     for event in events {
-        let row = json!({
-            "id": event.id,
-            "time": rfc3339(event.time),
-            "event": event.event,
-            "user_id": event.user_id,
-            "session_id": event.session_id,
-            "actor": event.actor,
-            "ip": event.ip,
-            "user_agent": event.user_agent,
-            "request_id": event.request_id,
-            "detail": event.detail,
-        });
-        match output {
-            Output::Json => println!("{row}"),
-            Output::Table => {
-                let cells: Vec<String> = row
-                    .as_object()
-                    .into_iter()
-                    .flatten()
-                    .map(|(_, cell)| match cell {
-                        serde_json::Value::Null => "-".to_owned(),
-                        serde_json::Value::String(text) => text.clone(),
-                        other => other.to_string(),
-                    })
-                    .collect();
-                println!("{}", cells.join("\t"));
-            }
+        let row = serde_json::to_value(event).expect("an event serializes");
+        print_row(&row, output);
+    }
+}
+
+/// One row: its values separated by tabs (compact JSON for what is not text), or the object
+/// as one line of JSON.
+fn print_row(row: &serde_json::Value, output: Output) {
+    match output {
+        Output::Json => println!("{row}"),
+        Output::Table => {
+            let cells: Vec<String> = row
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(_, cell)| match cell {
+                    serde_json::Value::Null => "-".to_owned(),
+                    serde_json::Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                })
+                .collect();
+            println!("{}", cells.join("\t"));
         }
     }
 }

@@ -220,6 +220,17 @@ pub struct Config {
     #[arg(long, env = "RESTFUL_AUTH_METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,
 
+    /// Serve the admin API (`/admin/…`: every account, its sessions and throttling) on this
+    /// address (e.g. `127.0.0.1:8081`); off when unset, and never on `--bind`. An address
+    /// other than loopback needs --admin-token-file.
+    #[arg(long, env = "RESTFUL_AUTH_ADMIN_BIND")]
+    pub admin_bind: Option<SocketAddr>,
+
+    /// File holding the admin API's token (surrounding white space ignored), readable by its
+    /// owner only: every admin request must then carry `Authorization: Bearer <token>`.
+    #[arg(long, env = "RESTFUL_AUTH_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+
     /// Log lines as human-readable text or as JSON objects (one per line).
     #[arg(long, env = "RESTFUL_AUTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,

@@ -54,6 +54,8 @@ pub enum StartupError {
     Secrets(#[from] auth::vault::VaultError),
     #[error(transparent)]
     ExposedFile(#[from] private_files::ExposedFile),
+    #[error(transparent)]
+    AdminToken(#[from] auth::admin::AdminTokenError),
 }
 
 impl From<auth::LoadError> for StartupError {
@@ -77,6 +79,18 @@ pub async fn serve<S: Store>(store: S, config: Config) -> Result<(), StartupErro
              issuer name the bind address; set it to the URL clients reach the service at"
         );
     }
+    // Before anything else: an admin API open to the network must not start at all.
+    let admin = match config.admin_bind {
+        Some(address) => Some((
+            address,
+            auth::admin::admin_token(
+                address,
+                config.admin_token_file.as_deref(),
+                config.allow_insecure_permissions,
+            )?,
+        )),
+        None => None,
+    };
     let auth = Arc::new(Auth::new(store.clone(), &config).await?);
     spawn_background_work(auth.clone(), &config);
     let open_files = http::server::raise_open_files_limit();
@@ -108,6 +122,23 @@ pub async fn serve<S: Store>(store: S, config: Config) -> Result<(), StartupErro
             http::metrics_router(auth.clone()),
             config.client_timeout,
             http::server::MAX_METRICS_CONNECTIONS,
+            std::future::pending(),
+        ));
+    }
+    if let Some((admin_address, token)) = admin {
+        let listener = tokio::net::TcpListener::bind(admin_address)
+            .await
+            .map_err(|source| StartupError::Bind {
+                address: admin_address,
+                source,
+            })?;
+        let address = listener.local_addr().map_err(StartupError::Serve)?;
+        tracing::info!(%address, token = token.is_some(), "admin API listening");
+        tokio::spawn(http::server::serve(
+            listener,
+            http::admin::router(auth.clone(), token),
+            config.client_timeout,
+            http::server::MAX_ADMIN_CONNECTIONS,
             std::future::pending(),
         ));
     }

@@ -16,6 +16,7 @@ use crate::store::{
     SessionScope, Store, StoreError, StoredSecret,
 };
 
+pub mod admin;
 pub mod email;
 pub mod keys;
 pub mod mfa;
@@ -28,7 +29,7 @@ use crate::domain::keys::SigningAlgorithm;
 use crate::domain::mfa::Amr;
 use crate::domain::sessions::{EndReason, Redemption, SessionPolicy};
 use crate::domain::settings::{Lifetimes, Setting};
-use crate::domain::throttle::{Bucket, ThrottlePolicy};
+use crate::domain::throttle::{self, Bucket, ThrottlePolicy};
 use email::Email;
 use keys::KeyPolicy;
 use mfa::{MfaRefusal, SecondFactor};
@@ -767,10 +768,9 @@ impl<S: Store> Auth<S> {
         address: Option<&str>,
     ) -> Result<LoginBuckets, StoreError> {
         let policy = &self.throttle;
-        let pair = format!("{email_key} {}", address.unwrap_or("-"));
         let account_address = Bucket::new(
-            "login-account-ip",
-            &pair,
+            throttle::LOGIN_ACCOUNT_ADDRESS,
+            &throttle::account_address(email_key, address),
             policy.login_failures_per_account_address,
         );
         let known = match address {
@@ -793,7 +793,7 @@ impl<S: Store> Auth<S> {
         Ok(LoginBuckets {
             account_address,
             account: Bucket::new(
-                "login-account",
+                throttle::LOGIN_ACCOUNT,
                 email_key,
                 policy.login_failures_per_account,
             ),
@@ -960,7 +960,7 @@ impl<S: Store> Auth<S> {
         self.password_refusal(&new, email)?;
         // Guessing the old password with a stolen access token is throttled like logins.
         let bucket = Bucket::new(
-            "password-change",
+            throttle::PASSWORD_CHANGE,
             &caller.user_id.to_string(),
             self.throttle.login_failures_per_account_address,
         );

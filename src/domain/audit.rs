@@ -178,7 +178,7 @@ impl Event {
         self
     }
 
-    fn with_detail(mut self, detail: Value) -> Event {
+    pub fn with_detail(mut self, detail: Value) -> Event {
         self.detail = detail;
         self
     }
@@ -264,19 +264,43 @@ impl Event {
     }
 }
 
-/// A row of the audit log as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A row of the audit log as stored, and as the admin API and the command line show it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = AuditEvent, example = json!({
+    "id": 412,
+    "time": "2026-05-04T09:12:44Z",
+    "event": "session.ended",
+    "user_id": 7,
+    "session_id": "0b6f9a54-5d43-4b6e-a1c9-3f0e7d2a8b11",
+    "actor": "admin",
+    "ip": "203.0.113.7",
+    "user_agent": "backoffice/2.1",
+    "request_id": "6c1f0c9e-3f4b-4a51-9d7e-0b8f2f3c1a22",
+    "detail": {"reason": "admin"}
+}))]
 pub struct Recorded {
+    /// Increasing: `?after=` a row's id pages to older rows.
     pub id: i64,
+    #[serde(serialize_with = "as_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub time: i64,
     pub event: String,
+    #[schema(value_type = Option<i64>)]
     pub user_id: Option<UserId>,
+    #[schema(value_type = Option<String>, format = "uuid")]
     pub session_id: Option<SessionId>,
+    /// `user`, `admin`, `system` or `cli`.
     pub actor: String,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
+    /// A small JSON object, or `null`.
+    #[schema(value_type = Object)]
     pub detail: Value,
+}
+
+fn as_rfc3339<S: serde::Serializer>(time: &i64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&super::clock::rfc3339(*time))
 }
 
 /// Which rows of the log to read, newest first.

@@ -7,6 +7,8 @@ use std::str::FromStr;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
+use super::UserId;
+
 /// At most `hits` per `window` seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
@@ -131,9 +133,48 @@ pub struct Bucket {
 impl Bucket {
     pub fn new(kind: &str, subject: &str, limit: Option<RateLimit>) -> Option<Bucket> {
         limit.map(|limit| Bucket {
-            key: format!("{kind}:{subject}"),
+            key: key(kind, subject),
             limit,
         })
+    }
+}
+
+fn key(kind: &str, subject: &str) -> String {
+    format!("{kind}:{subject}")
+}
+
+/// Failed logins into one account from one address.
+pub const LOGIN_ACCOUNT_ADDRESS: &str = "login-account-ip";
+/// Failed logins into one account from the addresses it does not know.
+pub const LOGIN_ACCOUNT: &str = "login-account";
+/// Wrong old passwords given to one account's password change.
+pub const PASSWORD_CHANGE: &str = "password-change";
+
+/// What [`LOGIN_ACCOUNT_ADDRESS`] counts under: the account's email key and the address.
+pub fn account_address(email_key: &str, address: Option<&str>) -> String {
+    format!("{email_key} {}", address.unwrap_or("-"))
+}
+
+/// Every bucket that holds one account back, from any address: the keys of its own buckets,
+/// and the prefixes of those it has one of per address. An administrator clears them to let
+/// a locked-out owner in at once; the address's own count across accounts is not the
+/// account's, and stays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountBuckets {
+    pub keys: Vec<String>,
+    pub prefixes: Vec<String>,
+}
+
+impl AccountBuckets {
+    pub fn of(email_key: &str, user_id: UserId) -> AccountBuckets {
+        AccountBuckets {
+            keys: vec![
+                key(LOGIN_ACCOUNT, email_key),
+                key(PASSWORD_CHANGE, &user_id.to_string()),
+            ],
+            // The email key ends at the space: `ann@x.org ` is no prefix of `ann@x.org.evil …`.
+            prefixes: vec![key(LOGIN_ACCOUNT_ADDRESS, &format!("{email_key} "))],
+        }
     }
 }
 
@@ -175,6 +216,50 @@ mod tests {
             "a window ending now still makes the client wait a second"
         );
         assert!(Bucket::new("c", "z", None).is_none());
+    }
+
+    #[test]
+    fn an_account_s_buckets_are_its_own_from_every_address_and_no_other_account_s() {
+        let limit = Some(RateLimit {
+            hits: 5,
+            window: 60,
+        });
+        let buckets = AccountBuckets::of("ann@x.org", 7);
+        let held = |key: &str| {
+            buckets.keys.iter().any(|own| own == key)
+                || buckets
+                    .prefixes
+                    .iter()
+                    .any(|prefix| key.starts_with(prefix.as_str()))
+        };
+        for (kind, subject) in [
+            (LOGIN_ACCOUNT, "ann@x.org".to_owned()),
+            (
+                LOGIN_ACCOUNT_ADDRESS,
+                account_address("ann@x.org", Some("203.0.113.7/32")),
+            ),
+            (LOGIN_ACCOUNT_ADDRESS, account_address("ann@x.org", None)),
+            (PASSWORD_CHANGE, "7".to_owned()),
+        ] {
+            assert!(
+                held(&Bucket::new(kind, &subject, limit).unwrap().key),
+                "{kind} {subject}"
+            );
+        }
+        for (kind, subject) in [
+            (LOGIN_ACCOUNT, "ann@x.org.evil".to_owned()),
+            (
+                LOGIN_ACCOUNT_ADDRESS,
+                account_address("ann@x.org.evil", Some("203.0.113.7/32")),
+            ),
+            (PASSWORD_CHANGE, "70".to_owned()),
+            ("login-ip", "203.0.113.7/32".to_owned()),
+        ] {
+            assert!(
+                !held(&Bucket::new(kind, &subject, limit).unwrap().key),
+                "{kind} {subject}"
+            );
+        }
     }
 
     #[test]

@@ -141,6 +141,28 @@ impl FieldValue for Username {
     }
 }
 
+/// DRF's `BooleanField`: JSON's `true`/`false`, `1`/`0`, and the words a form sends.
+impl FieldValue for bool {
+    fn read(value: Option<&Value>) -> Result<Self, Cow<'static, str>> {
+        const INVALID: &str = "Must be a valid boolean.";
+        match value.ok_or(REQUIRED)? {
+            Value::Bool(flag) => Ok(*flag),
+            Value::Null => Err(NULL.into()),
+            Value::Number(number) => match number.as_f64() {
+                Some(1.0) => Ok(true),
+                Some(0.0) => Ok(false),
+                _ => Err(INVALID.into()),
+            },
+            Value::String(text) => match text.to_lowercase().as_str() {
+                "true" | "t" | "yes" | "y" | "on" | "1" => Ok(true),
+                "false" | "f" | "no" | "n" | "off" | "0" => Ok(false),
+                _ => Err(INVALID.into()),
+            },
+            Value::Array(_) | Value::Object(_) => Err(INVALID.into()),
+        }
+    }
+}
+
 /// SimpleJWT's reading of a refresh token: DRF's `UUIDField`, any spelling Python accepts.
 impl FieldValue for RefreshToken {
     fn read(value: Option<&Value>) -> Result<Self, Cow<'static, str>> {
@@ -313,6 +335,28 @@ fn text(value: &Value, trim: Trim) -> Result<Cow<'_, str>, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flags_follow_drf_boolean_field() {
+        let fields =
+            parse_json(br#"{"a": true, "b": "off", "c": 1, "d": "maybe", "e": null, "f": 2}"#)
+                .unwrap();
+        let mut errors = FieldErrors::default();
+        assert_eq!(fields.read::<bool>("a", &mut errors), Some(true));
+        assert_eq!(fields.read::<bool>("b", &mut errors), Some(false));
+        assert_eq!(fields.read::<bool>("c", &mut errors), Some(true));
+        for field in ["d", "e", "f"] {
+            assert_eq!(fields.read::<bool>(field, &mut errors), None);
+        }
+        assert_eq!(
+            serde_json::to_value(&errors).unwrap(),
+            serde_json::json!({
+                "d": ["Must be a valid boolean."],
+                "e": ["This field may not be null."],
+                "f": ["Must be a valid boolean."],
+            })
+        );
+    }
 
     #[test]
     fn text_fields_follow_drf_char_field() {

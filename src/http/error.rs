@@ -81,6 +81,9 @@ pub enum ApiError {
     MfaRequired,
     #[error("one-time code invalid")]
     MfaInvalid,
+    /// The admin API's token was not the one configured.
+    #[error("wrong admin token")]
+    InvalidAdminToken,
     #[error("throttled")]
     Throttled { retry_after: i64 },
     #[error("not found")]
@@ -112,7 +115,8 @@ impl ApiError {
             | ApiError::RefreshTokenReused
             | ApiError::InvalidCredentials
             | ApiError::MfaRequired
-            | ApiError::MfaInvalid => StatusCode::UNAUTHORIZED,
+            | ApiError::MfaInvalid
+            | ApiError::InvalidAdminToken => StatusCode::UNAUTHORIZED,
             ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -165,6 +169,8 @@ impl ApiError {
                 "detail": "Invalid one-time code.",
                 "code": "mfa_invalid",
             }),
+            // DRF's `TokenAuthentication` message.
+            ApiError::InvalidAdminToken => json!({"detail": "Invalid token."}),
             ApiError::Throttled { retry_after } => json!({
                 "detail": format!("Request was throttled. Expected available in {retry_after} seconds.")
             }),

@@ -294,17 +294,11 @@ impl Page {
         let mut errors = super::error::FieldErrors::default();
         for (name, value) in form_urlencoded::parse(query.as_bytes()) {
             match &*name {
-                "limit" => match value.trim().parse::<i64>() {
-                    Ok(limit) if limit < 1 => {
-                        errors.add("limit", "Ensure this value is greater than or equal to 1.");
+                "limit" => {
+                    if let Some(limit) = read_limit(&value, &mut errors) {
+                        page.limit = limit;
                     }
-                    Ok(limit) if limit > i64::from(MAX_PAGE) => errors.add(
-                        "limit",
-                        format!("Ensure this value is less than or equal to {MAX_PAGE}."),
-                    ),
-                    Ok(limit) => page.limit = limit as u32,
-                    Err(_) => errors.add("limit", "A valid integer is required."),
-                },
+                }
                 "before" => match value.trim().parse::<i64>() {
                     Ok(before) => page.before = Some(before),
                     Err(_) => errors.add("before", "A valid integer is required."),
@@ -316,6 +310,28 @@ impl Page {
             Ok(page)
         } else {
             Err(ApiError::Fields(errors))
+        }
+    }
+}
+
+/// A list's `?limit=`: 1 to 100, else DRF's message for what is out of range, under `limit`.
+pub(crate) fn read_limit(value: &str, errors: &mut super::error::FieldErrors) -> Option<u32> {
+    match value.trim().parse::<i64>() {
+        Ok(limit) if limit < 1 => {
+            errors.add("limit", "Ensure this value is greater than or equal to 1.");
+            None
+        }
+        Ok(limit) if limit > i64::from(MAX_PAGE) => {
+            errors.add(
+                "limit",
+                format!("Ensure this value is less than or equal to {MAX_PAGE}."),
+            );
+            None
+        }
+        Ok(limit) => u32::try_from(limit).ok(),
+        Err(_) => {
+            errors.add("limit", "A valid integer is required.");
+            None
         }
     }
 }

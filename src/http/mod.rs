@@ -22,6 +22,7 @@ use crate::store::Store;
 
 mod accounts;
 mod activity;
+pub mod admin;
 pub mod body;
 pub mod error;
 pub mod extract;

@@ -38,11 +38,15 @@ pub const MAX_HEAD_BYTES: usize = 32 * 1024;
 
 /// Files the process keeps open besides client connections: the database (SQLite's file,
 /// write-ahead log and shared memory for each pooled connection), log files, the listening
-/// sockets, the metrics listener's connections, standard streams, and room to spare.
+/// sockets, the metrics and admin listeners' connections, standard streams, and room to spare.
 const RESERVED_FILES: u64 = 256;
 
 /// Connections the metrics listener keeps open at once (the monitoring system needs one).
 pub const MAX_METRICS_CONNECTIONS: usize = 16;
+
+/// Connections the admin listener keeps open at once (a back office needs a few); counted,
+/// with the metrics listener's, in the files reserved besides client connections.
+pub const MAX_ADMIN_CONNECTIONS: usize = 64;
 
 /// Serves `app` on `listener` until `shutdown` completes, then waits for the open connections
 /// to finish their requests. A connection whose next request's headers have not all arrived

@@ -1,16 +1,16 @@
 //! Storage: the traits the use cases speak to, one per role ([`Accounts`], [`Sessions`],
-//! [`Throttle`], [`Settings`], and [`Store`] for all of them with housekeeping), and one
+//! [`Throttle`], [`Settings`], [`Admin`], and [`Store`] for all of them with housekeeping), and one
 //! implementation per database. No SQL lives outside this module; every method is one round
 //! trip (one transaction) to the database. Second factors ([`Factors`]) are a role of their own.
 
 use std::future::Future;
 
 use crate::domain::RefreshDigest;
-use crate::domain::audit::{AuditQuery, Event, Origin, Recorded};
+use crate::domain::audit::{AuditQuery, Event, EventName, Origin, Recorded};
 use crate::domain::keys::KeySchedule;
 use crate::domain::mfa::{Amr, RecoveryDigest};
 use crate::domain::sessions::{EndReason, PresentedToken, Redemption, SessionPolicy, Verdict};
-use crate::domain::throttle::Bucket;
+use crate::domain::throttle::{AccountBuckets, Bucket};
 use crate::domain::{Profile, SessionId, UserId};
 
 pub mod django;
@@ -448,6 +448,140 @@ pub trait Settings: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// An account as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountOverview {
+    pub account: Account,
+    /// When its newest session started (ended or not, until housekeeping deletes it).
+    pub last_login: Option<i64>,
+}
+
+/// A page of accounts, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountQuery {
+    /// Only accounts whose email or username holds this text, whatever its case.
+    pub search: Option<String>,
+    /// Only accounts after this id (the cursor of the page before).
+    pub after: Option<UserId>,
+    pub limit: u32,
+}
+
+/// An administrator's change to an account; a field left `None` stays as it is.
+#[derive(Debug, Clone)]
+pub struct AccountChange {
+    /// The address as stored and its key ([`NewUser::email`], [`NewUser::email_key`]).
+    pub email: Option<(String, String)>,
+    pub username: Option<String>,
+    pub is_active: Option<bool>,
+    pub now: i64,
+}
+
+/// The fields an [`AccountChange`] can name, as the API and the audit log name them.
+pub const CHANGEABLE_FIELDS: [&str; 3] = ["email", "username", "is_active"];
+
+/// The names of the fields a change changed, of [`CHANGEABLE_FIELDS`], in their order.
+fn changed_fields(email: bool, username: bool, is_active: bool) -> Vec<&'static str> {
+    CHANGEABLE_FIELDS
+        .into_iter()
+        .zip([email, username, is_active])
+        .filter_map(|(field, changed)| changed.then_some(field))
+        .collect()
+}
+
+/// The `profile.updated` of a change, if it changed the profile (a change of activation is
+/// an event of its own).
+fn profile_updated(user_id: UserId, changed: &[&'static str]) -> Option<Event> {
+    let profile: Vec<&str> = changed
+        .iter()
+        .copied()
+        .filter(|field| *field != "is_active")
+        .collect();
+    (!profile.is_empty()).then(|| Event::profile_updated(user_id, &profile))
+}
+
+/// The `throttle.cleared` of an unlock, with how many buckets it cleared.
+fn throttle_cleared(user_id: UserId, cleared: u64) -> Event {
+    Event::about(EventName::ThrottleCleared, user_id)
+        .with_detail(serde_json::json!({"buckets": cleared}))
+}
+
+/// The admin API's side of the store: any account, whoever owns it, found by id. Each write
+/// is one transaction, as every store write is.
+pub trait Admin: Send + Sync {
+    /// The accounts `query` selects, oldest first, at most `query.limit`.
+    fn find_accounts(
+        &self,
+        query: AccountQuery,
+    ) -> impl Future<Output = Result<Vec<AccountOverview>, StoreError>> + Send;
+
+    fn account_by_id(
+        &self,
+        user_id: UserId,
+    ) -> impl Future<Output = Result<Option<AccountOverview>, StoreError>> + Send;
+
+    /// The live sessions of the account, newest first, at most `limit`; after the session
+    /// `after` (the cursor of the page before) when given.
+    fn account_sessions(
+        &self,
+        user_id: UserId,
+        after: Option<SessionId>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<SessionInfo>, StoreError>> + Send;
+
+    /// Applies `change`; the names of the fields whose value it changed (of
+    /// [`CHANGEABLE_FIELDS`]), or `None` if there is no such account. An email whose key is
+    /// another account's is [`StoreError::EmailTaken`], and nothing changes. Deactivation ends
+    /// every session of the account, as [`Accounts::set_active`] does.
+    fn update_account(
+        &self,
+        user_id: UserId,
+        change: AccountChange,
+        origin: Origin,
+    ) -> impl Future<Output = Result<Option<Vec<&'static str>>, StoreError>> + Send;
+
+    /// Erases the account with its sessions, their tokens, its known addresses and its
+    /// `buckets`; whether there was one.
+    fn delete_account(
+        &self,
+        user_id: UserId,
+        buckets: AccountBuckets,
+        origin: Origin,
+        now: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Ends the session `session_id` if it is live, whoever's it is; whose it was.
+    fn end_any_session(
+        &self,
+        session_id: SessionId,
+        origin: Origin,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<UserId>, StoreError>> + Send;
+
+    /// Forgets the throttle buckets of the account `user_id` (`buckets`); how many there were.
+    fn clear_throttle(
+        &self,
+        user_id: UserId,
+        buckets: AccountBuckets,
+        origin: Origin,
+        now: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// `text` as a `LIKE` pattern matching any value that holds it (escape character `\`): a
+/// `%` or `_` searched for is itself, not a wildcard.
+fn containing(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
 /// The audit log. Changes record their events in their own transactions; this is for the
 /// events that change nothing else (a refused login) and for reading.
 pub trait AuditLog: Send + Sync {
@@ -574,7 +708,17 @@ pub trait Factors: Send + Sync {
 /// The persistence the service needs, by role; implementations are cheap to clone (a pool
 /// handle). Housekeeping and the connection's life are the store's as a whole.
 pub trait Store:
-    Accounts + Sessions + Throttle + Settings + AuditLog + Factors + Clone + Send + Sync + 'static
+    Accounts
+    + Sessions
+    + Throttle
+    + Settings
+    + AuditLog
+    + Admin
+    + Factors
+    + Clone
+    + Send
+    + Sync
+    + 'static
 {
     /// Deletes what is no longer needed; see [`Purge`].
     fn purge(&self, purge: Purge) -> impl Future<Output = Result<Purged, StoreError>> + Send;
@@ -648,4 +792,15 @@ enum RedeemWrite {
     Consume(Redemption),
     /// End the token's session (a replay).
     EndSession(EndReason),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::containing;
+
+    #[test]
+    fn a_searched_text_is_matched_as_itself_never_as_wildcards() {
+        assert_eq!(containing("ann"), "%ann%");
+        assert_eq!(containing("100%_off\\"), "%100\\%\\_off\\\\%");
+    }
 }

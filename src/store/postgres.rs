@@ -10,15 +10,15 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use super::{
-    Account, Accounts, AuditLog, ConfirmTotp, Credentials, Factors, MfaStatus, NewSession, NewUser,
-    PoolState, Purge, Purged, Redeem, RedeemWrite, Redeemed, SecretRow, SessionInfo, SessionScope,
-    Sessions, Settings, Store, StoreError, StoredKey, StoredSecret, Throttle, TotpFactor,
-    migrations, where_all,
+    Account, AccountChange, AccountOverview, AccountQuery, Accounts, Admin, AuditLog, ConfirmTotp,
+    Credentials, Factors, MfaStatus, NewSession, NewUser, PoolState, Purge, Purged, Redeem,
+    RedeemWrite, Redeemed, SecretRow, SessionInfo, SessionScope, Sessions, Settings, Store,
+    StoreError, StoredKey, StoredSecret, Throttle, TotpFactor, migrations, where_all,
 };
 use crate::domain::audit::{AuditQuery, Event, EventName, FOLD_WINDOW, Origin, Recorded};
 use crate::domain::mfa::{Amr, RecoveryDigest};
 use crate::domain::sessions::{EndReason, PresentedToken, Redemption};
-use crate::domain::throttle::Bucket;
+use crate::domain::throttle::{AccountBuckets, Bucket};
 use crate::domain::{Profile, SessionId, UserId};
 
 /// Serialises migrations of instances that start at once (an arbitrary, fixed key).
@@ -1183,6 +1183,247 @@ async fn record(
     .await
     .map(drop)
     .map_err(database_error)
+}
+
+/// The admin API's columns: an account, its live sessions and its latest login.
+const OVERVIEW_COLUMNS: &str = "SELECT u.id, u.email, u.username, u.is_active, u.created_at,
+        (SELECT count(*) FROM sessions s WHERE s.user_id = u.id AND s.ended_at IS NULL),
+        (SELECT max(s.created_at) FROM sessions s WHERE s.user_id = u.id)
+     FROM users u";
+
+fn overview_row(row: &sqlx::postgres::PgRow) -> Result<AccountOverview, sqlx::Error> {
+    Ok(AccountOverview {
+        account: account_row(row)?,
+        last_login: row.try_get(6)?,
+    })
+}
+
+/// Deletes the throttle buckets of `buckets`; how many there were.
+async fn delete_buckets(
+    tx: &mut Transaction<'_, Postgres>,
+    buckets: AccountBuckets,
+) -> Result<u64, StoreError> {
+    // Prefixes compared as text: no LIKE, whose wildcards an email may hold.
+    sqlx::query(
+        "DELETE FROM throttle_buckets
+         WHERE key = ANY($1) OR EXISTS (SELECT 1 FROM unnest($2::text[]) p WHERE starts_with(key, p))",
+    )
+    .bind(buckets.keys)
+    .bind(buckets.prefixes)
+    .execute(&mut **tx)
+    .await
+    .map(|done| done.rows_affected())
+    .map_err(database_error)
+}
+
+impl Admin for PostgresStore {
+    async fn find_accounts(&self, query: AccountQuery) -> Result<Vec<AccountOverview>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{OVERVIEW_COLUMNS}
+             WHERE ($1::bigint IS NULL OR u.id > $1)
+               AND ($2::text IS NULL OR u.email_key LIKE $2 ESCAPE '\\'
+                    OR lower(u.username) LIKE $2 ESCAPE '\\')
+             ORDER BY u.id LIMIT $3"
+        )))
+        .bind(query.after)
+        .bind(query.search.as_deref().map(super::containing))
+        .bind(i64::from(query.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database_error)?
+        .iter()
+        .map(overview_row)
+        .collect::<Result<_, _>>()
+        .map_err(database_error)
+    }
+
+    async fn account_by_id(&self, user_id: UserId) -> Result<Option<AccountOverview>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{OVERVIEW_COLUMNS} WHERE u.id = $1"
+        )))
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(database_error)?
+        .as_ref()
+        .map(overview_row)
+        .transpose()
+        .map_err(database_error)
+    }
+
+    async fn account_sessions(
+        &self,
+        user_id: UserId,
+        after: Option<SessionId>,
+        limit: u32,
+    ) -> Result<Vec<SessionInfo>, StoreError> {
+        sqlx::query(
+            "SELECT id::text, created_at, last_seen_at, user_agent, client_ip, amr FROM sessions
+             WHERE user_id = $1 AND ended_at IS NULL
+               AND ($2::uuid IS NULL OR (created_at, id) < (
+                   SELECT created_at, id FROM sessions WHERE id = $2::uuid))
+             ORDER BY created_at DESC, id DESC LIMIT $3",
+        )
+        .bind(user_id)
+        .bind(after.as_ref().map(uuid_text))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database_error)?
+        .iter()
+        .map(|row| {
+            let id: String = row.try_get(0)?;
+            Ok(SessionInfo {
+                id: Uuid::parse_str(&id).map_err(|error| sqlx::Error::Decode(Box::new(error)))?,
+                created_at: row.try_get(1)?,
+                last_seen_at: row.try_get(2)?,
+                user_agent: row.try_get(3)?,
+                client_ip: row.try_get(4)?,
+                amr: Amr::from_stored(row.try_get(5)?),
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(database_error)
+    }
+
+    async fn update_account(
+        &self,
+        user_id: UserId,
+        change: AccountChange,
+        origin: Origin,
+    ) -> Result<Option<Vec<&'static str>>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(database_error)?;
+        // The row lock orders this change with a login's session insert (`FOR SHARE`), as a
+        // deactivation by `set_active` is.
+        let current: Option<(String, String, bool)> =
+            sqlx::query_as("SELECT email, username, is_active FROM users WHERE id = $1 FOR UPDATE")
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(database_error)?;
+        let Some((email, username, is_active)) = current else {
+            return Ok(None);
+        };
+        let new_email = change.email.filter(|(address, _)| *address != email);
+        let new_username = change.username.filter(|name| *name != username);
+        let new_activation = change.is_active.filter(|active| *active != is_active);
+        let now = change.now;
+        sqlx::query(
+            "UPDATE users SET email = coalesce($2, email), email_key = coalesce($3, email_key),
+                 username = coalesce($4, username), is_active = coalesce($5, is_active),
+                 updated_at = $6
+             WHERE id = $1",
+        )
+        .bind(user_id)
+        .bind(new_email.as_ref().map(|(address, _)| address))
+        .bind(new_email.as_ref().map(|(_, key)| key))
+        .bind(&new_username)
+        .bind(new_activation)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|error| match &error {
+            sqlx::Error::Database(database) if database.is_unique_violation() => {
+                StoreError::EmailTaken
+            }
+            _ => database_error(error),
+        })?;
+        if let Some(active) = new_activation {
+            record(&mut *tx, &origin, now, &Event::activation(user_id, active)).await?;
+            if !active {
+                let (scope, reason) = (SessionScope::All, EndReason::Deactivated);
+                end_user_sessions(&mut *tx, user_id, scope, reason, &origin, now).await?;
+            }
+        }
+        let changed = super::changed_fields(
+            new_email.is_some(),
+            new_username.is_some(),
+            new_activation.is_some(),
+        );
+        if let Some(updated) = super::profile_updated(user_id, &changed) {
+            record(&mut *tx, &origin, now, &updated).await?;
+        }
+        tx.commit().await.map_err(database_error)?;
+        Ok(Some(changed))
+    }
+
+    async fn delete_account(
+        &self,
+        user_id: UserId,
+        buckets: AccountBuckets,
+        origin: Origin,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(database_error)?;
+        // Sessions (and with them their tokens) and known addresses go by their foreign keys'
+        // ON DELETE CASCADE.
+        let deleted = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(database_error)?
+            .rows_affected()
+            == 1;
+        if !deleted {
+            return Ok(false);
+        }
+        delete_buckets(&mut tx, buckets).await?;
+        let event = Event::about(EventName::UserDeleted, user_id);
+        record(&mut *tx, &origin, now, &event).await?;
+        // The log outlives the account: its rows keep the id, marked erased.
+        sqlx::query(
+            "UPDATE audit_events SET detail = CASE jsonb_typeof(detail)
+                 WHEN 'object' THEN detail || '{\"erased\": true}'::jsonb
+                 ELSE '{\"erased\": true}'::jsonb END
+             WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(database_error)?;
+        tx.commit().await.map_err(database_error)?;
+        Ok(true)
+    }
+
+    async fn end_any_session(
+        &self,
+        session_id: SessionId,
+        origin: Origin,
+        now: i64,
+    ) -> Result<Option<UserId>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(database_error)?;
+        let ended: Option<UserId> = sqlx::query_scalar(
+            "UPDATE sessions SET ended_at = $2, end_reason = $3
+             WHERE id = $1::uuid AND ended_at IS NULL RETURNING user_id",
+        )
+        .bind(uuid_text(&session_id))
+        .bind(now)
+        .bind(EndReason::Admin.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(database_error)?;
+        if let Some(user_id) = ended {
+            let event = Event::session_ended(user_id, session_id, EndReason::Admin);
+            record(&mut *tx, &origin, now, &event).await?;
+        }
+        tx.commit().await.map_err(database_error)?;
+        Ok(ended)
+    }
+
+    async fn clear_throttle(
+        &self,
+        user_id: UserId,
+        buckets: AccountBuckets,
+        origin: Origin,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(database_error)?;
+        let cleared = delete_buckets(&mut tx, buckets).await?;
+        let event = super::throttle_cleared(user_id, cleared);
+        record(&mut *tx, &origin, now, &event).await?;
+        tx.commit().await.map_err(database_error)?;
+        Ok(cleared)
+    }
 }
 
 impl Factors for PostgresStore {

@@ -21,16 +21,16 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::{
-    Account, Accounts, AuditLog, ConfirmTotp, Credentials, Factors, MfaStatus, NewSession, NewUser,
-    PoolState, Purge, Purged, Redeem, RedeemWrite, Redeemed, SecretRow, SessionInfo, SessionScope,
-    Sessions, Settings, Store, StoreError, StoredKey, StoredSecret, Throttle, TotpFactor,
-    migrations, where_all,
+    Account, AccountChange, AccountOverview, AccountQuery, Accounts, Admin, AuditLog, ConfirmTotp,
+    Credentials, Factors, MfaStatus, NewSession, NewUser, PoolState, Purge, Purged, Redeem,
+    RedeemWrite, Redeemed, SecretRow, SessionInfo, SessionScope, Sessions, Settings, Store,
+    StoreError, StoredKey, StoredSecret, Throttle, TotpFactor, migrations, where_all,
 };
 use crate::domain::RefreshDigest;
 use crate::domain::audit::{AuditQuery, Event, EventName, FOLD_WINDOW, Origin, Recorded};
 use crate::domain::mfa::{Amr, RecoveryDigest};
 use crate::domain::sessions::{EndReason, PresentedToken, Redemption};
-use crate::domain::throttle::Bucket;
+use crate::domain::throttle::{AccountBuckets, Bucket};
 use crate::domain::{Profile, SessionId, UserId};
 
 /// Every connection: enforce foreign keys, and wait (rather than fail) when another process
@@ -1465,6 +1465,254 @@ fn end_session(
     .and_then(|mut update| update.execute(params![session_id.as_bytes(), now, reason.as_str()]))
     .map(drop)
     .map_err(database_error)
+}
+
+/// The admin API's columns: an account, its live sessions and its latest login.
+const OVERVIEW_COLUMNS: &str = "SELECT u.id, u.email, u.username, u.is_active, u.created_at,
+        (SELECT count(*) FROM sessions s WHERE s.user_id = u.id AND s.ended_at IS NULL),
+        (SELECT max(s.created_at) FROM sessions s WHERE s.user_id = u.id)
+     FROM users u";
+
+fn session_info_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionInfo> {
+    Ok(SessionInfo {
+        id: session_id(row.get(0)?),
+        created_at: row.get(1)?,
+        last_seen_at: row.get(2)?,
+        user_agent: row.get(3)?,
+        client_ip: row.get(4)?,
+        amr: Amr::from_stored(&row.get::<_, String>(5)?),
+    })
+}
+
+fn overview_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AccountOverview> {
+    Ok(AccountOverview {
+        account: account_row(row)?,
+        last_login: row.get(6)?,
+    })
+}
+
+/// Deletes the throttle buckets of `buckets`; how many there were.
+fn delete_buckets(conn: &Connection, buckets: &AccountBuckets) -> Result<u64, StoreError> {
+    let mut deleted = 0;
+    for key in &buckets.keys {
+        deleted += conn
+            .prepare_cached("DELETE FROM throttle_buckets WHERE key = ?1")
+            .and_then(|mut delete| delete.execute([key]))
+            .map_err(database_error)?;
+    }
+    for prefix in &buckets.prefixes {
+        // A prefix compared as text: no LIKE, whose wildcards an email may hold.
+        deleted += conn
+            .prepare_cached("DELETE FROM throttle_buckets WHERE substr(key, 1, length(?1)) = ?1")
+            .and_then(|mut delete| delete.execute([prefix]))
+            .map_err(database_error)?;
+    }
+    Ok(deleted as u64)
+}
+
+impl Admin for SqliteStore {
+    async fn find_accounts(&self, query: AccountQuery) -> Result<Vec<AccountOverview>, StoreError> {
+        let pattern = query.search.as_deref().map(super::containing);
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "{OVERVIEW_COLUMNS}
+                 WHERE (?1 IS NULL OR u.id > ?1)
+                   AND (?2 IS NULL OR u.email_key LIKE ?2 ESCAPE '\\'
+                        OR lower(u.username) LIKE ?2 ESCAPE '\\')
+                 ORDER BY u.id LIMIT ?3"
+            ))?
+            .query_map(params![query.after, pattern, query.limit], overview_row)?
+            .collect()
+        })
+    }
+
+    async fn account_by_id(&self, user_id: UserId) -> Result<Option<AccountOverview>, StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached(&format!("{OVERVIEW_COLUMNS} WHERE u.id = ?1"))?
+                .query_row([user_id], overview_row)
+                .optional()
+        })
+    }
+
+    async fn account_sessions(
+        &self,
+        user_id: UserId,
+        after: Option<SessionId>,
+        limit: u32,
+    ) -> Result<Vec<SessionInfo>, StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT id, created_at, last_seen_at, user_agent, client_ip, amr FROM sessions
+                 WHERE user_id = ?1 AND ended_at IS NULL
+                   AND (?2 IS NULL OR (created_at, id) < (
+                       SELECT created_at, id FROM sessions WHERE id = ?2))
+                 ORDER BY created_at DESC, id DESC LIMIT ?3",
+            )?
+            .query_map(
+                params![user_id, after.as_ref().map(|id| id.as_bytes()), limit],
+                session_info_row,
+            )?
+            .collect()
+        })
+    }
+
+    async fn update_account(
+        &self,
+        user_id: UserId,
+        change: AccountChange,
+        origin: Origin,
+    ) -> Result<Option<Vec<&'static str>>, StoreError> {
+        self.write(move |conn| {
+            let current = conn
+                .prepare_cached("SELECT email, username, is_active FROM users WHERE id = ?1")
+                .and_then(|mut select| {
+                    select
+                        .query_row([user_id], |row| {
+                            Ok((
+                                row.get::<_, String>(0)?,
+                                row.get::<_, String>(1)?,
+                                row.get::<_, bool>(2)?,
+                            ))
+                        })
+                        .optional()
+                })
+                .map_err(database_error)?;
+            let Some((email, username, is_active)) = current else {
+                return Ok(None);
+            };
+            let new_email = change.email.filter(|(address, _)| *address != email);
+            let new_username = change.username.filter(|name| *name != username);
+            let new_activation = change.is_active.filter(|active| *active != is_active);
+            let now = change.now;
+            if let Some((address, key)) = &new_email {
+                conn.prepare_cached(
+                    "UPDATE users SET email = ?2, email_key = ?3, updated_at = ?4 WHERE id = ?1",
+                )
+                .and_then(|mut update| update.execute(params![user_id, address, key, now]))
+                .map_err(|error| {
+                    if is_unique_violation(&error) {
+                        StoreError::EmailTaken
+                    } else {
+                        database_error(error)
+                    }
+                })?;
+            }
+            if let Some(name) = &new_username {
+                conn.prepare_cached(
+                    "UPDATE users SET username = ?2, updated_at = ?3 WHERE id = ?1",
+                )
+                .and_then(|mut update| update.execute(params![user_id, name, now]))
+                .map_err(database_error)?;
+            }
+            if let Some(active) = new_activation {
+                conn.prepare_cached(
+                    "UPDATE users SET is_active = ?2, updated_at = ?3 WHERE id = ?1",
+                )
+                .and_then(|mut update| update.execute(params![user_id, active, now]))
+                .map_err(database_error)?;
+                record(conn, &origin, now, &Event::activation(user_id, active))?;
+                if !active {
+                    let (scope, reason) = (SessionScope::All, EndReason::Deactivated);
+                    end_user_sessions(conn, user_id, scope, reason, &origin, now)?;
+                }
+            }
+            let changed = super::changed_fields(
+                new_email.is_some(),
+                new_username.is_some(),
+                new_activation.is_some(),
+            );
+            if let Some(updated) = super::profile_updated(user_id, &changed) {
+                record(conn, &origin, now, &updated)?;
+            }
+            Ok(Some(changed))
+        })
+        .await
+    }
+
+    async fn delete_account(
+        &self,
+        user_id: UserId,
+        buckets: AccountBuckets,
+        origin: Origin,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.write(move |conn| {
+            // Sessions (and with them their tokens) and known addresses go by their foreign
+            // keys' ON DELETE CASCADE.
+            let deleted = conn
+                .prepare_cached("DELETE FROM users WHERE id = ?1")
+                .and_then(|mut delete| delete.execute([user_id]))
+                .map_err(database_error)?
+                == 1;
+            if !deleted {
+                return Ok(false);
+            }
+            delete_buckets(conn, &buckets)?;
+            let event = Event::about(EventName::UserDeleted, user_id);
+            record(conn, &origin, now, &event)?;
+            // The log outlives the account: its rows keep the id, marked erased.
+            conn.prepare_cached(
+                "UPDATE audit_events SET detail = CASE json_type(detail)
+                     WHEN 'object' THEN json_set(detail, '$.erased', json('true'))
+                     ELSE json_object('erased', json('true')) END
+                 WHERE user_id = ?1",
+            )
+            .and_then(|mut update| update.execute([user_id]))
+            .map_err(database_error)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn end_any_session(
+        &self,
+        session_id: SessionId,
+        origin: Origin,
+        now: i64,
+    ) -> Result<Option<UserId>, StoreError> {
+        self.write(move |conn| {
+            let ended: Option<UserId> = conn
+                .prepare_cached(
+                    "UPDATE sessions SET ended_at = ?2, end_reason = ?3
+                     WHERE id = ?1 AND ended_at IS NULL RETURNING user_id",
+                )
+                .and_then(|mut update| {
+                    update
+                        .query_row(
+                            params![session_id.as_bytes(), now, EndReason::Admin.as_str()],
+                            |row| row.get(0),
+                        )
+                        .optional()
+                })
+                .map_err(database_error)?;
+            if let Some(user_id) = ended {
+                let event = Event::session_ended(user_id, session_id, EndReason::Admin);
+                record(conn, &origin, now, &event)?;
+            }
+            Ok(ended)
+        })
+        .await
+    }
+
+    async fn clear_throttle(
+        &self,
+        user_id: UserId,
+        buckets: AccountBuckets,
+        origin: Origin,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        self.write(move |conn| {
+            let cleared = delete_buckets(conn, &buckets)?;
+            record(
+                conn,
+                &origin,
+                now,
+                &super::throttle_cleared(user_id, cleared),
+            )?;
+            Ok(cleared)
+        })
+        .await
+    }
 }
 
 impl Factors for SqliteStore {

@@ -16,6 +16,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use restful_auth::auth::Auth;
+use restful_auth::auth::admin::AdminToken;
 use restful_auth::auth::vault::MasterKey;
 use restful_auth::config::{Argon2Cost, Config, SecretKey};
 use restful_auth::domain::audit::{Actor, AuditQuery, Origin, Recorded};
@@ -221,6 +222,9 @@ pub trait Admin: Send + Sync {
 
     /// The audit log's rows that `query` selects, newest first (`restful-auth audit`).
     fn audit(&self, query: AuditQuery) -> Pending<'_, Vec<Recorded>>;
+
+    /// The admin API of the same service (what `--admin-bind` serves), guarded by `token`.
+    fn admin_api(self: Arc<Self>, token: Option<&str>) -> Router;
 }
 
 /// The operator's commands act as the command line does.
@@ -312,6 +316,11 @@ impl<S: Store> Admin for Auth<S> {
 
     fn audit(&self, query: AuditQuery) -> Pending<'_, Vec<Recorded>> {
         Box::pin(async move { Auth::audit(self, query).await.expect("the store answers") })
+    }
+
+    fn admin_api(self: Arc<Self>, token: Option<&str>) -> Router {
+        let token = token.map(|token| AdminToken::new(token).expect("a token"));
+        restful_auth::http::admin::router(self, token)
     }
 }
 
@@ -684,7 +693,8 @@ impl TestApp {
     }
 }
 
-async fn send_to(router: &Router, request: Request<Body>) -> TestResponse {
+/// Sends `request` to `router` (another router than the app's: the admin API).
+pub async fn send_to(router: &Router, request: Request<Body>) -> TestResponse {
     let response = router
         .clone()
         .oneshot(request)

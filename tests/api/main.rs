@@ -1,6 +1,7 @@
 //! The integration suite: every row of `docs/CONTRACT.md`, driven through
 //! the real router. One binary, so the crate is linked once and the tests share `helpers`.
 
+mod admin;
 mod audit;
 mod helpers;
 mod hostile;
