@@ -125,6 +125,12 @@ pub struct Config {
     #[arg(long, env = "RESTFUL_AUTH_THROTTLE_LOGIN_IP", default_value = "30/1m", value_parser = parse_rate_limit)]
     pub throttle_login_ip: Limit,
 
+    /// Wrong one-time codes (after the right password) allowed per account from one client
+    /// address, and per account from all the addresses it does not know together, or `off`.
+    /// An address that has logged into the account is held by its own count alone.
+    #[arg(long, env = "RESTFUL_AUTH_THROTTLE_MFA_ACCOUNT", default_value = "5/5m", value_parser = parse_rate_limit)]
+    pub throttle_mfa_account: Limit,
+
     /// Registrations allowed per client address, or `off`.
     #[arg(long, env = "RESTFUL_AUTH_THROTTLE_REGISTER_IP", default_value = "30/1h", value_parser = parse_rate_limit)]
     pub throttle_register_ip: Limit,
@@ -530,6 +536,7 @@ impl Config {
             login_failures_per_account_address: self.throttle_login_account_ip.0,
             login_failures_per_account: self.throttle_login_account.0,
             login_failures_per_ip: self.throttle_login_ip.0,
+            otp_failures_per_account: self.throttle_mfa_account.0,
             registrations_per_ip: self.throttle_register_ip.0,
             invalid_refresh_tokens_per_ip: self.throttle_refresh_ip.0,
             known_address_lifetime: i64::try_from(self.throttle_known_address_lifetime.as_secs())

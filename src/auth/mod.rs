@@ -20,6 +20,7 @@ pub mod admin;
 pub mod email;
 pub mod keys;
 pub mod mail;
+pub mod mfa;
 pub mod password;
 pub mod recovery;
 pub mod tokens;
@@ -27,12 +28,14 @@ pub mod username;
 pub mod vault;
 
 use crate::domain::keys::SigningAlgorithm;
+use crate::domain::mfa::Amr;
 use crate::domain::sessions::{EndReason, Redemption, SessionPolicy};
 use crate::domain::settings::{Lifetimes, Setting};
 use crate::domain::throttle::{self, Bucket, ThrottlePolicy};
 use email::Email;
 use keys::KeyPolicy;
 use mail::{MailSetupError, Mailer};
+use mfa::{MfaRefusal, SecondFactor};
 use password::{HashCost, Hasher, NewPassword, Password, PasswordPolicy, Verification};
 use recovery::LinkPolicy;
 use tokens::{
@@ -57,6 +60,8 @@ struct LoginBuckets {
     account: Option<Bucket>,
     /// This address's failures across accounts: checked before, counted after a failure.
     ip: Option<Bucket>,
+    /// The address logged into the account lately: only its own buckets hold it.
+    known: bool,
 }
 
 impl LoginBuckets {
@@ -84,6 +89,14 @@ pub enum AuthError {
     RefreshTokenReused,
     #[error("the old password is wrong")]
     WrongPassword,
+    /// The password was right; the account needs a one-time code too.
+    #[error("a one-time code is required")]
+    MfaRequired,
+    /// The password was right; the one-time code is wrong, used, or out of its window.
+    #[error("the one-time code is invalid")]
+    MfaInvalid,
+    #[error("refused: {0}")]
+    Mfa(MfaRefusal),
     /// The inputs break rules of the service: every one is listed.
     #[error("refused: {0}")]
     Refused(Refusal),
@@ -602,11 +615,14 @@ impl<S: Store> Auth<S> {
     }
 
     /// Checks the credentials and starts a new session. Unknown email, wrong password and
-    /// inactive account fail alike and cost the same hash verification.
+    /// inactive account fail alike and cost the same hash verification. An account with
+    /// two-factor login on needs the `second` factor too, looked at only once the password is
+    /// right (see [`mfa`]).
     pub async fn login(
         &self,
         email: &str,
         password: Password,
+        second: SecondFactor,
         origin: Origin,
     ) -> Result<TokenPair, AuthError> {
         // Longer than any account's email or password: refused without a hash or a bucket.
@@ -698,6 +714,15 @@ impl<S: Store> Auth<S> {
             self.store.record(event, origin, self.clock.now()).await?;
             return Err(AuthError::EmailNotVerified);
         }
+        let amr = self
+            .second_factor(
+                account.user_id,
+                second,
+                buckets.known,
+                &origin,
+                address.as_deref(),
+            )
+            .await?;
 
         let mut verified_hash = account.password_hash;
         if verification == (Verification::Match { rehash: true }) {
@@ -735,6 +760,7 @@ impl<S: Store> Auth<S> {
                 address: address.clone(),
                 refresh: refresh_token.digest(),
                 refresh_expires_at: now + self.lifetimes().refresh,
+                amr,
                 origin: origin.clone(),
                 now,
             })
@@ -748,7 +774,7 @@ impl<S: Store> Auth<S> {
             return Err(AuthError::InvalidCredentials);
         }
         metrics::counter!("logins_total", "outcome" => "success").increment(1);
-        Ok(self.pair(account.user_id, session_id, refresh_token, now))
+        Ok(self.pair(account.user_id, session_id, amr, refresh_token, now))
     }
 
     /// The network a client's address is counted under.
@@ -787,6 +813,7 @@ impl<S: Store> Auth<S> {
                 account_address,
                 account: None,
                 ip: None,
+                known,
             });
         }
         Ok(LoginBuckets {
@@ -798,6 +825,7 @@ impl<S: Store> Auth<S> {
             ),
             ip: address
                 .and_then(|address| Bucket::new("login-ip", address, policy.login_failures_per_ip)),
+            known,
         })
     }
 
@@ -812,9 +840,9 @@ impl<S: Store> Auth<S> {
         let rotation = Redemption::Rotate {
             expires_at: now + self.lifetimes().refresh,
         };
-        let (user_id, session_id, successor) =
+        let (user_id, session_id, amr, successor) =
             self.redeem(presented, rotation, origin, now).await?;
-        Ok(self.pair(user_id, session_id, successor, now))
+        Ok(self.pair(user_id, session_id, amr, successor, now))
     }
 
     /// Ends the session of `presented`: its refresh and access tokens stop working at once.
@@ -830,7 +858,7 @@ impl<S: Store> Auth<S> {
         redemption: Redemption,
         origin: Origin,
         now: i64,
-    ) -> Result<(UserId, SessionId, RefreshToken), AuthError> {
+    ) -> Result<(UserId, SessionId, Amr, RefreshToken), AuthError> {
         let (successor, policy) = {
             let live = self.live.load();
             (
@@ -857,11 +885,13 @@ impl<S: Store> Auth<S> {
             Redeemed::Accepted {
                 user_id,
                 session_id,
+                amr,
             }
             | Redeemed::Repeated {
                 user_id,
                 session_id,
-            } => Ok((user_id, session_id, successor)),
+                amr,
+            } => Ok((user_id, session_id, amr, successor)),
             Redeemed::ReuseDetected => {
                 metrics::counter!("refresh_token_reuse_detected_total").increment(1);
                 Err(AuthError::RefreshTokenReused)
@@ -1042,13 +1072,16 @@ impl<S: Store> Auth<S> {
         &self,
         user_id: UserId,
         session_id: SessionId,
+        amr: Amr,
         refresh_token: RefreshToken,
         now: i64,
     ) -> TokenPair {
         let live = self.live.load();
         let lifetime = live.lifetimes.access;
         TokenPair {
-            access_token: live.keyring.issue(user_id, session_id, now, lifetime),
+            access_token: live
+                .keyring
+                .issue_for(user_id, session_id, amr, now, lifetime),
             refresh_token,
             expires_in: lifetime,
         }
@@ -1078,6 +1111,7 @@ fn associated_data(row: &SecretRow) -> String {
     match row {
         SecretRow::SigningKey(kid) => format!("signing_keys:{kid}"),
         SecretRow::Setting(name) => format!("settings:{name}"),
+        SecretRow::TotpSecret(user_id) => format!("totp_factors:{user_id}"),
     }
 }
 

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::domain::keys::SigningAlgorithm;
+use crate::domain::mfa::Amr;
 use crate::domain::{RefreshDigest, SessionId, UserId};
 
 /// The only `token_type` an access token carries; a refresh-typed JWT is refused.
@@ -23,8 +24,9 @@ enum TokenType {
     Access,
 }
 
-/// The claims of an access token: SimpleJWT's, `sid` for the session, and the issuer and
-/// audience (RFC 7519) that a service verifying it checks.
+/// The claims of an access token: SimpleJWT's, `sid` for the session, the issuer and
+/// audience (RFC 7519) that a service verifying it checks, and how its session's login was
+/// authenticated (`amr`, RFC 8176).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessClaims {
     token_type: TokenType,
@@ -35,6 +37,10 @@ pub struct AccessClaims {
     pub exp: i64,
     pub iss: String,
     pub aud: Audience,
+    /// `["pwd"]`, or `["pwd", "otp"]` after a one-time code; absent from the tokens of
+    /// earlier builds (read as empty).
+    #[serde(default)]
+    pub amr: Vec<String>,
 }
 
 /// One audience as a string, several as a list (RFC 7519 §4.1.3).
@@ -386,8 +392,21 @@ impl Keyring {
         self.verifiers.iter().map(|verifier| verifier.kid.as_str())
     }
 
-    /// A signed access token for `user_id`'s session `sid`, valid from `now` for `lifetime_secs`.
+    /// A signed access token for `user_id`'s session `sid` of a password login, valid from
+    /// `now` for `lifetime_secs`.
     pub fn issue(&self, user_id: UserId, sid: SessionId, now: i64, lifetime_secs: i64) -> String {
+        self.issue_for(user_id, sid, Amr::Password, now, lifetime_secs)
+    }
+
+    /// [`issue`](Self::issue) for a session whose login was authenticated as `amr` says.
+    pub fn issue_for(
+        &self,
+        user_id: UserId,
+        sid: SessionId,
+        amr: Amr,
+        now: i64,
+        lifetime_secs: i64,
+    ) -> String {
         let aud = match self.rules.audience.as_slice() {
             [one] => Audience::One(one.clone()),
             many => Audience::Many(many.to_vec()),
@@ -401,6 +420,11 @@ impl Keyring {
             exp: now + lifetime_secs,
             iss: self.rules.issuer.clone(),
             aud,
+            amr: amr
+                .methods()
+                .iter()
+                .map(|&method| method.to_owned())
+                .collect(),
         };
         let claims = serde_json::to_vec(&claims).expect("plain claims serialize");
         let mut token = format!("{}.{}", self.encoded_header, URL_SAFE_NO_PAD.encode(claims));

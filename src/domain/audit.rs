@@ -96,6 +96,9 @@ event_names! {
     PasswordResetRequested = "password.reset_requested",
     EmailVerificationRequested = "email.verification_requested",
     EmailVerified = "email.verified",
+    MfaEnabled = "mfa.enabled",
+    MfaDisabled = "mfa.disabled",
+    MfaRecoveryCodeUsed = "mfa.recovery_code_used",
 }
 
 impl std::str::FromStr for EventName {
@@ -132,6 +135,10 @@ pub enum LoginFailure {
     Superseded,
     /// The password was right, but `--require-verified-email` holds an unverified address.
     EmailNotVerified,
+    /// The password was right, but the account needs a one-time code and none was sent.
+    MfaRequired,
+    /// The password was right, the one-time code wrong, used before, or out of its window.
+    MfaInvalid,
 }
 
 impl LoginFailure {
@@ -141,6 +148,8 @@ impl LoginFailure {
             LoginFailure::Inactive => "inactive",
             LoginFailure::Superseded => "superseded",
             LoginFailure::EmailNotVerified => "email_not_verified",
+            LoginFailure::MfaRequired => "mfa_required",
+            LoginFailure::MfaInvalid => "mfa_invalid",
         }
     }
 }

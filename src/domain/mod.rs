@@ -9,6 +9,7 @@ pub mod audit;
 pub mod clock;
 pub mod keys;
 pub mod links;
+pub mod mfa;
 pub mod sessions;
 pub mod settings;
 pub mod throttle;

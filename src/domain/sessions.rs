@@ -79,6 +79,8 @@ pub enum EndReason {
     PasswordReset,
     RefreshTokenReused,
     Deactivated,
+    /// Two-factor login was turned off: the other sessions may be a thief's.
+    MfaDisabled,
     /// Ended through the admin API or an operator's command.
     Admin,
 }
@@ -93,6 +95,7 @@ impl EndReason {
             EndReason::PasswordReset => "password_reset",
             EndReason::RefreshTokenReused => "refresh_token_reused",
             EndReason::Deactivated => "deactivated",
+            EndReason::MfaDisabled => "mfa_disabled",
             EndReason::Admin => "admin",
         }
     }

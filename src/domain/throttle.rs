@@ -72,6 +72,11 @@ pub struct ThrottlePolicy {
     pub login_failures_per_account: Option<RateLimit>,
     /// Failed logins per client address across accounts: slows credential stuffing.
     pub login_failures_per_ip: Option<RateLimit>,
+    /// Wrong one-time codes after the right password, per account from one address and per
+    /// account from the addresses it does not know: slows guessing a code (a million of
+    /// them, three valid at a time) once the password is known, with the same shelter for
+    /// the owner's known addresses as the login limits.
+    pub otp_failures_per_account: Option<RateLimit>,
     /// Registrations per client address: slows mass account creation.
     pub registrations_per_ip: Option<RateLimit>,
     /// Invalid or replayed refresh tokens per client address (refresh and logout).

@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 use serde_json::json;
 
+use crate::auth::mfa::MfaRefusal;
 use crate::auth::{AuthError, Refusal};
 use crate::store::StoreError;
 
@@ -77,6 +78,11 @@ pub enum ApiError {
     InvalidCredentials,
     #[error("email address not verified")]
     EmailNotVerified,
+    /// The password was right; a one-time code is needed too.
+    #[error("one-time code required")]
+    MfaRequired,
+    #[error("one-time code invalid")]
+    MfaInvalid,
     /// The admin API's token was not the one configured.
     #[error("wrong admin token")]
     InvalidAdminToken,
@@ -111,6 +117,8 @@ impl ApiError {
             | ApiError::RefreshTokenReused
             | ApiError::InvalidCredentials
             | ApiError::EmailNotVerified
+            | ApiError::MfaRequired
+            | ApiError::MfaInvalid
             | ApiError::InvalidAdminToken => StatusCode::UNAUTHORIZED,
             ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound => StatusCode::NOT_FOUND,
@@ -159,6 +167,14 @@ impl ApiError {
             ApiError::EmailNotVerified => json!({
                 "detail": "Email address is not verified.",
                 "code": "email_not_verified",
+            }),
+            ApiError::MfaRequired => json!({
+                "detail": "A one-time code is required.",
+                "code": "mfa_required",
+            }),
+            ApiError::MfaInvalid => json!({
+                "detail": "Invalid one-time code.",
+                "code": "mfa_invalid",
             }),
             // DRF's `TokenAuthentication` message.
             ApiError::InvalidAdminToken => json!({"detail": "Invalid token."}),
@@ -257,7 +273,7 @@ impl From<StoreError> for ApiError {
 }
 
 /// DRF's key for the errors of no one field.
-const NON_FIELD_ERRORS: &str = "non_field_errors";
+pub(crate) const NON_FIELD_ERRORS: &str = "non_field_errors";
 
 impl ApiError {
     /// A use case's refusal, its email's and its password's messages filed under the fields
@@ -296,6 +312,35 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// A refused change to the second factor: a wrong code or password under the fields of
+    /// the request body that hold them, a factor that is not there as not found.
+    pub fn mfa_refused(
+        refusal: MfaRefusal,
+        code_field: &'static str,
+        password_field: &'static str,
+    ) -> ApiError {
+        let mut errors = FieldErrors::default();
+        match refusal {
+            MfaRefusal::InvalidCode => errors.add(code_field, "Invalid code."),
+            MfaRefusal::WrongPassword => errors.add(
+                password_field,
+                "Your password was entered incorrectly. Please enter it again.",
+            ),
+            MfaRefusal::AlreadyEnabled => errors.add(
+                NON_FIELD_ERRORS,
+                "Two-factor login is already on: turn it off first.",
+            ),
+            MfaRefusal::NothingPending => errors.add(
+                NON_FIELD_ERRORS,
+                "No authenticator is being set up: start with POST /api/me/mfa/totp/.",
+            ),
+            MfaRefusal::NotEnabled => return ApiError::NotFound,
+        }
+        ApiError::Fields(errors)
+    }
+}
+
 impl From<AuthError> for ApiError {
     fn from(error: AuthError) -> Self {
         match error {
@@ -312,6 +357,9 @@ impl From<AuthError> for ApiError {
             AuthError::Refused(refusal) => {
                 ApiError::refused(refusal, NON_FIELD_ERRORS, NON_FIELD_ERRORS)
             }
+            AuthError::MfaRequired => ApiError::MfaRequired,
+            AuthError::MfaInvalid => ApiError::MfaInvalid,
+            AuthError::Mfa(refusal) => ApiError::mfa_refused(refusal, "code", "password"),
             AuthError::Store(error) => error.into(),
         }
     }

@@ -29,6 +29,7 @@ pub mod error;
 pub mod extract;
 mod health;
 mod me;
+mod mfa;
 pub mod observe;
 pub mod openapi;
 mod password_reset;
@@ -44,6 +45,7 @@ pub use error::ApiError;
 pub use accounts::NewAccount;
 pub use email::EmailConfirmation;
 pub use me::{ProfileReplacement, ProfileUpdate};
+pub use mfa::{TotpConfirmation, TotpRemoval};
 pub use password_reset::{PasswordResetConfirmation, PasswordResetRequest};
 pub use sessions::PasswordChange;
 pub use tokens::{Credentials, RefreshTokenBody};
@@ -127,6 +129,9 @@ pub fn api_routes<S: Store>(options: &Options) -> Router<AppState<S>> {
         ("/api/me", me::routes()),
         ("/api/me/activity", activity::routes()),
         ("/api/me/password", sessions::password_routes()),
+        ("/api/me/mfa", mfa::status_routes()),
+        ("/api/me/mfa/totp", mfa::totp_routes()),
+        ("/api/me/mfa/totp/confirm", mfa::confirm_routes()),
         ("/api/sessions", sessions::list_routes()),
         ("/api/sessions/{id}", sessions::one_routes()),
         ("/api/logout/all", sessions::logout_all_routes()),

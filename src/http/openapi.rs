@@ -46,6 +46,10 @@ pub fn api_document() -> Document {
         super::email::confirm,
         super::password_reset::request,
         super::password_reset::confirm,
+        super::mfa::status,
+        super::mfa::enrol,
+        super::mfa::confirm,
+        super::mfa::disable,
         super::tokens::refresh,
         super::tokens::logout,
         super::sessions::logout_all,
@@ -80,6 +84,10 @@ pub fn api_document() -> Document {
         (name = "password reset", description = "A forgotten password is reset through a link \
             mailed to the account's address (`<public-url>/reset/#token=…`): single use, \
             short-lived, stored only as a digest."),
+        (name = "two-factor", description = "Two-factor login: an authenticator app's one-time \
+            codes (TOTP, RFC 6238) and single-use recovery codes. Set up an app, confirm it with \
+            a code, and from then on a login needs `otp` (or `recovery_code`) besides the \
+            password."),
         (name = "documentation", description = "This document, and the pages for people."),
         (name = "operations", description = "For load balancers, orchestrators and monitoring."),
     ),

@@ -40,7 +40,8 @@ pub fn password_routes<S: Store>() -> MethodRouter<AppState<S>> {
     "last_seen": "2026-05-04T09:40:02Z",
     "user_agent": "Mozilla/5.0 (X11; Linux x86_64)",
     "ip": "203.0.113.7",
-    "current": true
+    "current": true,
+    "amr": ["pwd", "otp"]
 }))]
 struct Session {
     #[schema(format = "uuid")]
@@ -54,6 +55,10 @@ struct Session {
     ip: Option<String>,
     /// The session of the token this request carries.
     current: bool,
+    /// How its login was authenticated (RFC 8176): `["pwd"]`, or `["pwd", "otp"]` with a
+    /// one-time code.
+    #[schema(value_type = Vec<String>)]
+    amr: &'static [&'static str],
 }
 
 /// List my sessions
@@ -81,6 +86,7 @@ async fn list<S: Store>(
             user_agent: session.user_agent,
             ip: session.client_ip,
             current: session.id == caller.claims.sid,
+            amr: session.amr.methods(),
         })
         .collect();
     Ok(Reply(StatusCode::OK, shown))

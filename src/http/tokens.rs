@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::body::{Body, Text, request_body};
 use super::{ApiError, AppState, Reply, Success};
 use crate::auth::TokenPair;
+use crate::auth::mfa::SecondFactor;
 use crate::auth::password::Password;
 use crate::auth::tokens::RefreshToken;
 use crate::domain::audit::Origin;
@@ -26,7 +27,8 @@ pub fn logout_routes<S: Store>() -> MethodRouter<AppState<S>> {
 }
 
 request_body! {
-    /// The email and password of an account (a JSON object or a form).
+    /// The email and password of an account (a JSON object or a form), and, for an account
+    /// with two-factor login on, a one-time code or a recovery code.
     #[schema(example = json!({"email": "ann@example.org", "password": "correct horse battery"}))]
     pub struct Credentials {
         /// The address the account was registered with, in any case.
@@ -34,6 +36,24 @@ request_body! {
         pub email: Text,
         #[schema(value_type = String, format = Password)]
         pub password: Password,
+        /// The 6-digit code of the authenticator app, when the account has two-factor login
+        /// on (without one, the right password answers 401 mfa_required).
+        #[schema(value_type = String, required = false, pattern = "^[0-9]{6}$")]
+        pub otp: Option<Text>,
+        /// Instead of the one-time code: one of the recovery codes, each good for one login.
+        #[schema(value_type = String, required = false)]
+        pub recovery_code: Option<Text>,
+    }
+}
+
+impl Credentials {
+    /// What the login sends besides the password: the code, if any (`otp` first).
+    fn second_factor(&mut self) -> SecondFactor {
+        match (self.otp.take(), self.recovery_code.take()) {
+            (Some(Text(code)), _) => SecondFactor::Otp(code),
+            (None, Some(Text(code))) => SecondFactor::RecoveryCode(code),
+            (None, None) => SecondFactor::None,
+        }
     }
 }
 
@@ -87,6 +107,10 @@ impl From<TokenPair> for Reply<Tokens> {
 /// Checks the email and password and starts a new session: an access token for
 /// `/api/me/` and a refresh token for new ones. A wrong password, an unknown email and an
 /// inactive account all answer the same 401.
+///
+/// An account with two-factor login on needs `otp` (or `recovery_code`) too: without it the
+/// right password answers 401 `mfa_required`; a wrong, used or stale code answers 401
+/// `mfa_invalid`. The access token's `amr` says which: `["pwd"]` or `["pwd", "otp"]`.
 #[utoipa::path(
     post,
     path = "/api/login/",
@@ -97,19 +121,28 @@ impl From<TokenPair> for Reply<Tokens> {
         (status = 400, description = "A field is missing or blank.",
             body = super::openapi::BadRequest,
             example = json!({"password": ["This field is required."]})),
-        (status = 401, description = "The credentials match no active account.",
+        (status = 401, description = "The credentials match no active account; or the password \
+            is right and a one-time code is missing (`mfa_required`) or wrong (`mfa_invalid`).",
             body = super::openapi::Detail,
-            example = json!({"detail": "No active account found with the given credentials"})),
+            examples(
+                ("credentials" = (value = json!(
+                    {"detail": "No active account found with the given credentials"}))),
+                ("mfa_required" = (value = json!(
+                    {"detail": "A one-time code is required.", "code": "mfa_required"}))),
+                ("mfa_invalid" = (value = json!(
+                    {"detail": "Invalid one-time code.", "code": "mfa_invalid"}))),
+            )),
         (status = 429, response = super::openapi::Throttled),
     ),
 )]
 async fn login<S: Store>(
     State(auth): State<AppState<S>>,
     origin: Origin,
-    Body(credentials): Body<Credentials>,
+    Body(mut credentials): Body<Credentials>,
 ) -> Result<Reply<Tokens>, ApiError> {
+    let second = credentials.second_factor();
     let pair = auth
-        .login(&credentials.email.0, credentials.password, origin)
+        .login(&credentials.email.0, credentials.password, second, origin)
         .await?;
     Ok(pair.into())
 }

@@ -32,6 +32,7 @@ macro_rules! scripts {
                 $backend,
                 "/0006_mailed_links.sql"
             )),
+            include_str!(concat!("../../migrations/", $backend, "/0007_totp.sql")),
         ]
     };
 }

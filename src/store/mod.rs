@@ -2,7 +2,7 @@
 //! [`Throttle`], [`Settings`], [`AuditLog`], [`Admin`], [`Recovery`], and [`Store`] for all of
 //! them with housekeeping), and one
 //! implementation per database. No SQL lives outside this module; every method is one round
-//! trip (one transaction) to the database.
+//! trip (one transaction) to the database. Second factors ([`Factors`]) are a role of their own.
 
 use std::future::Future;
 
@@ -10,6 +10,7 @@ use crate::domain::RefreshDigest;
 use crate::domain::audit::{AuditQuery, Event, EventName, Origin, Recorded};
 use crate::domain::keys::KeySchedule;
 use crate::domain::links::{LinkDigest, Purpose, Recipient};
+use crate::domain::mfa::{Amr, RecoveryDigest};
 use crate::domain::sessions::{EndReason, PresentedToken, Redemption, SessionPolicy, Verdict};
 use crate::domain::throttle::{AccountBuckets, Bucket};
 use crate::domain::{Profile, SessionId, UserId};
@@ -68,6 +69,8 @@ pub struct NewSession {
     pub address: Option<String>,
     pub refresh: RefreshDigest,
     pub refresh_expires_at: i64,
+    /// How the login was authenticated: the `amr` of every access token of the session.
+    pub amr: Amr,
     /// The client: its address and user agent are recorded with the session and its
     /// `login.succeeded`.
     pub origin: Origin,
@@ -98,6 +101,7 @@ pub struct SessionInfo {
     pub last_seen_at: i64,
     pub user_agent: Option<String>,
     pub client_ip: Option<String>,
+    pub amr: Amr,
 }
 
 /// Which of a user's sessions an operation concerns.
@@ -213,6 +217,8 @@ pub enum SecretRow {
     SigningKey(String),
     /// `settings.value` of the setting with this name.
     Setting(String),
+    /// `totp_factors.secret` of the user with this id.
+    TotpSecret(UserId),
 }
 
 /// A secret as stored: sealed by the domain, or in plaintext as an earlier build wrote it.
@@ -235,11 +241,13 @@ pub enum Redeemed {
     Accepted {
         user_id: UserId,
         session_id: SessionId,
+        amr: Amr,
     },
     /// A retry within the grace: nothing changed; the successor is the live token.
     Repeated {
         user_id: UserId,
         session_id: SessionId,
+        amr: Amr,
     },
     /// Unknown, expired, ended, or of an inactive user: nothing changed.
     Rejected,
@@ -685,6 +693,110 @@ pub trait Recovery: Send + Sync {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
+/// An account's authenticator (TOTP), as stored.
+#[derive(Clone)]
+pub struct TotpFactor {
+    /// Sealed under the master key (see [`SecretRow::TotpSecret`]).
+    pub secret: String,
+    /// Confirmed by a code: login needs one. Until then the factor changes nothing.
+    pub confirmed: bool,
+    /// The last time step whose code was accepted.
+    pub last_step: Option<i64>,
+}
+
+impl std::fmt::Debug for TotpFactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "TotpFactor(<redacted>, confirmed: {}, last_step: {:?})",
+            self.confirmed, self.last_step
+        )
+    }
+}
+
+/// A pending authenticator confirmed, with the recovery codes that come with it.
+#[derive(Debug, Clone)]
+pub struct ConfirmTotp {
+    pub user_id: UserId,
+    /// The sealed secret the code was checked against: only that one is confirmed, not one
+    /// that a concurrent enrolment put in its place.
+    pub secret: String,
+    /// The step of the code that confirmed it: used, like a login's.
+    pub step: i64,
+    /// Replace any the account had.
+    pub recovery_codes: Vec<RecoveryDigest>,
+    /// Recorded with `mfa.enabled`.
+    pub session_id: SessionId,
+    pub origin: Origin,
+    pub now: i64,
+}
+
+/// Whether an account has a second factor, and what is left of its recovery codes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MfaStatus {
+    pub totp: bool,
+    pub recovery_codes_left: i64,
+}
+
+/// Second factors: the authenticator (TOTP) and the recovery codes. Every use of a code is a
+/// conditional write, so that of concurrent uses of one code (on any instance) one wins.
+pub trait Factors: Send + Sync {
+    /// The account's authenticator, pending or confirmed.
+    fn totp_factor(
+        &self,
+        user_id: UserId,
+    ) -> impl Future<Output = Result<Option<TotpFactor>, StoreError>> + Send;
+
+    /// Stores a pending authenticator with the `secret` (sealed), replacing a pending one;
+    /// `false`, changing nothing, if a confirmed one is in place.
+    fn put_pending_totp(
+        &self,
+        user_id: UserId,
+        secret: String,
+        now: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Confirms the pending authenticator, if it is still the one checked, replaces the
+    /// account's recovery codes and records `mfa.enabled`, in one transaction; whether it did.
+    fn confirm_totp(
+        &self,
+        confirm: ConfirmTotp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Marks `step` used on the confirmed authenticator if no step at or after it was:
+    /// whether this call did (of concurrent calls with one step, exactly one).
+    fn use_totp_step(
+        &self,
+        user_id: UserId,
+        step: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Marks the unused recovery code used and records `mfa.recovery_code_used`: whether this
+    /// call did (of concurrent calls with one code, exactly one).
+    fn use_recovery_code(
+        &self,
+        user_id: UserId,
+        code: RecoveryDigest,
+        origin: Origin,
+        now: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Removes the confirmed authenticator and the recovery codes, records `mfa.disabled` and
+    /// ends the sessions `end` selects, in one transaction; `false` if there was none.
+    fn remove_totp(
+        &self,
+        user_id: UserId,
+        end: SessionScope,
+        origin: Origin,
+        now: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    fn mfa_status(
+        &self,
+        user_id: UserId,
+    ) -> impl Future<Output = Result<MfaStatus, StoreError>> + Send;
+}
+
 /// The persistence the service needs, by role; implementations are cheap to clone (a pool
 /// handle). Housekeeping and the connection's life are the store's as a whole.
 pub trait Store:
@@ -695,6 +807,7 @@ pub trait Store:
     + AuditLog
     + Admin
     + Recovery
+    + Factors
     + Clone
     + Send
     + Sync
@@ -718,7 +831,13 @@ impl Redeem {
     /// The verdict on the presented token, given what the transaction read of it (the token of
     /// `session_id`, a session of `user_id`), and the writes that carry it out: decided here
     /// once, and written by each store in its own SQL.
-    fn decide(&self, token: &PresentedToken, user_id: UserId, session_id: SessionId) -> Decision {
+    fn decide(
+        &self,
+        token: &PresentedToken,
+        user_id: UserId,
+        session_id: SessionId,
+        amr: Amr,
+    ) -> Decision {
         let verdict = match crate::domain::sessions::judge(token, &self.policy, self.now) {
             // The grace repeats a rotation; a logout with a consumed token is a replay like
             // any other, and its session ends.
@@ -733,6 +852,7 @@ impl Redeem {
                 Redeemed::Accepted {
                     user_id,
                     session_id,
+                    amr,
                 },
             ),
             Verdict::Repeat => (
@@ -740,6 +860,7 @@ impl Redeem {
                 Redeemed::Repeated {
                     user_id,
                     session_id,
+                    amr,
                 },
             ),
             Verdict::EndSessionForReuse => (

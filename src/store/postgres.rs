@@ -10,13 +10,15 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use super::{
-    Account, AccountChange, AccountOverview, AccountQuery, Accounts, Admin, AuditLog, Credentials,
-    LinkOwner, NewLink, NewSession, NewUser, PasswordReplacement, PoolState, Purge, Purged,
-    Recovery, Redeem, RedeemWrite, Redeemed, SecretRow, SessionInfo, SessionScope, Sessions,
-    Settings, Store, StoreError, StoredKey, StoredSecret, Throttle, migrations, where_all,
+    Account, AccountChange, AccountOverview, AccountQuery, Accounts, Admin, AuditLog, ConfirmTotp,
+    Credentials, Factors, LinkOwner, MfaStatus, NewLink, NewSession, NewUser, PasswordReplacement,
+    PoolState, Purge, Purged, Recovery, Redeem, RedeemWrite, Redeemed, SecretRow, SessionInfo,
+    SessionScope, Sessions, Settings, Store, StoreError, StoredKey, StoredSecret, Throttle,
+    TotpFactor, migrations, where_all,
 };
 use crate::domain::audit::{AuditQuery, Event, EventName, FOLD_WINDOW, Origin, Recorded};
 use crate::domain::links::{LinkDigest, Purpose, Recipient};
+use crate::domain::mfa::{Amr, RecoveryDigest};
 use crate::domain::sessions::{EndReason, PresentedToken, Redemption};
 use crate::domain::throttle::{AccountBuckets, Bucket};
 use crate::domain::{Profile, SessionId, UserId};
@@ -90,7 +92,7 @@ impl PostgresStore {
                    -- A full bucket of invalid tokens: the judging path answers it.
                    AND NOT EXISTS (SELECT 1 FROM throttle_buckets b
                                    WHERE b.key = $6 AND b.window_start + $7 > $3 AND b.hits >= $8)
-                 RETURNING t.session_id, s.user_id),
+                 RETURNING t.session_id, s.user_id, s.amr),
              successor AS (
                  INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at)
                  SELECT $2, session_id, $3, $4 FROM consumed),
@@ -98,7 +100,7 @@ impl PostgresStore {
                  UPDATE sessions SET last_seen_at = $3
                  FROM consumed WHERE sessions.id = consumed.session_id
                    AND sessions.last_seen_at <> $3)
-             SELECT session_id::text, user_id FROM consumed",
+             SELECT session_id::text, user_id, amr FROM consumed",
         )
         .bind(&redeem.presented[..])
         .bind(&redeem.successor[..])
@@ -115,9 +117,11 @@ impl PostgresStore {
             return Ok(None);
         };
         let session_text: String = row.try_get(0).map_err(database_error)?;
+        let amr: String = row.try_get(2).map_err(database_error)?;
         Ok(Some(Redeemed::Accepted {
             user_id: row.try_get(1).map_err(database_error)?,
             session_id: session_id_of(&session_text)?,
+            amr: Amr::from_stored(&amr),
         }))
     }
 }
@@ -464,8 +468,9 @@ impl Sessions for PostgresStore {
                  WHERE id = $2 AND password_hash = $8 AND is_active
                  FOR SHARE),
              session AS (
-                 INSERT INTO sessions (id, user_id, created_at, last_seen_at, user_agent, client_ip)
-                 SELECT $1::uuid, id, $3, $3, $4, $5 FROM verified RETURNING id, user_id),
+                 INSERT INTO sessions
+                     (id, user_id, created_at, last_seen_at, user_agent, client_ip, amr)
+                 SELECT $1::uuid, id, $3, $3, $4, $5, $13 FROM verified RETURNING id, user_id),
              token AS (
                  INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at)
                  SELECT $6, id, $3, $7 FROM session),
@@ -491,6 +496,7 @@ impl Sessions for PostgresStore {
         .bind(EventName::LoginSucceeded.as_str())
         .bind(session.origin.actor.as_str())
         .bind(&session.origin.request_id)
+        .bind(session.amr.as_str())
         .fetch_one(&self.pool)
         .await
         .map_err(database_error)?;
@@ -522,7 +528,7 @@ impl Sessions for PostgresStore {
 
     async fn sessions(&self, user_id: UserId) -> Result<Vec<SessionInfo>, StoreError> {
         sqlx::query(
-            "SELECT id::text, created_at, last_seen_at, user_agent, client_ip FROM sessions
+            "SELECT id::text, created_at, last_seen_at, user_agent, client_ip, amr FROM sessions
              WHERE user_id = $1 AND ended_at IS NULL ORDER BY last_seen_at DESC, created_at DESC",
         )
         .bind(user_id)
@@ -538,6 +544,7 @@ impl Sessions for PostgresStore {
                 last_seen_at: row.try_get(2)?,
                 user_agent: row.try_get(3)?,
                 client_ip: row.try_get(4)?,
+                amr: Amr::from_stored(row.try_get(5)?),
             })
         })
         .collect::<Result<_, sqlx::Error>>()
@@ -744,29 +751,45 @@ impl Settings for PostgresStore {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(database_error)?;
+        let totp_secrets: Vec<(UserId, String)> =
+            sqlx::query_as("SELECT user_id, secret FROM totp_factors ORDER BY user_id")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(database_error)?;
         tx.commit().await.map_err(database_error)?;
         let keys = keys.into_iter().map(|(kid, value)| StoredSecret {
             row: SecretRow::SigningKey(kid),
             value,
         });
+        let totp_secrets = totp_secrets
+            .into_iter()
+            .map(|(user_id, value)| StoredSecret {
+                row: SecretRow::TotpSecret(user_id),
+                value,
+            });
         let values = values.into_iter().map(|(name, value)| StoredSecret {
             row: SecretRow::Setting(name),
             value,
         });
-        Ok(keys.chain(values).collect())
+        Ok(keys.chain(totp_secrets).chain(values).collect())
     }
 
     async fn replace_secrets(&self, secrets: Vec<StoredSecret>) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(database_error)?;
         for secret in secrets {
-            let (sql, key) = match secret.row {
+            let update = match secret.row {
                 SecretRow::SigningKey(kid) => {
-                    ("UPDATE signing_keys SET secret = $2 WHERE kid = $1", kid)
+                    sqlx::query("UPDATE signing_keys SET secret = $2 WHERE kid = $1").bind(kid)
                 }
-                SecretRow::Setting(name) => ("UPDATE settings SET value = $2 WHERE key = $1", name),
+                SecretRow::Setting(name) => {
+                    sqlx::query("UPDATE settings SET value = $2 WHERE key = $1").bind(name)
+                }
+                SecretRow::TotpSecret(user_id) => {
+                    sqlx::query("UPDATE totp_factors SET secret = $2 WHERE user_id = $1")
+                        .bind(user_id)
+                }
             };
-            sqlx::query(sql)
-                .bind(key)
+            update
                 .bind(secret.value)
                 .execute(&mut *tx)
                 .await
@@ -935,7 +958,8 @@ async fn redeem_judged(
                     EXISTS (SELECT 1 FROM refresh_tokens n
                             WHERE n.token_hash = $2 AND n.session_id = t.session_id
                               AND n.consumed_at IS NULL)
-                ELSE FALSE END
+                ELSE FALSE END,
+                s.amr
          FROM refresh_tokens t
          JOIN sessions s ON s.id = t.session_id
          JOIN users u ON u.id = s.user_id
@@ -959,17 +983,18 @@ async fn redeem_judged(
             row.try_get::<String, _>(0)?,
             row.try_get::<UserId, _>(1)?,
             token,
+            Amr::from_stored(row.try_get(8)?),
         ))
     })
     .transpose()
     .map_err(database_error)?;
 
-    let Some((session_text, user_id, token)) = found else {
+    let Some((session_text, user_id, token, amr)) = found else {
         return Ok(Redeemed::Rejected);
     };
     let session_id = session_id_of(&session_text)?;
     let now = redeem.now;
-    let decision = redeem.decide(&token, user_id, session_id);
+    let decision = redeem.decide(&token, user_id, session_id, amr);
     match decision.write {
         RedeemWrite::Nothing => {}
         RedeemWrite::Consume(redemption) => {
@@ -1235,7 +1260,7 @@ impl Admin for PostgresStore {
         limit: u32,
     ) -> Result<Vec<SessionInfo>, StoreError> {
         sqlx::query(
-            "SELECT id::text, created_at, last_seen_at, user_agent, client_ip FROM sessions
+            "SELECT id::text, created_at, last_seen_at, user_agent, client_ip, amr FROM sessions
              WHERE user_id = $1 AND ended_at IS NULL
                AND ($2::uuid IS NULL OR (created_at, id) < (
                    SELECT created_at, id FROM sessions WHERE id = $2::uuid))
@@ -1256,6 +1281,7 @@ impl Admin for PostgresStore {
                 last_seen_at: row.try_get(2)?,
                 user_agent: row.try_get(3)?,
                 client_ip: row.try_get(4)?,
+                amr: Amr::from_stored(row.try_get(5)?),
             })
         })
         .collect::<Result<_, sqlx::Error>>()
@@ -1575,4 +1601,181 @@ async fn mark_verified(
         record(&mut **tx, origin, now, &verified).await?;
     }
     Ok(())
+}
+
+impl Factors for PostgresStore {
+    async fn totp_factor(&self, user_id: UserId) -> Result<Option<TotpFactor>, StoreError> {
+        let row: Option<(String, bool, Option<i64>)> = sqlx::query_as(
+            "SELECT secret, confirmed_at IS NOT NULL, last_step FROM totp_factors
+             WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(database_error)?;
+        Ok(row.map(|(secret, confirmed, last_step)| TotpFactor {
+            secret,
+            confirmed,
+            last_step,
+        }))
+    }
+
+    async fn put_pending_totp(
+        &self,
+        user_id: UserId,
+        secret: String,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let stored = sqlx::query(
+            "INSERT INTO totp_factors AS f (user_id, secret, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (user_id) DO UPDATE SET
+                 secret = excluded.secret, created_at = excluded.created_at, last_step = NULL
+             WHERE f.confirmed_at IS NULL",
+        )
+        .bind(user_id)
+        .bind(secret)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(database_error)?;
+        Ok(stored.rows_affected() == 1)
+    }
+
+    async fn confirm_totp(&self, confirm: ConfirmTotp) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(database_error)?;
+        let confirmed = sqlx::query(
+            "UPDATE totp_factors SET confirmed_at = $3, last_step = $4
+             WHERE user_id = $1 AND secret = $2 AND confirmed_at IS NULL",
+        )
+        .bind(confirm.user_id)
+        .bind(&confirm.secret)
+        .bind(confirm.now)
+        .bind(confirm.step)
+        .execute(&mut *tx)
+        .await
+        .map_err(database_error)?
+        .rows_affected()
+            == 1;
+        if !confirmed {
+            return Ok(false);
+        }
+        replace_recovery_codes(&mut tx, confirm.user_id, &confirm.recovery_codes).await?;
+        let enabled =
+            Event::about(EventName::MfaEnabled, confirm.user_id).in_session(confirm.session_id);
+        record(&mut *tx, &confirm.origin, confirm.now, &enabled).await?;
+        tx.commit().await.map_err(database_error)?;
+        Ok(true)
+    }
+
+    async fn use_totp_step(&self, user_id: UserId, step: i64) -> Result<bool, StoreError> {
+        // The update's row lock orders concurrent uses: the later one re-reads `last_step`
+        // and no longer matches.
+        let used = sqlx::query(
+            "UPDATE totp_factors SET last_step = $2
+             WHERE user_id = $1 AND confirmed_at IS NOT NULL
+               AND (last_step IS NULL OR last_step < $2)",
+        )
+        .bind(user_id)
+        .bind(step)
+        .execute(&self.pool)
+        .await
+        .map_err(database_error)?;
+        Ok(used.rows_affected() == 1)
+    }
+
+    async fn use_recovery_code(
+        &self,
+        user_id: UserId,
+        code: RecoveryDigest,
+        origin: Origin,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(database_error)?;
+        let used = sqlx::query(
+            "UPDATE recovery_codes SET used_at = $3
+             WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL
+               AND EXISTS (SELECT 1 FROM totp_factors
+                           WHERE user_id = $1 AND confirmed_at IS NOT NULL)",
+        )
+        .bind(user_id)
+        .bind(&code[..])
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(database_error)?
+        .rows_affected()
+            == 1;
+        if used {
+            let event = Event::about(EventName::MfaRecoveryCodeUsed, user_id);
+            record(&mut *tx, &origin, now, &event).await?;
+        }
+        tx.commit().await.map_err(database_error)?;
+        Ok(used)
+    }
+
+    async fn remove_totp(
+        &self,
+        user_id: UserId,
+        end: SessionScope,
+        origin: Origin,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(database_error)?;
+        let removed =
+            sqlx::query("DELETE FROM totp_factors WHERE user_id = $1 AND confirmed_at IS NOT NULL")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(database_error)?
+                .rows_affected()
+                == 1;
+        if !removed {
+            return Ok(false);
+        }
+        replace_recovery_codes(&mut tx, user_id, &[]).await?;
+        let disabled = Event::about(EventName::MfaDisabled, user_id);
+        record(&mut *tx, &origin, now, &disabled).await?;
+        end_user_sessions(&mut *tx, user_id, end, EndReason::MfaDisabled, &origin, now).await?;
+        tx.commit().await.map_err(database_error)?;
+        Ok(true)
+    }
+
+    async fn mfa_status(&self, user_id: UserId) -> Result<MfaStatus, StoreError> {
+        let (totp, recovery_codes_left): (bool, i64) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM totp_factors
+                            WHERE user_id = $1 AND confirmed_at IS NOT NULL),
+                    (SELECT count(*) FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL)",
+        )
+        .bind(user_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(database_error)?;
+        Ok(MfaStatus {
+            totp,
+            recovery_codes_left,
+        })
+    }
+}
+
+/// Deletes the user's recovery codes and stores `codes` instead.
+async fn replace_recovery_codes(
+    tx: &mut Transaction<'_, Postgres>,
+    user_id: UserId,
+    codes: &[RecoveryDigest],
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(database_error)?;
+    let codes: Vec<Vec<u8>> = codes.iter().map(|code| code.to_vec()).collect();
+    sqlx::query(
+        "INSERT INTO recovery_codes (user_id, code_hash) SELECT $1, code FROM unnest($2::bytea[]) code",
+    )
+    .bind(user_id)
+    .bind(codes)
+    .execute(&mut **tx)
+    .await
+    .map(drop)
+    .map_err(database_error)
 }

@@ -21,14 +21,16 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::{
-    Account, AccountChange, AccountOverview, AccountQuery, Accounts, Admin, AuditLog, Credentials,
-    LinkOwner, NewLink, NewSession, NewUser, PasswordReplacement, PoolState, Purge, Purged,
-    Recovery, Redeem, RedeemWrite, Redeemed, SecretRow, SessionInfo, SessionScope, Sessions,
-    Settings, Store, StoreError, StoredKey, StoredSecret, Throttle, migrations, where_all,
+    Account, AccountChange, AccountOverview, AccountQuery, Accounts, Admin, AuditLog, ConfirmTotp,
+    Credentials, Factors, LinkOwner, MfaStatus, NewLink, NewSession, NewUser, PasswordReplacement,
+    PoolState, Purge, Purged, Recovery, Redeem, RedeemWrite, Redeemed, SecretRow, SessionInfo,
+    SessionScope, Sessions, Settings, Store, StoreError, StoredKey, StoredSecret, Throttle,
+    TotpFactor, migrations, where_all,
 };
 use crate::domain::RefreshDigest;
 use crate::domain::audit::{AuditQuery, Event, EventName, FOLD_WINDOW, Origin, Recorded};
 use crate::domain::links::{LinkDigest, Purpose, Recipient};
+use crate::domain::mfa::{Amr, RecoveryDigest};
 use crate::domain::sessions::{EndReason, PresentedToken, Redemption};
 use crate::domain::throttle::{AccountBuckets, Bucket};
 use crate::domain::{Profile, SessionId, UserId};
@@ -658,8 +660,8 @@ impl Sessions for SqliteStore {
             let started = conn
                 .prepare_cached(
                     "INSERT INTO sessions
-                         (id, user_id, created_at, last_seen_at, user_agent, client_ip)
-                     SELECT ?1, id, ?3, ?3, ?4, ?5 FROM users
+                         (id, user_id, created_at, last_seen_at, user_agent, client_ip, amr)
+                     SELECT ?1, id, ?3, ?3, ?4, ?5, ?7 FROM users
                      WHERE id = ?2 AND password_hash = ?6 AND is_active = 1",
                 )
                 .and_then(|mut insert| {
@@ -670,6 +672,7 @@ impl Sessions for SqliteStore {
                         session.origin.user_agent,
                         session.origin.ip,
                         session.verified_hash,
+                        session.amr.as_str(),
                     ])
                 })
                 .map_err(database_error)?
@@ -719,7 +722,7 @@ impl Sessions for SqliteStore {
     async fn sessions(&self, user_id: UserId) -> Result<Vec<SessionInfo>, StoreError> {
         self.read(move |conn| {
             conn.prepare_cached(
-                "SELECT id, created_at, last_seen_at, user_agent, client_ip FROM sessions
+                "SELECT id, created_at, last_seen_at, user_agent, client_ip, amr FROM sessions
                  WHERE user_id = ?1 AND ended_at IS NULL ORDER BY last_seen_at DESC, created_at DESC",
             )?
             .query_map([user_id], |row| {
@@ -729,6 +732,7 @@ impl Sessions for SqliteStore {
                     last_seen_at: row.get(2)?,
                     user_agent: row.get(3)?,
                     client_ip: row.get(4)?,
+                    amr: Amr::from_stored(&row.get::<_, String>(5)?),
                 })
             })?
             .collect()
@@ -941,6 +945,16 @@ impl Settings for SqliteStore {
                     })
                 })?
                 .collect::<rusqlite::Result<_>>()?;
+            let totp_secrets = tx
+                .prepare_cached("SELECT user_id, secret FROM totp_factors ORDER BY user_id")?
+                .query_map([], |row| {
+                    Ok(StoredSecret {
+                        row: SecretRow::TotpSecret(row.get(0)?),
+                        value: row.get(1)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            secrets.extend(totp_secrets);
             for name in settings {
                 let value: Option<String> = tx
                     .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
@@ -1096,6 +1110,10 @@ fn overwrite_secrets(conn: &Connection, secrets: &[StoredSecret]) -> Result<(), 
                     "UPDATE settings SET value = ?2 WHERE key = ?1",
                     [name, &secret.value],
                 )?,
+                SecretRow::TotpSecret(user_id) => tx.execute(
+                    "UPDATE totp_factors SET secret = ?2 WHERE user_id = ?1",
+                    params![user_id, &secret.value],
+                )?,
             };
         }
         tx.commit()
@@ -1126,7 +1144,8 @@ fn redeem_judged(conn: &Connection, redeem: &Redeem) -> Result<Redeemed, StoreEr
                                   AND n.consumed_at IS NULL)
                     ELSE FALSE END,
                     EXISTS (SELECT 1 FROM throttle_buckets b
-                            WHERE b.key = ?3 AND b.window_start + ?4 > ?6 AND b.hits >= ?5)
+                            WHERE b.key = ?3 AND b.window_start + ?4 > ?6 AND b.hits >= ?5),
+                    s.amr
              FROM refresh_tokens t
              JOIN sessions s ON s.id = t.session_id
              JOIN users u ON u.id = s.user_id
@@ -1158,6 +1177,7 @@ fn redeem_judged(conn: &Connection, redeem: &Redeem) -> Result<Redeemed, StoreEr
                             row.get::<_, UserId>(1)?,
                             token,
                             bucket_full,
+                            Amr::from_stored(&row.get::<_, String>(9)?),
                         ))
                     },
                 )
@@ -1166,14 +1186,14 @@ fn redeem_judged(conn: &Connection, redeem: &Redeem) -> Result<Redeemed, StoreEr
         .map_err(database_error)?;
 
     // A full bucket answers before the token is looked at; an unknown token asks it too.
-    let Some((session_id, user_id, token, bucket_full)) = found else {
+    let Some((session_id, user_id, token, bucket_full, amr)) = found else {
         return Ok(throttled(conn, redeem)?.unwrap_or(Redeemed::Rejected));
     };
     if bucket_full && let Some(throttled) = throttled(conn, redeem)? {
         return Ok(throttled);
     }
     let now = redeem.now;
-    let decision = redeem.decide(&token, user_id, session_id);
+    let decision = redeem.decide(&token, user_id, session_id, amr);
     match decision.write {
         RedeemWrite::Nothing => {}
         RedeemWrite::Consume(redemption) => {
@@ -1457,6 +1477,7 @@ fn session_info_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionInfo> {
         last_seen_at: row.get(2)?,
         user_agent: row.get(3)?,
         client_ip: row.get(4)?,
+        amr: Amr::from_stored(&row.get::<_, String>(5)?),
     })
 }
 
@@ -1518,7 +1539,7 @@ impl Admin for SqliteStore {
     ) -> Result<Vec<SessionInfo>, StoreError> {
         self.read(move |conn| {
             conn.prepare_cached(
-                "SELECT id, created_at, last_seen_at, user_agent, client_ip FROM sessions
+                "SELECT id, created_at, last_seen_at, user_agent, client_ip, amr FROM sessions
                  WHERE user_id = ?1 AND ended_at IS NULL
                    AND (?2 IS NULL OR (created_at, id) < (
                        SELECT created_at, id FROM sessions WHERE id = ?2))
@@ -1870,6 +1891,180 @@ fn mark_verified(
             now,
             &Event::about(EventName::EmailVerified, user_id),
         )?;
+    }
+    Ok(())
+}
+
+impl Factors for SqliteStore {
+    async fn totp_factor(&self, user_id: UserId) -> Result<Option<TotpFactor>, StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT secret, confirmed_at IS NOT NULL, last_step FROM totp_factors
+                 WHERE user_id = ?1",
+            )?
+            .query_row([user_id], |row| {
+                Ok(TotpFactor {
+                    secret: row.get(0)?,
+                    confirmed: row.get(1)?,
+                    last_step: row.get(2)?,
+                })
+            })
+            .optional()
+        })
+    }
+
+    async fn put_pending_totp(
+        &self,
+        user_id: UserId,
+        secret: String,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO totp_factors (user_id, secret, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (user_id) DO UPDATE SET
+                     secret = excluded.secret, created_at = excluded.created_at, last_step = NULL
+                 WHERE totp_factors.confirmed_at IS NULL",
+            )
+            .and_then(|mut upsert| upsert.execute(params![user_id, secret, now]))
+            .map(|stored| stored == 1)
+            .map_err(database_error)
+        })
+        .await
+    }
+
+    async fn confirm_totp(&self, confirm: ConfirmTotp) -> Result<bool, StoreError> {
+        self.write(move |conn| {
+            let confirmed = conn
+                .prepare_cached(
+                    "UPDATE totp_factors SET confirmed_at = ?3, last_step = ?4
+                     WHERE user_id = ?1 AND secret = ?2 AND confirmed_at IS NULL",
+                )
+                .and_then(|mut update| {
+                    update.execute(params![
+                        confirm.user_id,
+                        confirm.secret,
+                        confirm.now,
+                        confirm.step
+                    ])
+                })
+                .map_err(database_error)?
+                == 1;
+            if !confirmed {
+                return Ok(false);
+            }
+            replace_recovery_codes(conn, confirm.user_id, &confirm.recovery_codes)?;
+            let enabled =
+                Event::about(EventName::MfaEnabled, confirm.user_id).in_session(confirm.session_id);
+            record(conn, &confirm.origin, confirm.now, &enabled)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn use_totp_step(&self, user_id: UserId, step: i64) -> Result<bool, StoreError> {
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE totp_factors SET last_step = ?2
+                 WHERE user_id = ?1 AND confirmed_at IS NOT NULL
+                   AND (last_step IS NULL OR last_step < ?2)",
+            )
+            .and_then(|mut update| update.execute(params![user_id, step]))
+            .map(|used| used == 1)
+            .map_err(database_error)
+        })
+        .await
+    }
+
+    async fn use_recovery_code(
+        &self,
+        user_id: UserId,
+        code: RecoveryDigest,
+        origin: Origin,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.write(move |conn| {
+            let used = conn
+                .prepare_cached(
+                    "UPDATE recovery_codes SET used_at = ?3
+                     WHERE user_id = ?1 AND code_hash = ?2 AND used_at IS NULL
+                       AND EXISTS (SELECT 1 FROM totp_factors
+                                   WHERE user_id = ?1 AND confirmed_at IS NOT NULL)",
+                )
+                .and_then(|mut update| update.execute(params![user_id, &code[..], now]))
+                .map_err(database_error)?
+                == 1;
+            if used {
+                let event = Event::about(EventName::MfaRecoveryCodeUsed, user_id);
+                record(conn, &origin, now, &event)?;
+            }
+            Ok(used)
+        })
+        .await
+    }
+
+    async fn remove_totp(
+        &self,
+        user_id: UserId,
+        end: SessionScope,
+        origin: Origin,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.write(move |conn| {
+            let removed = conn
+                .prepare_cached(
+                    "DELETE FROM totp_factors WHERE user_id = ?1 AND confirmed_at IS NOT NULL",
+                )
+                .and_then(|mut delete| delete.execute([user_id]))
+                .map_err(database_error)?
+                == 1;
+            if !removed {
+                return Ok(false);
+            }
+            replace_recovery_codes(conn, user_id, &[])?;
+            record(
+                conn,
+                &origin,
+                now,
+                &Event::about(EventName::MfaDisabled, user_id),
+            )?;
+            end_user_sessions(conn, user_id, end, EndReason::MfaDisabled, &origin, now)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn mfa_status(&self, user_id: UserId) -> Result<MfaStatus, StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM totp_factors
+                                WHERE user_id = ?1 AND confirmed_at IS NOT NULL),
+                        (SELECT count(*) FROM recovery_codes
+                         WHERE user_id = ?1 AND used_at IS NULL)",
+            )?
+            .query_row([user_id], |row| {
+                Ok(MfaStatus {
+                    totp: row.get(0)?,
+                    recovery_codes_left: row.get(1)?,
+                })
+            })
+        })
+    }
+}
+
+/// Deletes the user's recovery codes and stores `codes` instead.
+fn replace_recovery_codes(
+    conn: &Connection,
+    user_id: UserId,
+    codes: &[RecoveryDigest],
+) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM recovery_codes WHERE user_id = ?1")
+        .and_then(|mut delete| delete.execute([user_id]))
+        .map_err(database_error)?;
+    for code in codes {
+        conn.prepare_cached("INSERT INTO recovery_codes (user_id, code_hash) VALUES (?1, ?2)")
+            .and_then(|mut insert| insert.execute(params![user_id, &code[..]]))
+            .map_err(database_error)?;
     }
     Ok(())
 }

@@ -16,8 +16,18 @@ pub struct Endpoint {
     pub tag: String,
     pub tag_description: Prose,
     pub operations: Vec<Operation>,
+    /// The operations an answer here links to as the next step (OpenAPI response `links`),
+    /// whose forms the page shows after its own: setting up an authenticator, then
+    /// confirming it with a code.
+    pub linked: Vec<Linked>,
     /// An API endpoint, whose URL gives a browser its page.
     pub browsable: bool,
+}
+
+/// An operation of another path, shown on a page as its next step.
+pub struct Linked {
+    pub path: String,
+    pub operation: Operation,
 }
 
 pub struct Operation {
@@ -44,6 +54,8 @@ pub struct Field {
     pub required: bool,
     /// Filled in from (and kept in) the tab's session storage.
     pub refresh_token: bool,
+    /// A second factor of a login: shown once the service asks for one (`mfa_required`).
+    pub second_factor: bool,
 }
 
 /// Paragraphs of text in which `backquoted` words are code.
@@ -57,6 +69,9 @@ pub struct Span {
 
 /// The one field the contract names for a refresh token.
 const REFRESH_TOKEN_FIELD: &str = "refresh_token";
+
+/// The fields a login sends only when the account has two-factor login on.
+const SECOND_FACTOR_FIELDS: [&str; 2] = ["otp", "recovery_code"];
 
 impl Catalogue {
     pub fn from_document(document: &Value) -> Catalogue {
@@ -140,12 +155,20 @@ impl Endpoint {
                         status.starts_with('2') && response.pointer("/content/text~1html").is_some()
                     })
             });
+        let linked = item
+            .as_object()
+            .into_iter()
+            .flatten()
+            .flat_map(|(_, operation)| linked_operation_ids(operation))
+            .filter_map(|operation_id| Linked::find(document, operation_id))
+            .collect();
         Endpoint {
             path: path.to_owned(),
             browsable: path.starts_with("/api/") && !is_page,
             tag,
             tag_description,
             operations,
+            linked,
         }
     }
 
@@ -178,6 +201,37 @@ impl Endpoint {
             .map(|operation| operation.summary.as_str())
             .collect();
         summaries.join(" · ")
+    }
+}
+
+/// The operations the successful answers of `operation` link to.
+fn linked_operation_ids(operation: &Value) -> impl Iterator<Item = &str> {
+    operation["responses"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(status, _)| status.starts_with('2'))
+        .filter_map(|(_, response)| response["links"].as_object())
+        .flatten()
+        .filter_map(|(_, link)| link["operationId"].as_str())
+}
+
+impl Linked {
+    /// The operation whose id is `operation_id`, with its path.
+    fn find(document: &Value, operation_id: &str) -> Option<Linked> {
+        document["paths"]
+            .as_object()?
+            .iter()
+            .find_map(|(path, item)| {
+                let (method, operation) = item
+                    .as_object()?
+                    .iter()
+                    .find(|(_, operation)| operation["operationId"] == operation_id)?;
+                Some(Linked {
+                    path: path.to_owned(),
+                    operation: Operation::read(document, method, operation),
+                })
+            })
     }
 }
 
@@ -248,12 +302,16 @@ impl Field {
             hint: property["description"].as_str().map(str::to_owned),
             required,
             refresh_token: name == REFRESH_TOKEN_FIELD,
+            second_factor: SECOND_FACTOR_FIELDS.contains(&name),
         }
     }
 }
 
-/// `refresh_token` → `Refresh token`.
+/// `refresh_token` → `Refresh token`; an abbreviation is spelled out.
 fn label(name: &str) -> String {
+    if name == "otp" {
+        return "One-time code".to_owned();
+    }
     let words = name.replace('_', " ");
     let mut characters = words.chars();
     characters
@@ -318,5 +376,6 @@ mod tests {
     fn field_names_read_as_labels() {
         assert_eq!(label("refresh_token"), "Refresh token");
         assert_eq!(label("email"), "Email");
+        assert_eq!(label("otp"), "One-time code");
     }
 }

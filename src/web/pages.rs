@@ -173,14 +173,14 @@ fn html(status: StatusCode, page: impl Template) -> Response {
 }
 
 impl EndpointPage<'_> {
-    /// The same request from a terminal.
-    fn curl(&self, operation: &Operation) -> String {
+    /// The same request from a terminal; `path` is the endpoint's, or a linked operation's.
+    fn curl(&self, path: &str, operation: &Operation) -> String {
         let mut command = String::from("curl");
         if operation.method != "GET" {
             command += &format!(" -X {}", operation.method);
         }
         // `{id}` would be a glob to curl; `<id>` reads as a blank to fill in.
-        let path = self.endpoint.path.replace('{', "<").replace('}', ">");
+        let path = path.replace('{', "<").replace('}', ">");
         command += &format!(" {}", shell_quote(&format!("{}{path}", self.origin)));
         if operation.bearer {
             command += " \\\n     -H \"Authorization: Bearer $ACCESS_TOKEN\"";

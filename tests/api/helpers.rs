@@ -43,7 +43,7 @@ pub const TEST_ARGON2_COST: Argon2Cost = Argon2Cost {
 pub const JSON: &str = "application/json; charset=utf-8";
 
 /// Every method and path of the API that takes a request body or a bearer token.
-pub const ENDPOINTS: [(&str, &str); 15] = [
+pub const ENDPOINTS: [(&str, &str); 19] = [
     ("POST", "/api/register/"),
     ("POST", "/api/login/"),
     ("POST", "/api/refresh/"),
@@ -59,6 +59,10 @@ pub const ENDPOINTS: [(&str, &str); 15] = [
     ("POST", "/api/password/reset/confirm/"),
     ("POST", "/api/email/verify/"),
     ("POST", "/api/email/verify/confirm/"),
+    ("GET", "/api/me/mfa/"),
+    ("POST", "/api/me/mfa/totp/"),
+    ("DELETE", "/api/me/mfa/totp/"),
+    ("POST", "/api/me/mfa/totp/confirm/"),
 ];
 
 /// Mail is tried three times, 50 ms and 100 ms apart: a suite whose SMTP server is down

@@ -83,6 +83,7 @@ async fn the_access_token_carries_simplejwt_claims_and_lives_30_seconds() {
     assert_eq!(
         names,
         BTreeSet::from([
+            "amr",
             "aud",
             "exp",
             "iat",
@@ -98,6 +99,11 @@ async fn the_access_token_carries_simplejwt_claims_and_lives_30_seconds() {
     assert_eq!(claims["token_type"], "access");
     assert_eq!(claims["user_id"], user.id);
     assert!(Uuid::parse_str(claims["sid"].as_str().expect("sid is text")).is_ok());
+    assert_eq!(
+        claims["amr"],
+        serde_json::json!(["pwd"]),
+        "a password login (RFC 8176)"
+    );
     assert!(!claims["jti"].as_str().expect("jti is text").is_empty());
     let iat = claims["iat"].as_i64().expect("iat is a number");
     assert!(

@@ -9,6 +9,7 @@ mod keys;
 mod login;
 mod logout;
 mod me;
+mod mfa;
 mod pg;
 mod properties;
 mod protocol;

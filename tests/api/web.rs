@@ -701,3 +701,41 @@ async fn the_pages_a_mailed_link_opens_post_its_token_from_the_fragment() {
     assert!(script.contains("window.location.hash"));
     assert!(script.contains("history.replaceState"));
 }
+
+#[tokio::test]
+async fn the_login_page_keeps_its_one_time_code_fields_hidden_until_the_service_asks() {
+    let app = spawn_app().await;
+
+    let page = assert_page(&app.browse("/api/login/").await, StatusCode::OK);
+
+    for field in ["otp", "recovery_code"] {
+        let input = format!("name=\"{field}\"");
+        let at = page
+            .find(&input)
+            .unwrap_or_else(|| panic!("{field} on the page"));
+        let wrapper = &page[page[..at].rfind("<div").unwrap()..at];
+        assert!(wrapper.contains("data-second-factor hidden"), "{wrapper}");
+    }
+    let password = page.find("name=\"password\"").unwrap();
+    let wrapper = &page[page[..password].rfind("<div").unwrap()..password];
+    assert!(!wrapper.contains("hidden"), "{wrapper}");
+}
+
+#[tokio::test]
+async fn the_authenticator_page_carries_the_form_that_confirms_it() {
+    let app = spawn_app().await;
+
+    let page = assert_page(&app.browse("/api/me/mfa/totp/").await, StatusCode::OK);
+
+    assert!(
+        page.contains("data-path=\"/api/me/mfa/totp/confirm/\""),
+        "{page}"
+    );
+    assert!(page.contains("id=\"next-post-code\""), "{page}");
+    let schema = app.schema().await;
+    assert_eq!(
+        schema
+            .pointer("/paths/~1api~1me~1mfa~1totp~1/post/responses/201/links/confirm/operationId"),
+        Some(&json!("confirm_totp"))
+    );
+}

@@ -1,6 +1,8 @@
 // The browsable API, used as a person would use it: headless Chromium (Debian's `chromium`)
-// registers, logs in, reads and renames the profile, refreshes and logs out through the pages
-// only, resets the password through the page a reset link opens, and leaves a screenshot of every step, at desktop and phone widths, under
+// registers, logs in, reads and renames the profile, sets up two-factor login and logs in with
+// a one-time code, refreshes and logs out through the pages only, resets the password through
+// the page a reset link opens, and leaves a screenshot of every step, at desktop and phone
+// widths, under
 // `target/browser/`. The service is the real binary, on a free port and a fresh SQLite file.
 //
 // Run: `cargo build && (cd tests/browser && npm ci && npm test)`; `.ci/run` does it.
@@ -8,6 +10,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -157,6 +160,49 @@ test('a newcomer makes every call of the API from the pages alone', async (t) =>
     await screenshot('me-renamed');
   });
 
+  let totpSecret;
+
+  await t.test('sets up an authenticator: the QR code shows, and a code confirms it', async () => {
+    await page.getByRole('navigation', { name: 'Endpoints' }).getByRole('link', { name: 'me/mfa/totp', exact: true }).click();
+    await page.waitForURL(`${base}/api/me/mfa/totp/`);
+    await operation('Set up an authenticator app').getByRole('button', { name: 'Send POST' }).click();
+    await expectAnswer('201 Created');
+    totpSecret = (await answerBody()).secret;
+    await page.locator('.qr-code svg path').waitFor();
+    await screenshot('mfa-enrol');
+    const confirm = operation('Turn two-factor login on');
+    await confirm.getByLabel('Code').fill(totp(totpSecret, Date.now() / 1000));
+    await confirm.getByRole('button', { name: 'Send POST' }).click();
+    await expectAnswer('200 OK');
+    assert.equal((await answerBody()).recovery_codes.length, 10);
+    await screenshot('mfa-confirmed');
+  });
+
+  await t.test('a login then asks for the one-time code, and takes it', async () => {
+    await page.getByRole('navigation', { name: 'Endpoints' }).getByRole('link', { name: 'login', exact: true }).click();
+    await page.waitForURL(`${base}/api/login/`);
+    const form = operation('Log in');
+    assert.equal(await form.getByLabel('One-time code').isVisible(), false, 'hidden until asked for');
+    await form.getByLabel('Password').fill(PASSWORD);
+    await form.getByRole('button', { name: 'Send POST' }).click();
+    await expectAnswer('401 Unauthorized');
+    assert.deepEqual(await answerBody(), { detail: 'A one-time code is required.', code: 'mfa_required' });
+    await form.getByLabel('One-time code').waitFor({ state: 'visible' });
+    await screenshot('login-mfa-required');
+    // The confirmation used this 30-second step's code: the next step's is one step of drift.
+    await form.getByLabel('One-time code').fill(totp(totpSecret, Date.now() / 1000 + 30));
+    await form.getByRole('button', { name: 'Send POST' }).click();
+    await expectAnswer('200 OK');
+    const body = await answerBody();
+    const claims = JSON.parse(Buffer.from(body.access_token.split('.')[1], 'base64url'));
+    assert.deepEqual(claims.amr, ['pwd', 'otp']);
+    loginTokens = await storedTokens();
+    assert.equal(loginTokens.access, body.access_token);
+    await screenshot('login-mfa');
+    await page.getByRole('navigation', { name: 'Endpoints' }).getByRole('link', { name: 'me', exact: true }).click();
+    await page.waitForURL(`${base}/api/me/`);
+  });
+
   await t.test('"Refresh now" renews the access token in place', async () => {
     await page.getByRole('button', { name: 'Refresh now' }).click();
     await page.waitForFunction((old) => document.getElementById('bearer').value !== old, loginTokens.access);
@@ -232,13 +278,17 @@ test('a newcomer makes every call of the API from the pages alone', async (t) =>
     await page.getByLabel('New password', { exact: true }).fill('yet another passphrase');
     await page.getByRole('button', { name: 'Set the new password' }).click();
     await page.locator('#link-result', { hasText: 'Invalid or expired link.' }).waitFor();
-    const login = async (password) => (await fetch(`${base}/api/login/`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ email: EMAIL, password }),
-    })).status;
-    assert.equal(await login(PASSWORD), 401);
-    assert.equal(await login(NEW_PASSWORD), 200);
+    const login = async (password) => {
+      const answer = await fetch(`${base}/api/login/`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ email: EMAIL, password }),
+      });
+      return [answer.status, (await answer.json()).code];
+    };
+    assert.deepEqual(await login(PASSWORD), [401, undefined]);
+    // The new password is right; the reset leaves two-factor login on.
+    assert.deepEqual(await login(NEW_PASSWORD), [401, 'mfa_required']);
   });
 
   await t.test('the reference renders the OpenAPI document', async () => {
@@ -253,7 +303,9 @@ test('a newcomer makes every call of the API from the pages alone', async (t) =>
 
   await t.test('no page broke, and no secret went into a URL or a log line', async () => {
     assert.deepEqual(problems, []);
-    const secrets = [PASSWORD, NEW_PASSWORD, loginTokens.access, loginTokens.refresh, resetToken];
+    const secrets = [
+      PASSWORD, NEW_PASSWORD, loginTokens.access, loginTokens.refresh, resetToken, totpSecret,
+    ];
     assert.ok(resetToken, 'the reset step ran');
     for (const url of visited) {
       // The fragment never leaves the browser: what a request sends is the rest.
@@ -265,6 +317,18 @@ test('a newcomer makes every call of the API from the pages alone', async (t) =>
 });
 
 // ---- helpers --------------------------------------------------------------------------------
+
+/** The code an authenticator app shows for `secret` (base32) at Unix time `seconds` (RFC 6238). */
+function totp(secret, seconds) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  const bits = [...secret].map((character) => alphabet.indexOf(character).toString(2).padStart(5, '0')).join('');
+  const key = Buffer.from(bits.match(/.{8}/g).map((byte) => parseInt(byte, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(seconds / 30)));
+  const mac = crypto.createHmac('sha1', key).update(counter).digest();
+  const offset = mac[mac.length - 1] & 15;
+  return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000).padStart(6, '0');
+}
 
 function serviceBinary() {
   const candidates = [process.env.RESTFUL_AUTH_BIN, ...['release', 'debug'].map((profile) => path.join(TARGET, profile, 'restful-auth'))]

@@ -122,6 +122,7 @@ async function send(form) {
     try { answer = JSON.parse(text); } catch { answer = undefined; }
     learn(request, response, answer);
     show(request, response, text, answer, Math.round(performance.now() - started));
+    if (response.status === 401 && answer?.code === 'mfa_required') askSecondFactor(form);
   } catch (error) {
     summary.className = 'status status-failed';
     summary.textContent = `${request.method} ${request.path} failed: ${error.message}. Is the service running?`;
@@ -163,6 +164,7 @@ function show(request, response, text, answer, milliseconds) {
   detail.replaceChildren(
     h('h3', {}, 'Headers'),
     h('dl', { class: 'headers' }, headers),
+    ...(typeof answer?.qr_svg === 'string' ? [qrCode(answer.qr_svg)].filter(Boolean) : []),
     h('h3', {}, 'Body'),
     answer === undefined ? h('pre', { class: 'json' }, h('code', {}, text || '(empty)')) : jsonView(answer),
     ...[bearerAdvice(request, response), nextStep(response)].filter(Boolean),
@@ -191,4 +193,44 @@ function nextStep(response) {
   const next = current >= 0 ? steps[current + 1] : undefined;
   if (!next) return null;
   return h('p', { class: 'next-step' }, 'Next: ', h('a', { href: next.getAttribute('href') }, next.getAttribute('href')), ' →');
+}
+
+/**
+ * The account has two-factor login on: the login form shows its one-time-code fields (hidden
+ * until the service asks), and the code field takes the focus.
+ */
+function askSecondFactor(form) {
+  const fields = [...form.querySelectorAll('[data-second-factor]')];
+  for (const field of fields) field.hidden = false;
+  fields[0]?.querySelector('input')?.focus();
+}
+
+/**
+ * The QR code of a new authenticator. The SVG is not put into the page as markup: it is read,
+ * and its shapes (a background and one path) are drawn anew with only their geometry and
+ * colour, so nothing else it might hold can run or load.
+ */
+function qrCode(markup) {
+  const parsed = new DOMParser().parseFromString(markup, 'image/svg+xml').documentElement;
+  // SVG's own namespace, as the image declares it (unnamed here, as the page names no URL).
+  const svgNs = parsed?.namespaceURI;
+  if (parsed?.localName !== 'svg' || !svgNs) return null;
+  const svg = document.createElementNS(svgNs, 'svg');
+  for (const name of ['width', 'height', 'viewBox', 'shape-rendering']) {
+    const value = parsed.getAttribute(name);
+    if (value !== null) svg.setAttribute(name, value);
+  }
+  svg.setAttribute('role', 'img');
+  svg.setAttribute('aria-label', 'QR code of the new authenticator');
+  for (const shape of parsed.children) {
+    if (shape.localName !== 'rect' && shape.localName !== 'path') continue;
+    const copy = document.createElementNS(svgNs, shape.localName);
+    for (const name of ['x', 'y', 'width', 'height', 'fill', 'd']) {
+      const value = shape.getAttribute(name);
+      if (value !== null) copy.setAttribute(name, value);
+    }
+    svg.append(copy);
+  }
+  return h('figure', { class: 'qr-code' }, svg,
+    h('figcaption', {}, 'Scan it with an authenticator app, then send the code it shows below.'));
 }
