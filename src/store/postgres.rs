@@ -232,6 +232,19 @@ async fn select_signing_keys(
         .collect())
 }
 
+/// A session as listed: `id::text, created_at, last_seen_at, user_agent, client_ip, amr`.
+fn session_info_row(row: &sqlx::postgres::PgRow) -> Result<SessionInfo, sqlx::Error> {
+    let id: String = row.try_get(0)?;
+    Ok(SessionInfo {
+        id: Uuid::parse_str(&id).map_err(|error| sqlx::Error::Decode(Box::new(error)))?,
+        created_at: row.try_get(1)?,
+        last_seen_at: row.try_get(2)?,
+        user_agent: row.try_get(3)?,
+        client_ip: row.try_get(4)?,
+        amr: Amr::from_stored(row.try_get(5)?),
+    })
+}
+
 fn uuid_text(id: &SessionId) -> String {
     id.hyphenated().to_string()
 }
@@ -536,17 +549,7 @@ impl Sessions for PostgresStore {
         .await
         .map_err(database_error)?
         .iter()
-        .map(|row| {
-            let id: String = row.try_get(0)?;
-            Ok(SessionInfo {
-                id: Uuid::parse_str(&id).map_err(|error| sqlx::Error::Decode(Box::new(error)))?,
-                created_at: row.try_get(1)?,
-                last_seen_at: row.try_get(2)?,
-                user_agent: row.try_get(3)?,
-                client_ip: row.try_get(4)?,
-                amr: Amr::from_stored(row.try_get(5)?),
-            })
-        })
+        .map(session_info_row)
         .collect::<Result<_, sqlx::Error>>()
         .map_err(database_error)
     }
@@ -1273,17 +1276,7 @@ impl Admin for PostgresStore {
         .await
         .map_err(database_error)?
         .iter()
-        .map(|row| {
-            let id: String = row.try_get(0)?;
-            Ok(SessionInfo {
-                id: Uuid::parse_str(&id).map_err(|error| sqlx::Error::Decode(Box::new(error)))?,
-                created_at: row.try_get(1)?,
-                last_seen_at: row.try_get(2)?,
-                user_agent: row.try_get(3)?,
-                client_ip: row.try_get(4)?,
-                amr: Amr::from_stored(row.try_get(5)?),
-            })
-        })
+        .map(session_info_row)
         .collect::<Result<_, sqlx::Error>>()
         .map_err(database_error)
     }

@@ -725,16 +725,7 @@ impl Sessions for SqliteStore {
                 "SELECT id, created_at, last_seen_at, user_agent, client_ip, amr FROM sessions
                  WHERE user_id = ?1 AND ended_at IS NULL ORDER BY last_seen_at DESC, created_at DESC",
             )?
-            .query_map([user_id], |row| {
-                Ok(SessionInfo {
-                    id: session_id(row.get(0)?),
-                    created_at: row.get(1)?,
-                    last_seen_at: row.get(2)?,
-                    user_agent: row.get(3)?,
-                    client_ip: row.get(4)?,
-                    amr: Amr::from_stored(&row.get::<_, String>(5)?),
-                })
-            })?
+            .query_map([user_id], session_info_row)?
             .collect()
         })
     }
