@@ -241,10 +241,19 @@ impl Event {
     }
 
     /// A consumed refresh token came back, and its session ended.
-    pub fn refresh_reused(user_id: UserId, session_id: SessionId) -> Event {
+    fn refresh_reused(user_id: UserId, session_id: SessionId) -> Event {
         Event::about(EventName::RefreshReused, user_id)
             .in_session(session_id)
             .with_detail(json!({"session_ended": true}))
+    }
+
+    /// A presented refresh token ended its session: a replay (`refresh.reused`), or a session
+    /// past its absolute lifetime (`session.ended`).
+    pub fn redeem_ended(user_id: UserId, session_id: SessionId, reason: EndReason) -> Event {
+        match reason {
+            EndReason::RefreshTokenReused => Event::refresh_reused(user_id, session_id),
+            reason => Event::session_ended(user_id, session_id, reason),
+        }
     }
 
     pub fn session_ended(user_id: UserId, session_id: SessionId, reason: EndReason) -> Event {

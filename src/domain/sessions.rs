@@ -36,6 +36,9 @@ pub enum Verdict {
     Reject,
     /// Already consumed: someone replays it, so its session ends.
     EndSessionForReuse,
+    /// Its session is past its absolute lifetime: refused, and the session ends (so it is
+    /// recorded when it did, and no longer listed as live).
+    EndSessionPastLifetime,
 }
 
 /// The verdict on a presented refresh token.
@@ -46,8 +49,11 @@ pub fn judge(token: &PresentedToken, policy: &SessionPolicy, now: i64) -> Verdic
     let session_too_old = policy
         .max_session_lifetime
         .is_some_and(|max| token.session_created_at + max <= now);
-    if token.session_ended || !token.user_active || session_too_old {
+    if token.session_ended || !token.user_active {
         return Verdict::Reject;
+    }
+    if session_too_old {
+        return Verdict::EndSessionPastLifetime;
     }
     match token.consumed_at {
         Some(consumed_at) if token.successor_is_live && now - consumed_at < policy.retry_grace => {
@@ -83,6 +89,8 @@ pub enum EndReason {
     MfaDisabled,
     /// Ended through the admin API or an operator's command.
     Admin,
+    /// Presented past `--session-max-lifetime`.
+    MaxAge,
 }
 
 impl EndReason {
@@ -97,6 +105,7 @@ impl EndReason {
             EndReason::Deactivated => "deactivated",
             EndReason::MfaDisabled => "mfa_disabled",
             EndReason::Admin => "admin",
+            EndReason::MaxAge => "max_age",
         }
     }
 }
@@ -168,7 +177,7 @@ mod tests {
     }
 
     #[test]
-    fn expired_ended_inactive_and_too_old_sessions_are_rejected() {
+    fn expired_ended_and_inactive_sessions_are_rejected_and_too_old_ones_end() {
         let policy = SessionPolicy {
             retry_grace: 0,
             max_session_lifetime: Some(100),
@@ -186,14 +195,26 @@ mod tests {
                 user_active: false,
                 ..live()
             },
-            PresentedToken {
-                session_created_at: NOW - 100,
-                ..live()
-            },
         ];
+        let young_enough = SessionPolicy {
+            max_session_lifetime: Some(1_000),
+            ..policy
+        };
         for token in cases {
-            assert_eq!(judge(&token, &policy, NOW), Verdict::Reject, "{token:?}");
+            assert_eq!(
+                judge(&token, &young_enough, NOW),
+                Verdict::Reject,
+                "{token:?}"
+            );
         }
+        let too_old = PresentedToken {
+            session_created_at: NOW - 100,
+            ..live()
+        };
+        assert_eq!(
+            judge(&too_old, &policy, NOW),
+            Verdict::EndSessionPastLifetime
+        );
         assert_eq!(
             judge(
                 &PresentedToken {

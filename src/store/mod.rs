@@ -867,6 +867,10 @@ impl Redeem {
                 RedeemWrite::EndSession(EndReason::RefreshTokenReused),
                 Redeemed::ReuseDetected,
             ),
+            Verdict::EndSessionPastLifetime => (
+                RedeemWrite::EndSession(EndReason::MaxAge),
+                Redeemed::Rejected,
+            ),
             Verdict::Reject => (RedeemWrite::Nothing, Redeemed::Rejected),
         };
         Decision { write, outcome }

@@ -1039,8 +1039,8 @@ async fn redeem_judged(
         }
         RedeemWrite::EndSession(reason) => {
             end_one_session(tx, &session_text, reason, now).await?;
-            let reused = Event::refresh_reused(user_id, session_id);
-            record(&mut **tx, &redeem.origin, now, &reused).await?;
+            let ended = Event::redeem_ended(user_id, session_id, reason);
+            record(&mut **tx, &redeem.origin, now, &ended).await?;
         }
     }
     Ok(decision.outcome)

@@ -1209,8 +1209,8 @@ fn redeem_judged(conn: &Connection, redeem: &Redeem) -> Result<Redeemed, StoreEr
         }
         RedeemWrite::EndSession(reason) => {
             end_session(conn, &session_id, reason, now)?;
-            let reused = Event::refresh_reused(user_id, session_id);
-            record(conn, &redeem.origin, now, &reused)?;
+            let ended = Event::redeem_ended(user_id, session_id, reason);
+            record(conn, &redeem.origin, now, &ended)?;
         }
     }
     Ok(decision.outcome)

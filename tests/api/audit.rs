@@ -544,3 +544,40 @@ async fn throttled_logins_from_ever_new_addresses_stay_one_row_a_minute_per_acco
         .collect();
     assert_eq!(throttled, [(None, 41), (Some(user.id), 40)]);
 }
+
+#[tokio::test]
+async fn a_session_presented_past_its_absolute_lifetime_ends_and_says_why() {
+    // Arrange
+    let app = spawn_app_with(|config| {
+        config.session_max_lifetime = Some(Duration::from_secs(60));
+    })
+    .await;
+    let (user, old) = app.register_and_login().await;
+    app.clock.advance(Duration::from_secs(60));
+
+    // Act
+    let refused = app.refresh(&old.refresh).await;
+    let young = app.login_user(&user).await;
+
+    // Assert
+    refused.assert_refresh_token_refused();
+    let ended: Vec<(String, Value)> = events_of(&app, user.id)
+        .await
+        .into_iter()
+        .filter(|(event, _, _)| event == "session.ended")
+        .map(|(event, _, detail)| (event, detail))
+        .collect();
+    assert_eq!(
+        ended,
+        [("session.ended".to_owned(), json!({"reason": "max_age"}))]
+    );
+    let listed = app
+        .request(Method::GET, "/api/sessions/", Some(&young.access), None)
+        .await;
+    assert_eq!(
+        listed.body.as_array().map(Vec::len),
+        Some(1),
+        "only the young session is live: {:?}",
+        listed.body
+    );
+}
