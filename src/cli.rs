@@ -647,3 +647,39 @@ fn keys_configured() -> StartupError {
 fn failure(message: String) -> StartupError {
     StartupError::Command(message)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::{Cli, Command, UserCommand};
+
+    #[test]
+    fn the_command_line_passes_clap_s_own_checks() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn service_flags_are_read_before_or_after_the_subcommand() {
+        let after = Cli::try_parse_from([
+            "restful-auth",
+            "user",
+            "list",
+            "--database-url",
+            "sqlite://after.sqlite3",
+            "--bind",
+            "127.0.0.1:9000",
+        ])
+        .unwrap();
+        assert_eq!(after.config.database_url, "sqlite://after.sqlite3");
+        assert_eq!(after.config.bind.to_string(), "127.0.0.1:9000");
+        assert!(matches!(
+            after.command,
+            Some(Command::User(UserCommand::List))
+        ));
+
+        let before =
+            Cli::try_parse_from(["restful-auth", "--bind", "127.0.0.1:9001", "serve"]).unwrap();
+        assert_eq!(before.config.bind.to_string(), "127.0.0.1:9001");
+    }
+}

@@ -16,17 +16,36 @@ use crate::domain::settings::Setting;
 use crate::domain::throttle::{AddressPrefixes, RateLimit, ThrottlePolicy};
 use crate::store::PoolSettings;
 
-/// The settings every command shares.
+/// The headings that group the flags in `--help`.
+mod heading {
+    pub const SERVER: &str = "Server";
+    pub const DATABASE: &str = "Database";
+    pub const TOKENS: &str = "Tokens";
+    pub const PASSWORDS: &str = "Passwords";
+    pub const THROTTLING: &str = "Throttling";
+    pub const HOUSEKEEPING: &str = "Housekeeping";
+    pub const OBSERVABILITY: &str = "Observability";
+    pub const ADMIN: &str = "Admin API";
+    pub const SECRETS: &str = "Secrets at rest";
+    pub const MAIL: &str = "Mail";
+}
+
+/// The settings every command shares. Every flag is global: it may come before or after the
+/// subcommand (`restful-auth serve --bind …`, `restful-auth user list --database-url …`), and
+/// each subcommand's `--help` lists them. clap forbids a global flag to be required, so every
+/// one has a default or is optional.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
     /// Address and port to listen on.
-    #[arg(long, env = "RESTFUL_AUTH_BIND", default_value = "127.0.0.1:8000")]
+    #[arg(long, global = true, help_heading = heading::SERVER, env = "RESTFUL_AUTH_BIND", default_value = "127.0.0.1:8000")]
     pub bind: SocketAddr,
 
     /// Where the data lives: `sqlite://PATH` (created and migrated at start), or
     /// `postgres://USER@HOST/DB` for several instances sharing one database.
     #[arg(
         long,
+        global = true,
+        help_heading = heading::DATABASE,
         env = "DATABASE_URL",
         hide_env_values = true,
         default_value = "sqlite://restful_auth.sqlite3"
@@ -36,13 +55,15 @@ pub struct Config {
     /// A shared secret that signs access tokens with HS256, at least 32 bytes: only holders of
     /// it can verify them. When unset, signing keys are generated (see --jwt-algorithm), kept
     /// in the database for every instance, and their public keys published.
-    #[arg(long, env = "RESTFUL_AUTH_SECRET_KEY", hide_env_values = true)]
+    #[arg(long, global = true, help_heading = heading::TOKENS, env = "RESTFUL_AUTH_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<SecretKey>,
 
     /// Keys that signed earlier tokens (comma separated): they still verify, none signs. Put
     /// the old `--secret-key` here when you change it, until its tokens have expired.
     #[arg(
         long,
+        global = true,
+        help_heading = heading::TOKENS,
         env = "RESTFUL_AUTH_PREVIOUS_SECRET_KEYS",
         hide_env_values = true,
         value_delimiter = ','
@@ -53,22 +74,24 @@ pub struct Config {
     /// a new database, and the algorithm of the key in force for an existing one (a database
     /// of HS256 keys stays HS256 until this is set). Set and different from the key in force:
     /// a key of this algorithm signs from the start.
-    #[arg(long, env = "RESTFUL_AUTH_JWT_ALGORITHM", ignore_case = true)]
+    #[arg(long, global = true, help_heading = heading::TOKENS, env = "RESTFUL_AUTH_JWT_ALGORITHM", ignore_case = true)]
     pub jwt_algorithm: Option<SigningAlgorithm>,
 
     /// The URL clients reach the service at (behind a proxy, its public address): the base of
     /// the published key set's and the login's URLs in `/.well-known/openid-configuration`,
     /// and the default issuer. Default: `http://<--bind>`.
-    #[arg(long, env = "RESTFUL_AUTH_PUBLIC_URL", value_parser = parse_public_url)]
+    #[arg(long, global = true, help_heading = heading::SERVER, env = "RESTFUL_AUTH_PUBLIC_URL", value_parser = parse_public_url)]
     pub public_url: Option<String>,
 
     /// The `iss` of access tokens, which verification requires. Default: the public URL.
-    #[arg(long, env = "RESTFUL_AUTH_ISSUER")]
+    #[arg(long, global = true, help_heading = heading::TOKENS, env = "RESTFUL_AUTH_ISSUER")]
     pub issuer: Option<String>,
 
     /// The `aud` of access tokens (comma separated for several); a token must name one.
     #[arg(
         long,
+        global = true,
+        help_heading = heading::TOKENS,
         env = "RESTFUL_AUTH_AUDIENCE",
         value_delimiter = ',',
         default_value = "restful-auth"
@@ -76,188 +99,192 @@ pub struct Config {
     pub audience: Vec<String>,
 
     /// The `typ` header of access tokens: `JWT`, or `at+jwt` (RFC 9068).
-    #[arg(long, env = "RESTFUL_AUTH_TOKEN_TYP", default_value = "JWT", value_parser = ["JWT", "at+jwt"])]
+    #[arg(long, global = true, help_heading = heading::TOKENS, env = "RESTFUL_AUTH_TOKEN_TYP", default_value = "JWT", value_parser = ["JWT", "at+jwt"])]
     pub token_typ: String,
 
     /// How long a key made by `keys rotate` is published before it signs: longer than the
     /// key set's cache lifetime (5 min) plus the reload interval, so that services verifying
     /// tokens know the key before its first token.
-    #[arg(long, env = "RESTFUL_AUTH_KEY_ACTIVATION_DELAY", default_value = "10m", value_parser = humantime::parse_duration)]
+    #[arg(long, global = true, help_heading = heading::TOKENS, env = "RESTFUL_AUTH_KEY_ACTIVATION_DELAY", default_value = "10m", value_parser = humantime::parse_duration)]
     pub key_activation_delay: Duration,
 
     /// Access tokens remembered as verified (until they expire), so that a client calling
     /// again with the same token costs no signature check: about 300 bytes each.
     #[arg(
         long,
+        global = true,
+        help_heading = heading::TOKENS,
         env = "RESTFUL_AUTH_VERIFIED_TOKEN_CACHE",
         default_value_t = 16384
     )]
     pub verified_token_cache: usize,
 
     /// Lifetime of an access token, e.g. `30s`, `5m`.
-    #[arg(long, env = "RESTFUL_AUTH_ACCESS_TOKEN_LIFETIME", default_value = "30s", value_parser = parse_lifetime)]
+    #[arg(long, global = true, help_heading = heading::TOKENS, env = "RESTFUL_AUTH_ACCESS_TOKEN_LIFETIME", default_value = "30s", value_parser = parse_lifetime)]
     pub access_token_lifetime: Duration,
 
     /// Lifetime of a refresh token from its issue, e.g. `30days`, `12h`.
-    #[arg(long, env = "RESTFUL_AUTH_REFRESH_TOKEN_LIFETIME", default_value = "30days", value_parser = parse_lifetime)]
+    #[arg(long, global = true, help_heading = heading::TOKENS, env = "RESTFUL_AUTH_REFRESH_TOKEN_LIFETIME", default_value = "30days", value_parser = parse_lifetime)]
     pub refresh_token_lifetime: Duration,
 
     /// How long the refresh token consumed last may be presented again and answered with the
     /// same successor (two tabs, a lost answer) instead of ending the session; 0 = never.
-    #[arg(long, env = "RESTFUL_AUTH_REFRESH_RETRY_GRACE", default_value = "0s", value_parser = parse_grace)]
+    #[arg(long, global = true, help_heading = heading::TOKENS, env = "RESTFUL_AUTH_REFRESH_RETRY_GRACE", default_value = "0s", value_parser = parse_grace)]
     pub refresh_retry_grace: Duration,
 
     /// Longest a session may be refreshed from its login (e.g. `90days`); unlimited if unset.
-    #[arg(long, env = "RESTFUL_AUTH_SESSION_MAX_LIFETIME", value_parser = parse_lifetime)]
+    #[arg(long, global = true, help_heading = heading::TOKENS, env = "RESTFUL_AUTH_SESSION_MAX_LIFETIME", value_parser = parse_lifetime)]
     pub session_max_lifetime: Option<Duration>,
 
     /// Failed logins allowed per account from one client address (`5/5m`: five per five
     /// minutes), or `off`. An address that has logged into the account is held by this alone.
-    #[arg(long, env = "RESTFUL_AUTH_THROTTLE_LOGIN_ACCOUNT_IP", default_value = "5/5m", value_parser = parse_rate_limit)]
+    #[arg(long, global = true, help_heading = heading::THROTTLING, env = "RESTFUL_AUTH_THROTTLE_LOGIN_ACCOUNT_IP", default_value = "5/5m", value_parser = parse_rate_limit)]
     pub throttle_login_account_ip: Limit,
 
     /// Failed logins allowed per account from all the addresses it does not know (none of
     /// which logged into it within --throttle-known-address-lifetime), or `off`.
-    #[arg(long, env = "RESTFUL_AUTH_THROTTLE_LOGIN_ACCOUNT", default_value = "20/1h", value_parser = parse_rate_limit)]
+    #[arg(long, global = true, help_heading = heading::THROTTLING, env = "RESTFUL_AUTH_THROTTLE_LOGIN_ACCOUNT", default_value = "20/1h", value_parser = parse_rate_limit)]
     pub throttle_login_account: Limit,
 
     /// Failed logins allowed per client address across accounts, or `off`.
-    #[arg(long, env = "RESTFUL_AUTH_THROTTLE_LOGIN_IP", default_value = "30/1m", value_parser = parse_rate_limit)]
+    #[arg(long, global = true, help_heading = heading::THROTTLING, env = "RESTFUL_AUTH_THROTTLE_LOGIN_IP", default_value = "30/1m", value_parser = parse_rate_limit)]
     pub throttle_login_ip: Limit,
 
     /// Wrong one-time codes (after the right password) allowed per account from one client
     /// address, and per account from all the addresses it does not know together, or `off`.
     /// An address that has logged into the account is held by its own count alone.
-    #[arg(long, env = "RESTFUL_AUTH_THROTTLE_MFA_ACCOUNT", default_value = "5/5m", value_parser = parse_rate_limit)]
+    #[arg(long, global = true, help_heading = heading::THROTTLING, env = "RESTFUL_AUTH_THROTTLE_MFA_ACCOUNT", default_value = "5/5m", value_parser = parse_rate_limit)]
     pub throttle_mfa_account: Limit,
 
     /// Registrations allowed per client address, or `off`.
-    #[arg(long, env = "RESTFUL_AUTH_THROTTLE_REGISTER_IP", default_value = "30/1h", value_parser = parse_rate_limit)]
+    #[arg(long, global = true, help_heading = heading::THROTTLING, env = "RESTFUL_AUTH_THROTTLE_REGISTER_IP", default_value = "30/1h", value_parser = parse_rate_limit)]
     pub throttle_register_ip: Limit,
 
     /// Invalid or replayed refresh tokens allowed per client address, at `/api/refresh/` and
     /// `/api/logout/` together, or `off`.
-    #[arg(long, env = "RESTFUL_AUTH_THROTTLE_REFRESH_IP", default_value = "60/1m", value_parser = parse_rate_limit)]
+    #[arg(long, global = true, help_heading = heading::THROTTLING, env = "RESTFUL_AUTH_THROTTLE_REFRESH_IP", default_value = "60/1m", value_parser = parse_rate_limit)]
     pub throttle_refresh_ip: Limit,
 
     /// How long an address that logged into an account stays known to it (and so escapes the
     /// account's limit for strangers).
-    #[arg(long, env = "RESTFUL_AUTH_THROTTLE_KNOWN_ADDRESS_LIFETIME", default_value = "30days", value_parser = parse_lifetime)]
+    #[arg(long, global = true, help_heading = heading::THROTTLING, env = "RESTFUL_AUTH_THROTTLE_KNOWN_ADDRESS_LIFETIME", default_value = "30days", value_parser = parse_lifetime)]
     pub throttle_known_address_lifetime: Duration,
 
     /// Leading bits of an IPv4 client address that throttling counts as one address.
-    #[arg(long, env = "RESTFUL_AUTH_THROTTLE_IPV4_PREFIX", default_value_t = 32, value_parser = clap::value_parser!(u8).range(8..=32))]
+    #[arg(long, global = true, help_heading = heading::THROTTLING, env = "RESTFUL_AUTH_THROTTLE_IPV4_PREFIX", default_value_t = 32, value_parser = clap::value_parser!(u8).range(8..=32))]
     pub throttle_ipv4_prefix: u8,
 
     /// Leading bits of an IPv6 client address that throttling counts as one address: a host
     /// is usually handed a whole /64.
-    #[arg(long, env = "RESTFUL_AUTH_THROTTLE_IPV6_PREFIX", default_value_t = 64, value_parser = clap::value_parser!(u8).range(16..=128))]
+    #[arg(long, global = true, help_heading = heading::THROTTLING, env = "RESTFUL_AUTH_THROTTLE_IPV6_PREFIX", default_value_t = 64, value_parser = clap::value_parser!(u8).range(16..=128))]
     pub throttle_ipv6_prefix: u8,
 
     /// Proxies (addresses or networks, comma separated) whose `X-Forwarded-For` is believed
     /// for the client address; any other peer is the client itself.
-    #[arg(long, env = "RESTFUL_AUTH_TRUSTED_PROXIES", value_delimiter = ',')]
+    #[arg(long, global = true, help_heading = heading::SERVER, env = "RESTFUL_AUTH_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 
     /// How long an ended or expired session is kept, with its tokens, before housekeeping
     /// deletes it (a session that can still be refreshed is always kept whole).
-    #[arg(long, env = "RESTFUL_AUTH_RETENTION", default_value = "7days", value_parser = parse_lifetime)]
+    #[arg(long, global = true, help_heading = heading::HOUSEKEEPING, env = "RESTFUL_AUTH_RETENTION", default_value = "7days", value_parser = parse_lifetime)]
     pub retention: Duration,
 
     /// How long audit events are kept (`/api/me/activity/`, `restful-auth audit`) before
     /// housekeeping deletes them.
-    #[arg(long, env = "RESTFUL_AUTH_AUDIT_RETENTION", default_value = "90days", value_parser = parse_lifetime)]
+    #[arg(long, global = true, help_heading = heading::HOUSEKEEPING, env = "RESTFUL_AUTH_AUDIT_RETENTION", default_value = "90days", value_parser = parse_lifetime)]
     pub audit_retention: Duration,
 
     /// How often housekeeping runs.
-    #[arg(long, env = "RESTFUL_AUTH_PURGE_INTERVAL", default_value = "1h", value_parser = parse_lifetime)]
+    #[arg(long, global = true, help_heading = heading::HOUSEKEEPING, env = "RESTFUL_AUTH_PURGE_INTERVAL", default_value = "1h", value_parser = parse_lifetime)]
     pub purge_interval: Duration,
 
     /// How often run-time settings and signing keys are reloaded from the database.
-    #[arg(long, env = "RESTFUL_AUTH_RELOAD_INTERVAL", default_value = "2s", value_parser = parse_lifetime)]
+    #[arg(long, global = true, help_heading = heading::HOUSEKEEPING, env = "RESTFUL_AUTH_RELOAD_INTERVAL", default_value = "2s", value_parser = parse_lifetime)]
     pub reload_interval: Duration,
 
     /// Minimum length of a new password.
-    #[arg(long, env = "RESTFUL_AUTH_PASSWORD_MIN_LENGTH", default_value_t = 8)]
+    #[arg(long, global = true, help_heading = heading::PASSWORDS, env = "RESTFUL_AUTH_PASSWORD_MIN_LENGTH", default_value_t = 8)]
     pub password_min_length: usize,
 
     /// Password hashes computed at once (each takes one core and 19 MiB); defaults to the
     /// number of cores. Further logins wait their turn instead of starving other requests.
-    #[arg(long, env = "RESTFUL_AUTH_HASH_CONCURRENCY")]
+    #[arg(long, global = true, help_heading = heading::PASSWORDS, env = "RESTFUL_AUTH_HASH_CONCURRENCY")]
     pub hash_concurrency: Option<NonZeroUsize>,
 
     /// PostgreSQL: most connections this instance opens.
     #[arg(
         long,
+        global = true,
+        help_heading = heading::DATABASE,
         env = "RESTFUL_AUTH_DATABASE_MAX_CONNECTIONS",
         default_value_t = 16
     )]
     pub database_max_connections: u32,
 
     /// PostgreSQL: longest wait for a connection before answering 503.
-    #[arg(long, env = "RESTFUL_AUTH_DATABASE_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_lifetime)]
+    #[arg(long, global = true, help_heading = heading::DATABASE, env = "RESTFUL_AUTH_DATABASE_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_lifetime)]
     pub database_connect_timeout: Duration,
 
     /// PostgreSQL: longest a statement may run before it is cancelled (answered 503).
-    #[arg(long, env = "RESTFUL_AUTH_DATABASE_STATEMENT_TIMEOUT", default_value = "5s", value_parser = parse_lifetime)]
+    #[arg(long, global = true, help_heading = heading::DATABASE, env = "RESTFUL_AUTH_DATABASE_STATEMENT_TIMEOUT", default_value = "5s", value_parser = parse_lifetime)]
     pub database_statement_timeout: Duration,
 
     /// Longest a client may take to send a request's headers (or keep its connection idle
     /// between requests: it is closed then), and to send its body (answered 408 then).
-    #[arg(long, env = "RESTFUL_AUTH_CLIENT_TIMEOUT", default_value = "30s", value_parser = parse_lifetime)]
+    #[arg(long, global = true, help_heading = heading::SERVER, env = "RESTFUL_AUTH_CLIENT_TIMEOUT", default_value = "30s", value_parser = parse_lifetime)]
     pub client_timeout: Duration,
 
     /// On SIGTERM or SIGINT: how long in-flight requests may take to finish.
-    #[arg(long, env = "RESTFUL_AUTH_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_lifetime)]
+    #[arg(long, global = true, help_heading = heading::SERVER, env = "RESTFUL_AUTH_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_lifetime)]
     pub shutdown_grace: Duration,
 
     /// Origins (e.g. `https://app.example.org`) whose browser pages may call the API, comma
     /// separated. None by default: only same-origin pages and non-browser clients.
-    #[arg(long, env = "RESTFUL_AUTH_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
+    #[arg(long, global = true, help_heading = heading::SERVER, env = "RESTFUL_AUTH_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
     pub cors_origins: Vec<HeaderValue>,
 
     /// Serve `/metrics` on this address only (e.g. `127.0.0.1:9100`) instead of on `--bind`.
-    #[arg(long, env = "RESTFUL_AUTH_METRICS_BIND")]
+    #[arg(long, global = true, help_heading = heading::OBSERVABILITY, env = "RESTFUL_AUTH_METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,
 
     /// Serve the admin API (`/admin/…`: every account, its sessions and throttling) on this
     /// address (e.g. `127.0.0.1:8081`); off when unset, and never on `--bind`. An address
     /// other than loopback needs --admin-token-file.
-    #[arg(long, env = "RESTFUL_AUTH_ADMIN_BIND")]
+    #[arg(long, global = true, help_heading = heading::ADMIN, env = "RESTFUL_AUTH_ADMIN_BIND")]
     pub admin_bind: Option<SocketAddr>,
 
     /// File holding the admin API's token (surrounding white space ignored), readable by its
     /// owner only: every admin request must then carry `Authorization: Bearer <token>`.
-    #[arg(long, env = "RESTFUL_AUTH_ADMIN_TOKEN_FILE")]
+    #[arg(long, global = true, help_heading = heading::ADMIN, env = "RESTFUL_AUTH_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
 
     /// Log lines as human-readable text or as JSON objects (one per line).
-    #[arg(long, env = "RESTFUL_AUTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    #[arg(long, global = true, help_heading = heading::OBSERVABILITY, env = "RESTFUL_AUTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
 
     /// Password checks allowed to wait for the hashing pool; more are refused at once with 503
     /// and `Retry-After`, so a login flood cannot queue without bound.
-    #[arg(long, env = "RESTFUL_AUTH_HASH_QUEUE_LIMIT", default_value_t = 64)]
+    #[arg(long, global = true, help_heading = heading::PASSWORDS, env = "RESTFUL_AUTH_HASH_QUEUE_LIMIT", default_value_t = 64)]
     pub hash_queue_limit: usize,
 
     /// Log filter: a level (`info`, `debug`) or `tracing` directives (`restful_auth=debug`).
-    #[arg(long, env = "RESTFUL_AUTH_LOG", default_value = "info")]
+    #[arg(long, global = true, help_heading = heading::OBSERVABILITY, env = "RESTFUL_AUTH_LOG", default_value = "info")]
     pub log_level: String,
 
     /// Client connections open at once; one more is closed at once. By default the open files
     /// limit (raised to its hard limit at start) less 256 and `--database-max-connections`,
     /// for the database, logs and metrics; at least half the limit.
-    #[arg(long, env = "RESTFUL_AUTH_MAX_CONNECTIONS")]
+    #[arg(long, global = true, help_heading = heading::SERVER, env = "RESTFUL_AUTH_MAX_CONNECTIONS")]
     pub max_connections: Option<NonZeroUsize>,
 
     /// File holding the master key (32 bytes, base64 or hex) that seals the secrets stored in
     /// the database. Default on SQLite: `<database file>.master-key`, generated at first start.
-    #[arg(long, env = "RESTFUL_AUTH_MASTER_KEY_FILE")]
+    #[arg(long, global = true, help_heading = heading::SECRETS, env = "RESTFUL_AUTH_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
 
     /// The master key itself (base64 or hex), for containers; prefer the environment variable,
     /// as a command line is visible to other users.
-    #[arg(long, env = "RESTFUL_AUTH_MASTER_KEY", hide_env_values = true)]
+    #[arg(long, global = true, help_heading = heading::SECRETS, env = "RESTFUL_AUTH_MASTER_KEY", hide_env_values = true)]
     pub master_key: Option<crate::domain::vault::MasterKey>,
 
     /// The Argon2id cost of new password hashes: OWASP's, which no flag changes (a suite that
@@ -266,46 +293,46 @@ pub struct Config {
     pub argon2_cost: Argon2Cost,
 
     /// Start even if the SQLite file or the master key file is open to group or others.
-    #[arg(long, env = "RESTFUL_AUTH_ALLOW_INSECURE_PERMISSIONS")]
+    #[arg(long, global = true, help_heading = heading::SECRETS, env = "RESTFUL_AUTH_ALLOW_INSECURE_PERMISSIONS")]
     pub allow_insecure_permissions: bool,
 
     /// The SMTP server that sends password-reset and verification mails: `smtp://host:port`
     /// (no TLS), `smtp://user:pass@host:587?tls=starttls`, or `smtps://host:465` (TLS from the
     /// start). Unset: no mail is sent (`restful-auth user reset-link EMAIL` prints a link).
-    #[arg(long, env = "RESTFUL_AUTH_SMTP_URL", hide_env_values = true, value_parser = SmtpUrlParser)]
+    #[arg(long, global = true, help_heading = heading::MAIL, env = "RESTFUL_AUTH_SMTP_URL", hide_env_values = true, value_parser = SmtpUrlParser)]
     pub smtp_url: Option<SmtpUrl>,
 
     /// A file holding the SMTP password (its first line), instead of one in --smtp-url.
-    #[arg(long, env = "RESTFUL_AUTH_SMTP_PASSWORD_FILE")]
+    #[arg(long, global = true, help_heading = heading::MAIL, env = "RESTFUL_AUTH_SMTP_PASSWORD_FILE")]
     pub smtp_password_file: Option<PathBuf>,
 
     /// The sender of the mails, e.g. `Example <no-reply@example.org>`.
-    #[arg(long, env = "RESTFUL_AUTH_MAIL_FROM", default_value = "restful-auth <no-reply@localhost>", value_parser = parse_mailbox)]
+    #[arg(long, global = true, help_heading = heading::MAIL, env = "RESTFUL_AUTH_MAIL_FROM", default_value = "restful-auth <no-reply@localhost>", value_parser = parse_mailbox)]
     pub mail_from: lettre::message::Mailbox,
 
     /// Mails waiting to be sent at most; beyond, a request's mail is dropped (and counted).
-    #[arg(long, env = "RESTFUL_AUTH_MAIL_QUEUE_LIMIT", default_value_t = 256)]
+    #[arg(long, global = true, help_heading = heading::MAIL, env = "RESTFUL_AUTH_MAIL_QUEUE_LIMIT", default_value_t = 256)]
     pub mail_queue_limit: usize,
 
     /// How long a password-reset link works.
-    #[arg(long, env = "RESTFUL_AUTH_RESET_TOKEN_LIFETIME", default_value = "30m", value_parser = parse_lifetime)]
+    #[arg(long, global = true, help_heading = heading::MAIL, env = "RESTFUL_AUTH_RESET_TOKEN_LIFETIME", default_value = "30m", value_parser = parse_lifetime)]
     pub reset_token_lifetime: Duration,
 
     /// How long an email-verification link works.
-    #[arg(long, env = "RESTFUL_AUTH_VERIFICATION_TOKEN_LIFETIME", default_value = "1day", value_parser = parse_lifetime)]
+    #[arg(long, global = true, help_heading = heading::MAIL, env = "RESTFUL_AUTH_VERIFICATION_TOKEN_LIFETIME", default_value = "1day", value_parser = parse_lifetime)]
     pub verification_token_lifetime: Duration,
 
     /// Refuse logins (after a correct password) of accounts whose email is not verified.
-    #[arg(long, env = "RESTFUL_AUTH_REQUIRE_VERIFIED_EMAIL")]
+    #[arg(long, global = true, help_heading = heading::MAIL, env = "RESTFUL_AUTH_REQUIRE_VERIFIED_EMAIL")]
     pub require_verified_email: bool,
 
     /// Links mailed to one email address (password resets and verifications together, for
     /// addresses with or without an account alike), or `off`.
-    #[arg(long, env = "RESTFUL_AUTH_THROTTLE_MAIL_EMAIL", default_value = "5/1h", value_parser = parse_rate_limit)]
+    #[arg(long, global = true, help_heading = heading::THROTTLING, env = "RESTFUL_AUTH_THROTTLE_MAIL_EMAIL", default_value = "5/1h", value_parser = parse_rate_limit)]
     pub throttle_mail_email: Limit,
 
     /// Password-reset requests per client address, or `off`.
-    #[arg(long, env = "RESTFUL_AUTH_THROTTLE_RESET_IP", default_value = "30/1h", value_parser = parse_rate_limit)]
+    #[arg(long, global = true, help_heading = heading::THROTTLING, env = "RESTFUL_AUTH_THROTTLE_RESET_IP", default_value = "30/1h", value_parser = parse_rate_limit)]
     pub throttle_reset_ip: Limit,
 
     /// How often, and how long apart, sending a mail is tried: the service's, which no flag

@@ -204,6 +204,37 @@ async fn health_readiness_and_metrics_answer() {
 }
 
 #[tokio::test]
+async fn the_service_flags_also_follow_the_subcommand() {
+    // `serve --database-url … --secret-key … --bind 127.0.0.1:0`: every flag after `serve`.
+    let directory = tempfile::tempdir().unwrap();
+    let database = directory.path().join("ops.sqlite3");
+    let mut command = Command::new(BINARY);
+    command.arg("serve");
+    let service = Service::launch(command, directory, database, &["--secret-key", SECRET]);
+    let ready = reqwest::get(service.url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let listed = admin(&service.database, &["user", "list"], "");
+    assert!(stdout(&listed).contains("0 accounts."), "{listed:?}");
+
+    // A subcommand's help lists them, under their headings.
+    let help = Command::new(BINARY)
+        .args(["user", "list", "--help"])
+        .output()
+        .unwrap();
+    assert!(help.status.success(), "{help:?}");
+    let help = stdout(&help);
+    for expected in [
+        "--database-url",
+        "Database:",
+        "--bind",
+        "Server:",
+        "Throttling:",
+    ] {
+        assert!(help.contains(expected), "{expected} missing from\n{help}");
+    }
+}
+
+#[tokio::test]
 async fn throttled_requests_are_counted() {
     let service = Service::start(&["--throttle-login-account-ip", "1/1m"]);
     register_and_login(&service, "counted@example.org").await;
