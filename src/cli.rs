@@ -71,6 +71,14 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// Exit 0 when the service answers `GET /readyz` with 200 within 2 seconds, 1 otherwise
+    /// (for a container `HEALTHCHECK` or a systemd watchdog without curl). Opens no database.
+    Healthcheck {
+        /// The URL to ask (`http://HOST[:PORT][/PATH]`; `/readyz` when no path). Default:
+        /// `http://<--bind>/readyz`, with an unspecified address (`0.0.0.0`, `::`) on loopback.
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Import the users of a Django database (its `auth_user` table, or `--table`). Their
     /// Django password hashes keep working and are replaced by Argon2id at their next login.
     ImportDjango {
@@ -177,6 +185,13 @@ const OPERATOR: Origin = Origin::of(Actor::Cli);
 
 /// Runs the command line on the database that `DATABASE_URL` names.
 pub async fn run(cli: Cli) -> Result<(), StartupError> {
+    if let Some(Command::Healthcheck { url }) = &cli.command {
+        let url = url
+            .clone()
+            .unwrap_or_else(|| crate::healthcheck::default_url(cli.config.bind));
+        return crate::healthcheck::check(&url, crate::healthcheck::TIMEOUT)
+            .map_err(|reason| failure(format!("not ready: {reason}")));
+    }
     let url = cli.config.database_url.clone();
     if url.starts_with("sqlite:") {
         if let Some(path) = cli.config.sqlite_path() {
@@ -314,6 +329,7 @@ async fn execute<S: Store>(store: S, cli: Cli) -> Result<(), StartupError> {
             );
             Ok(())
         }
+        Command::Healthcheck { .. } => unreachable!("answered before the database is opened"),
         Command::ImportDjango { from, table } => {
             let users = django::read_users(&from, &table, &config.pool_settings()).await?;
             let auth = Auth::new(store, &config).await?;

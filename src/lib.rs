@@ -13,7 +13,8 @@
 //! | assembly | [`app`]: the whole router; [`cli`]: the commands; `main` | everything |
 //!
 //! [`telemetry`] (logging) uses configuration only; [`private_files`] (files only their owner
-//! may read) uses nothing of the crate.
+//! may read) and [`healthcheck`] (the `healthcheck` command's HTTP probe) use nothing of the
+//! crate.
 
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod healthcheck;
 pub mod http;
 pub mod private_files;
 pub mod store;

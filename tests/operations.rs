@@ -234,6 +234,50 @@ async fn the_service_flags_also_follow_the_subcommand() {
     }
 }
 
+/// `restful-auth healthcheck ARGS`: its exit status and how long it took.
+fn healthcheck(args: &[&str]) -> (std::process::ExitStatus, Duration, String) {
+    let started = Instant::now();
+    let output = Command::new(BINARY)
+        .arg("healthcheck")
+        .args(args)
+        .env_remove("RESTFUL_AUTH_BIND")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status, started.elapsed(), stderr)
+}
+
+#[tokio::test]
+async fn healthcheck_exits_0_for_a_ready_service_and_non_zero_otherwise() {
+    let service = Service::start(&[]);
+    let address = service.running.address().to_string();
+
+    let (by_url, _, stderr) = healthcheck(&["--url", &service.url("/readyz")]);
+    assert_eq!(by_url.code(), Some(0), "{stderr}");
+    // Without --url, the URL comes from --bind.
+    let (by_bind, _, stderr) = healthcheck(&["--bind", &address]);
+    assert_eq!(by_bind.code(), Some(0), "{stderr}");
+    // An answer other than 200 is not ready.
+    let (not_found, _, _) = healthcheck(&["--url", &service.url("/no-such-page")]);
+    assert_eq!(not_found.code(), Some(1));
+
+    // A closed port.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_address = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let (refused, _, stderr) = healthcheck(&["--bind", &closed_address]);
+    assert_eq!(refused.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not ready"), "{stderr}");
+
+    // A listener that never answers: given up after 2 seconds.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}/readyz", silent.local_addr().unwrap());
+    let (silent_status, took, stderr) = healthcheck(&["--url", &silent_url]);
+    assert_eq!(silent_status.code(), Some(1), "{stderr}");
+    assert!(took >= Duration::from_millis(1900), "{took:?}");
+    assert!(took < Duration::from_secs(6), "{took:?}");
+}
+
 #[tokio::test]
 async fn throttled_requests_are_counted() {
     let service = Service::start(&["--throttle-login-account-ip", "1/1m"]);
