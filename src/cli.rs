@@ -5,12 +5,12 @@ use clap::Subcommand;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use crate::auth::Auth;
 use crate::auth::admin::{MAX_PAGE, Page};
 use crate::auth::email::Email;
 use crate::auth::password::{self, NewPassword, Password};
 use crate::auth::username::Username;
 use crate::auth::vault::MasterKey;
+use crate::auth::{Auth, AuthError};
 use crate::config::Config;
 use crate::domain::audit::{Actor, AuditQuery, EventName, Origin, Recorded};
 use crate::domain::clock::rfc3339;
@@ -103,7 +103,10 @@ pub enum Output {
 #[derive(Debug, Clone, Subcommand)]
 pub enum SettingsCommand {
     /// The values in force: stored ones, else the flags'.
-    Show,
+    Show {
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
     /// Store a value, e.g. `settings set access-token-lifetime 60s`.
     Set { name: Setting, value: String },
     /// Remove a stored value: the flag's applies again.
@@ -121,7 +124,10 @@ pub enum KeysCommand {
         now: bool,
     },
     /// Every key: id, algorithm, created, signs from, state (next, current, retiring, retired).
-    List,
+    List {
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
     /// Retire a key at once (it leaked): its tokens are refused, it is no longer published,
     /// and if it was signing, a new key signs instead.
     Retire { kid: String },
@@ -139,9 +145,16 @@ pub enum UserCommand {
     /// Create an account; the password is read from standard input.
     Create { email: String },
     /// List every account.
-    List,
+    List {
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
     /// Show one account.
-    Show { email: String },
+    Show {
+        email: String,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
     /// Deactivate an account: its sessions end and it can no longer log in.
     Deactivate { email: String },
     /// Activate an account again.
@@ -240,17 +253,24 @@ async fn execute<S: Store>(store: S, cli: Cli) -> Result<(), StartupError> {
             );
             Ok(())
         }
-        Command::Keys(KeysCommand::List) => {
+        Command::Keys(KeysCommand::List { output }) => {
             let auth = Auth::new(store, &config).await?;
             for key in auth.signing_key_list().await?.ok_or_else(keys_configured)? {
-                println!(
-                    "{}\t{}\tcreated {}\tsigns from {}\t{}",
-                    key.kid,
-                    key.algorithm,
-                    rfc3339(key.created_at),
-                    rfc3339(key.activates_at),
-                    key.state.name(),
-                );
+                let created = rfc3339(key.created_at);
+                let signs_from = rfc3339(key.activates_at);
+                match output {
+                    Output::Table => println!(
+                        "{}\t{}\tcreated {created}\tsigns from {signs_from}\t{}",
+                        key.kid,
+                        key.algorithm,
+                        key.state.name(),
+                    ),
+                    Output::Json => print_row(
+                        &json!({"kid": key.kid, "algorithm": key.algorithm, "created": created,
+                                "signs_from": signs_from, "state": key.state.name()}),
+                        output,
+                    ),
+                }
             }
             Ok(())
         }
@@ -268,7 +288,7 @@ async fn execute<S: Store>(store: S, cli: Cli) -> Result<(), StartupError> {
                     );
                     Ok(())
                 }
-                Some(false) => Err(failure(format!("no signing key {kid} is in use"))),
+                Some(false) => Err(not_found(format!("no signing key {kid} is in use"))),
                 None => Err(keys_configured()),
             }
         }
@@ -340,33 +360,27 @@ async fn execute<S: Store>(store: S, cli: Cli) -> Result<(), StartupError> {
 
 async fn settings<S: Store>(auth: &Auth<S>, command: SettingsCommand) -> Result<(), StartupError> {
     match command {
-        SettingsCommand::Show => {
+        SettingsCommand::Show { output } => {
             let lifetimes = auth.lifetimes();
             let seconds = |value: i64| format!("{value}s");
-            println!(
-                "{}\t{}",
-                Setting::AccessTokenLifetime,
-                seconds(lifetimes.access)
-            );
-            println!(
-                "{}\t{}",
-                Setting::RefreshTokenLifetime,
-                seconds(lifetimes.refresh)
-            );
-            println!(
-                "{}\t{}",
-                Setting::RefreshRetryGrace,
-                seconds(lifetimes.session.retry_grace)
-            );
             let max = lifetimes.session.max_session_lifetime;
-            println!(
-                "{}\t{}",
-                Setting::SessionMaxLifetime,
-                max.map_or("off".into(), seconds)
-            );
+            for (name, value) in [
+                (Setting::AccessTokenLifetime, seconds(lifetimes.access)),
+                (Setting::RefreshTokenLifetime, seconds(lifetimes.refresh)),
+                (
+                    Setting::RefreshRetryGrace,
+                    seconds(lifetimes.session.retry_grace),
+                ),
+                (
+                    Setting::SessionMaxLifetime,
+                    max.map_or("off".into(), seconds),
+                ),
+            ] {
+                print_row(&json!({"name": name.to_string(), "value": value}), output);
+            }
         }
         SettingsCommand::Set { name, value } => {
-            let stored = auth.set_setting(name, &value).await.map_err(failure)?;
+            let stored = auth.set_setting(name, &value).await.map_err(refused)?;
             println!("{name} = {stored}; running instances apply it within their reload interval.");
         }
         SettingsCommand::Unset { name } => {
@@ -385,17 +399,19 @@ async fn users<S: Store>(auth: &Auth<S>, command: UserCommand) -> Result<(), Sta
             let id = auth
                 .register(email.clone(), password, Origin::of(Actor::Cli))
                 .await
-                .map_err(|error| failure(error.to_string()))?;
+                .map_err(refusal)?;
             println!("Created account {id} for {}.", email.as_str());
         }
-        UserCommand::List => {
+        UserCommand::List { output } => {
             let accounts = auth.accounts().await?;
             for account in &accounts {
-                print_account(account);
+                print_account(account, output);
             }
-            println!("{} accounts.", accounts.len());
+            if output == Output::Table {
+                println!("{} accounts.", accounts.len());
+            }
         }
-        UserCommand::Show { email } => print_account(&find(auth, &email).await?),
+        UserCommand::Show { email, output } => print_account(&find(auth, &email).await?, output),
         UserCommand::Deactivate { email } => {
             let account = find(auth, &email).await?;
             auth.set_active(account.id, false, Origin::of(Actor::Cli))
@@ -416,21 +432,21 @@ async fn users<S: Store>(auth: &Auth<S>, command: UserCommand) -> Result<(), Sta
             let password = read_new_password()?;
             auth.set_password(&account, password, Origin::of(Actor::Cli))
                 .await
-                .map_err(|error| failure(error.to_string()))?;
+                .map_err(refusal)?;
             println!("Password of {} changed.", account.email);
         }
         UserCommand::ResetLink { email } => {
             let link = auth
                 .reset_link(&email)
                 .await?
-                .ok_or_else(|| failure(format!("no active account has the email {email}")))?;
+                .ok_or_else(|| not_found(format!("no active account has the email {email}")))?;
             // The one place a token is ever printed: on the operator's terminal, on request.
             println!("{link}");
         }
         UserCommand::Delete { email, output } => {
             let account = find(auth, &email).await?;
             if !auth.delete_account(account.id, OPERATOR).await? {
-                return Err(failure(format!("no account has the email {email}")));
+                return Err(not_found(format!("no account has the email {email}")));
             }
             let message = format!(
                 "Deleted account {} ({}); its {} sessions ended.",
@@ -461,7 +477,7 @@ async fn users<S: Store>(auth: &Auth<S>, command: UserCommand) -> Result<(), Sta
             let ended = auth
                 .end_account_sessions(account.id, OPERATOR)
                 .await?
-                .ok_or_else(|| failure(format!("no account has the email {email}")))?;
+                .ok_or_else(|| not_found(format!("no account has the email {email}")))?;
             let message = format!("Ended {ended} sessions of {}.", account.email);
             let row = json!({"id": account.id, "email": account.email, "ended": ended});
             print_outcome(&message, &row, output);
@@ -471,7 +487,7 @@ async fn users<S: Store>(auth: &Auth<S>, command: UserCommand) -> Result<(), Sta
             let cleared = auth
                 .unlock(account.id, OPERATOR)
                 .await?
-                .ok_or_else(|| failure(format!("no account has the email {email}")))?;
+                .ok_or_else(|| not_found(format!("no account has the email {email}")))?;
             let message = format!(
                 "Cleared {cleared} throttle counters of {}: it can log in at once.",
                 account.email
@@ -505,10 +521,22 @@ fn print_outcome(message: &str, row: &serde_json::Value, output: Output) {
 async fn find<S: Store>(auth: &Auth<S>, email: &str) -> Result<Account, StartupError> {
     auth.account(email)
         .await?
-        .ok_or_else(|| failure(format!("no account has the email {email}")))
+        .ok_or_else(|| not_found(format!("no account has the email {email}")))
 }
 
-fn print_account(account: &Account) {
+/// An account: a line of the table, or a JSON object.
+fn print_account(account: &Account, output: Output) {
+    if output == Output::Json {
+        let row = json!({
+            "id": account.id,
+            "email": account.email,
+            "username": account.username,
+            "active": account.is_active,
+            "created": rfc3339(account.created_at),
+            "active_sessions": account.active_sessions,
+        });
+        return print_row(&row, output);
+    }
     println!(
         "{id}\t{email}\t{username:?}\t{state}\t{sessions} active sessions",
         id = account.id,
@@ -555,7 +583,7 @@ fn print_row(row: &serde_json::Value, output: Output) {
 }
 
 fn parse_email(raw: &str) -> Result<Email, StartupError> {
-    Email::parse(raw.trim()).map_err(|message| failure(format!("{raw}: {message}")))
+    Email::parse(raw.trim()).map_err(|message| refused(format!("{raw}: {message}")))
 }
 
 /// Reads a password from the terminal without echo, or the first line of piped input; never
@@ -570,7 +598,7 @@ fn read_new_password() -> Result<NewPassword, StartupError> {
             .map(|_| line.trim_end_matches(['\r', '\n']).to_owned())
     }
     .map_err(|error| failure(format!("cannot read the password: {error}")))?;
-    NewPassword::new(Password::new(password)).map_err(failure)
+    NewPassword::new(Password::new(password)).map_err(refused)
 }
 
 async fn import_django<S: Store>(
@@ -597,7 +625,7 @@ async fn import_django<S: Store>(
     let summary = format!("Imported {imported} users; skipped {skipped}; refused {refused}.");
     println!("{summary}");
     if refused > 0 {
-        return Err(failure(format!(
+        return Err(StartupError::Refused(format!(
             "{summary} Refused rows are listed above; fix or remove them and run the import again."
         )));
     }
@@ -653,7 +681,7 @@ fn rewrapped_message(count: usize, new_key_file: &Path, config: &crate::config::
 }
 
 fn keys_configured() -> StartupError {
-    failure(
+    refused(
         "the signing key comes from --secret-key: rotate it there (the old one goes to \
          --previous-secret-keys)"
             .into(),
@@ -662,6 +690,25 @@ fn keys_configured() -> StartupError {
 
 fn failure(message: String) -> StartupError {
     StartupError::Command(message)
+}
+
+/// Exit status 2: what the command names does not exist.
+fn not_found(message: String) -> StartupError {
+    StartupError::NotFound(message)
+}
+
+/// Exit status 3: the input breaks a rule of the service.
+fn refused(message: String) -> StartupError {
+    StartupError::Refused(message)
+}
+
+/// An account change the service refused (exit status 3), or could not make (1).
+fn refusal(error: AuthError) -> StartupError {
+    match error {
+        AuthError::Store(error) => error.into(),
+        AuthError::Overloaded(error) => failure(error.to_string()),
+        other => refused(other.to_string()),
+    }
 }
 
 #[cfg(test)]
@@ -691,7 +738,7 @@ mod tests {
         assert_eq!(after.config.bind.to_string(), "127.0.0.1:9000");
         assert!(matches!(
             after.command,
-            Some(Command::User(UserCommand::List))
+            Some(Command::User(UserCommand::List { .. }))
         ));
 
         let before =

@@ -50,6 +50,12 @@ pub enum StartupError {
     Serve(std::io::Error),
     #[error("{0}")]
     Command(String),
+    /// What a command names does not exist: an account, a signing key.
+    #[error("{0}")]
+    NotFound(String),
+    /// The input breaks a rule of the service: a weak password, an invalid email or setting.
+    #[error("{0}")]
+    Refused(String),
     #[error("unsupported DATABASE_URL {0:?}: expected sqlite://PATH or postgres://…")]
     UnsupportedDatabase(String),
     #[error(transparent)]
@@ -58,6 +64,24 @@ pub enum StartupError {
     ExposedFile(#[from] private_files::ExposedFile),
     #[error(transparent)]
     AdminToken(#[from] auth::admin::AdminTokenError),
+}
+
+impl StartupError {
+    /// Exit status of a command line that failed: 0 is success, [`StartupError::USAGE`] a
+    /// command line clap refused.
+    pub const FAILED: u8 = 1;
+    pub const USAGE: u8 = 1;
+    pub const NOT_FOUND: u8 = 2;
+    pub const REFUSED: u8 = 3;
+
+    /// The process's exit status for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartupError::NotFound(_) => Self::NOT_FOUND,
+            StartupError::Refused(_) => Self::REFUSED,
+            _ => Self::FAILED,
+        }
+    }
 }
 
 impl From<auth::LoadError> for StartupError {

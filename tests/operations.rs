@@ -278,6 +278,86 @@ async fn healthcheck_exits_0_for_a_ready_service_and_non_zero_otherwise() {
     assert!(took < Duration::from_secs(6), "{took:?}");
 }
 
+/// The JSON objects a command printed, one per line.
+fn json_lines(output: &Output) -> Vec<Value> {
+    stdout(output)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON object per line"))
+        .collect()
+}
+
+#[tokio::test]
+async fn listing_commands_print_json_lines_and_exit_statuses_say_what_went_wrong() {
+    let directory = tempfile::tempdir().unwrap();
+    let database = directory.path().join("cli.sqlite3");
+    let created = admin(&database, &["user", "create", "ann@example.org"], PASSWORD);
+    assert_eq!(created.status.code(), Some(0), "{created:?}");
+
+    let listed = admin(&database, &["user", "list", "--output", "json"], "");
+    let accounts = json_lines(&listed);
+    assert_eq!(accounts.len(), 1, "{listed:?}");
+    assert_eq!(accounts[0]["email"], "ann@example.org");
+    assert_eq!(accounts[0]["active"], true);
+    let shown = admin(
+        &database,
+        &["user", "show", "ann@example.org", "--output", "json"],
+        "",
+    );
+    assert_eq!(json_lines(&shown), accounts);
+
+    let settings = json_lines(&admin(
+        &database,
+        &["settings", "show", "--output", "json"],
+        "",
+    ));
+    let names: Vec<&str> = settings
+        .iter()
+        .map(|row| row["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"access-token-lifetime"), "{settings:?}");
+    assert!(
+        settings.iter().all(|row| row["value"].is_string()),
+        "{settings:?}"
+    );
+    let keys = json_lines(&admin(&database, &["keys", "list", "--output", "json"], ""));
+    assert!(keys.iter().any(|key| key["state"] == "current"), "{keys:?}");
+    assert!(
+        keys.iter()
+            .all(|key| key["kid"].is_string() && key["signs_from"].is_string())
+    );
+
+    // 2: not found.
+    for args in [
+        &["user", "show", "nobody@example.org"][..],
+        &["user", "deactivate", "nobody@example.org"],
+        &["keys", "retire", "no-such-kid"],
+    ] {
+        let output = admin(&database, args, "");
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
+    }
+    // 3: refused by the service's rules.
+    for (args, stdin) in [
+        (&["user", "create", "weak@example.org"][..], "123\n"),
+        (&["user", "create", "not an email"], PASSWORD),
+        (&["settings", "set", "access-token-lifetime", "forever"], ""),
+        (&["keys", "rotate", "--secret-key", SECRET], ""),
+    ] {
+        let output = admin(&database, args, stdin);
+        assert_eq!(output.status.code(), Some(3), "{args:?}: {output:?}");
+    }
+    // 1: a command line clap refuses (its own status, 2, would read as "not found").
+    for args in [
+        &["user", "frobnicate"][..],
+        &["user", "show"],
+        &["--no-such-flag"],
+    ] {
+        let output = admin(&database, args, "");
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {output:?}");
+    }
+    let help = admin(&database, &["user", "--help"], "");
+    assert_eq!(help.status.code(), Some(0), "{help:?}");
+}
+
 #[tokio::test]
 async fn throttled_requests_are_counted() {
     let service = Service::start(&["--throttle-login-account-ip", "1/1m"]);
