@@ -258,9 +258,10 @@ pub struct Config {
     #[arg(long, global = true, help_heading = heading::ADMIN, env = "RESTFUL_AUTH_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
 
-    /// Log lines as human-readable text or as JSON objects (one per line).
-    #[arg(long, global = true, help_heading = heading::OBSERVABILITY, env = "RESTFUL_AUTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
-    pub log_format: LogFormat,
+    /// Log lines as human-readable text or as JSON objects (one per line). Default: text when
+    /// standard output is a terminal, JSON otherwise (a container, a unit, a pipe).
+    #[arg(long, global = true, help_heading = heading::OBSERVABILITY, env = "RESTFUL_AUTH_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
 
     /// Password checks allowed to wait for the hashing pool; more are refused at once with 503
     /// and `Retry-After`, so a login flood cannot queue without bound.
@@ -268,8 +269,9 @@ pub struct Config {
     pub hash_queue_limit: usize,
 
     /// Log filter: a level (`info`, `debug`) or `tracing` directives (`restful_auth=debug`).
-    #[arg(long, global = true, help_heading = heading::OBSERVABILITY, env = "RESTFUL_AUTH_LOG", default_value = "info")]
-    pub log_level: String,
+    /// Unset: `RUST_LOG`'s, else `info`; set, it wins over `RUST_LOG`.
+    #[arg(long, global = true, help_heading = heading::OBSERVABILITY, env = "RESTFUL_AUTH_LOG")]
+    pub log_level: Option<String>,
 
     /// Client connections open at once; one more is closed at once. By default the open files
     /// limit (raised to its hard limit at start) less 256 and `--database-max-connections`,
@@ -613,7 +615,10 @@ impl Argon2Cost {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
-    Pretty,
+    /// Human-readable lines (`pretty`, its former name, is accepted too).
+    #[value(alias = "pretty")]
+    Text,
+    /// One JSON object per line.
     Json,
 }
 

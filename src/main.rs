@@ -19,7 +19,10 @@ async fn main() -> ExitCode {
             };
         }
     };
-    let _logging = restful_auth::telemetry::init(&cli.config.log_level, cli.config.log_format);
+    let _logging = restful_auth::telemetry::init(
+        &restful_auth::telemetry::filter(cli.config.log_level.as_deref()),
+        restful_auth::telemetry::format(cli.config.log_format),
+    );
     match restful_auth::cli::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -15,6 +15,29 @@ use crate::config::LogFormat;
 /// so the default (128k) would take 4 MiB of memory for good.
 const QUEUED_LINES: usize = 16 * 1024;
 
+/// The log filter: `--log-level` (`RESTFUL_AUTH_LOG`) when set, else `RUST_LOG` when set,
+/// else `info`.
+pub fn filter(log_level: Option<&str>) -> String {
+    log_level
+        .map(str::to_owned)
+        .or_else(|| {
+            std::env::var("RUST_LOG")
+                .ok()
+                .filter(|value| !value.is_empty())
+        })
+        .unwrap_or_else(|| "info".to_owned())
+}
+
+/// The log format: `--log-format` (`RESTFUL_AUTH_LOG_FORMAT`) when set, else text on a
+/// terminal and JSON otherwise (a log pipeline reads JSON; a person reads text).
+pub fn format(log_format: Option<LogFormat>) -> LogFormat {
+    log_format.unwrap_or(if std::io::stdout().is_terminal() {
+        LogFormat::Text
+    } else {
+        LogFormat::Json
+    })
+}
+
 /// Installs the global subscriber; `filter` is a level or `tracing` directives. Lines are
 /// written to stdout by a thread of their own, in as few writes as keep up: a request's thread
 /// only queues its line. The queue holds `QUEUED_LINES` lines; beyond that, logging waits rather
@@ -35,7 +58,7 @@ pub fn init(filter: &str, format: LogFormat) -> WorkerGuard {
         .with_writer(writer)
         .with_ansi(std::io::stdout().is_terminal());
     match format {
-        LogFormat::Pretty => subscriber.init(),
+        LogFormat::Text => subscriber.init(),
         LogFormat::Json => subscriber.json().init(),
     }
     guard

@@ -358,6 +358,80 @@ async fn listing_commands_print_json_lines_and_exit_statuses_say_what_went_wrong
     assert_eq!(help.status.code(), Some(0), "{help:?}");
 }
 
+/// The log of the service with `env` set (`RESTFUL_AUTH_LOG` unset unless among them) and
+/// `args` (an empty value unsets the variable), after one `GET /healthz`: once its request line is written, or after a second when
+/// `request_line` is false (none is expected).
+async fn log_after_a_request(env: &[(&str, &str)], args: &[&str], request_line: bool) -> String {
+    let directory = tempfile::tempdir().unwrap();
+    let database = directory.path().join("log.sqlite3");
+    let mut command = Command::new(BINARY);
+    command
+        .args(["--database-url", &database_url(&database)])
+        .args(["--secret-key", SECRET])
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("RESTFUL_AUTH_LOG");
+    for (name, value) in env {
+        match value {
+            &"" => command.env_remove(name),
+            value => command.env(name, value),
+        };
+    }
+    let running = Running::start(command);
+    let health = reqwest::get(running.url("/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    if !request_line {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        return running.log_text();
+    }
+    eventually(|| async {
+        let log = running.log_text();
+        log.contains("/healthz").then_some(log)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn rust_log_is_honoured_unless_restful_auth_log_or_log_level_is_set() {
+    let quiet_requests = "info,restful_auth::http::observe=warn";
+    let log = log_after_a_request(&[("RUST_LOG", quiet_requests)], &[], false).await;
+    assert!(log.contains("restful-auth listening"), "{log}");
+    assert!(!log.contains("/healthz"), "RUST_LOG did not filter:\n{log}");
+
+    let both = [("RUST_LOG", quiet_requests), ("RESTFUL_AUTH_LOG", "info")];
+    let log = log_after_a_request(&both, &[], true).await;
+    assert!(log.contains("answered"), "{log}");
+    let flag = ["--log-level", "info"];
+    let log = log_after_a_request(&[("RUST_LOG", quiet_requests)], &flag, true).await;
+    assert!(log.contains("answered"), "{log}");
+}
+
+#[tokio::test]
+async fn logs_are_json_off_a_terminal_unless_text_is_asked_for() {
+    // Standard output is a pipe here: JSON by default ("" unsets the variable).
+    let default = [("RESTFUL_AUTH_LOG_FORMAT", "")];
+    let log = log_after_a_request(&default, &[], true).await;
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|line| line["fields"]["path"] == "/healthz"),
+        "{log}"
+    );
+
+    for format in ["text", "pretty"] {
+        let log = log_after_a_request(&[], &["--log-format", format], true).await;
+        let line = log.lines().find(|line| line.contains("/healthz")).unwrap();
+        assert!(
+            line.contains("answered") && line.contains("path=\"/healthz\""),
+            "{log}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn throttled_requests_are_counted() {
     let service = Service::start(&["--throttle-login-account-ip", "1/1m"]);

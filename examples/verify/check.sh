@@ -44,7 +44,7 @@ start() {
     local name=$1 bind=$2 log=$work/$1.log
     shift 2
     "$binary" --database-url "sqlite://$work/db.sqlite3" --bind "$bind" \
-        --public-url "$public_url" --access-token-lifetime 2s "$@" serve >"$log" 2>&1 &
+        --public-url "$public_url" --access-token-lifetime 2s --log-format text "$@" serve >"$log" 2>&1 &
     pids+=($!)
     for _ in $(seq 1 100); do
         address=$(grep -o 'restful-auth listening address=[0-9.:]*' "$log" | cut -d= -f2) || true

@@ -22,6 +22,18 @@ impl Running {
     /// Starts `command` (the binary and its arguments; `--bind` is added) and waits until it
     /// listens.
     pub fn start(mut command: Command) -> Running {
+        // Its output is a pipe, where the default is JSON: text, unless the test chose.
+        let chose_format = command
+            .get_envs()
+            .any(|(name, _)| name == "RESTFUL_AUTH_LOG_FORMAT")
+            || command.get_args().any(|arg| arg == "--log-format");
+        if !chose_format {
+            command.env("RESTFUL_AUTH_LOG_FORMAT", "text");
+        }
+        // A `RUST_LOG` of the test's environment would filter the lines tests read.
+        if !command.get_envs().any(|(name, _)| name == "RUST_LOG") {
+            command.env_remove("RUST_LOG");
+        }
         let mut child = command
             .args(["--bind", "127.0.0.1:0"])
             .stdout(Stdio::piped())
