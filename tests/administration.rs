@@ -15,15 +15,11 @@ use serde_json::{Value, json};
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{BINARY, Running};
+use support::{BINARY, Running, database_url, run_command};
 
 const PASSWORD: &str = "correct horse battery staple";
 const SECRET: &str = "administration-test-secret-0123456789abcdef";
 const TOKEN: &str = "a-long-random-admin-token-0123456789abcdef";
-
-fn database_url(path: &Path) -> String {
-    format!("sqlite://{}", path.display())
-}
 
 /// The service on `database` with `args`, its log captured.
 fn start(database: &Path, args: &[&str]) -> Running {
@@ -67,22 +63,7 @@ fn refused_start(database: &Path, args: &[&str]) -> (std::process::ExitStatus, S
 
 /// Runs an administration command on `database`, feeding `stdin`.
 fn admin(database: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(BINARY)
-        .args(["--database-url", &database_url(database)])
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = run_command(database, args, stdin);
     assert!(
         output.status.success(),
         "{args:?} failed: {}",

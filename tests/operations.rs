@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{BINARY, Running};
+use support::{BINARY, Running, database_url, run_command};
 const PASSWORD: &str = "correct horse battery staple";
 const SECRET: &str = "operations-test-secret-0123456789abcdef";
 
@@ -93,28 +93,9 @@ fn wait_with_timeout(child: &mut Child, timeout: Duration) -> std::process::Exit
     }
 }
 
-fn database_url(path: &Path) -> String {
-    format!("sqlite://{}", path.display())
-}
-
 /// Runs an administration command on `database`, feeding `stdin`.
 fn admin(database: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(BINARY)
-        .args(["--database-url", &database_url(database)])
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    run_command(database, args, stdin)
 }
 
 fn stdout(output: &Output) -> String {

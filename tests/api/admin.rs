@@ -634,22 +634,6 @@ async fn one_session_of_any_account_is_ended_by_its_id() {
 
 // ---- the audit log ------------------------------------------------------------------------
 
-/// The audit rows of `user_id`, oldest first, as `(event, actor, detail)`.
-async fn audit_of(app: &TestApp, user_id: i64) -> Vec<(String, String, Value)> {
-    let mut rows = app
-        .admin
-        .audit(AuditQuery {
-            user_id: Some(user_id),
-            limit: 100,
-            ..AuditQuery::default()
-        })
-        .await;
-    rows.reverse();
-    rows.into_iter()
-        .map(|row| (row.event, row.actor, row.detail))
-        .collect()
-}
-
 /// The rows of `all` after the first `seen`, as `(event, actor, detail)`.
 fn since(all: &[(String, String, Value)], seen: usize) -> Vec<(&str, &str, &Value)> {
     all[seen..]
@@ -664,7 +648,7 @@ async fn every_admin_change_is_recorded_with_the_admin_as_its_actor_in_its_trans
     let (user, _) = app.register_and_login().await;
     let admin = AdminApi::of(&app);
     let path = format!("/admin/users/{}/", user.id);
-    let seen = audit_of(&app, user.id).await.len();
+    let seen = app.audit_of(user.id).await.len();
 
     admin
         .patch(
@@ -685,7 +669,7 @@ async fn every_admin_change_is_recorded_with_the_admin_as_its_actor_in_its_trans
     admin.delete(&format!("{path}sessions/")).await;
     admin.post(&format!("{path}unlock/")).await;
 
-    let all = audit_of(&app, user.id).await;
+    let all = app.audit_of(user.id).await;
     assert_eq!(
         since(&all, seen),
         [
@@ -714,7 +698,7 @@ async fn a_deleted_account_s_events_keep_its_id_and_are_marked_erased() {
     let deleted = admin.delete(&format!("/admin/users/{}/", user.id)).await;
 
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
-    let rows = audit_of(&app, user.id).await;
+    let rows = app.audit_of(user.id).await;
     assert_eq!(
         rows.iter()
             .map(|(event, ..)| event.as_str())
@@ -726,7 +710,7 @@ async fn a_deleted_account_s_events_keep_its_id_and_are_marked_erased() {
         rows.iter().all(|(.., detail)| detail["erased"] == true),
         "{rows:#?}"
     );
-    let others = audit_of(&app, other.id).await;
+    let others = app.audit_of(other.id).await;
     assert!(
         others
             .iter()

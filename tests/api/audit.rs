@@ -12,24 +12,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::{PASSWORD, TestApp, TestResponse, spawn_app, spawn_app_with, tokens_of};
 
-/// The user's rows, oldest first, as `(event, actor, detail)`.
-async fn events_of(app: &TestApp, user_id: i64) -> Vec<(String, String, Value)> {
-    let mut rows = app
-        .admin
-        .audit(AuditQuery {
-            user_id: Some(user_id),
-            limit: 100,
-            ..AuditQuery::default()
-        })
-        .await;
-    rows.reverse();
-    rows.into_iter()
-        .map(|row| (row.event, row.actor, row.detail))
-        .collect()
-}
-
 async fn names_of(app: &TestApp, user_id: i64) -> Vec<String> {
-    events_of(app, user_id)
+    app.audit_of(user_id)
         .await
         .into_iter()
         .map(|(event, _, _)| event)
@@ -151,7 +135,7 @@ async fn each_change_records_its_event_once_and_a_routine_refresh_records_none()
         ],
         "a routine refresh is no event"
     );
-    let events = events_of(&app, user.id).await;
+    let events = app.audit_of(user.id).await;
     let after: Vec<(&str, Value)> = events[4..]
         .iter()
         .map(|(event, _, detail)| (event.as_str(), detail.clone()))
@@ -208,7 +192,8 @@ async fn logging_out_everywhere_records_each_session_ended() {
         .await;
 
     // Assert
-    let ended: Vec<Value> = events_of(&app, user.id)
+    let ended: Vec<Value> = app
+        .audit_of(user.id)
         .await
         .into_iter()
         .filter(|(event, _, _)| event == "session.ended")
@@ -234,7 +219,8 @@ async fn an_operators_changes_are_recorded_as_the_command_lines() {
     app.admin.retire_signing_key(&rotated).await;
 
     // Assert
-    let events: Vec<(String, String)> = events_of(&app, user.id)
+    let events: Vec<(String, String)> = app
+        .audit_of(user.id)
         .await
         .into_iter()
         .map(|(event, actor, _)| (event, actor))
@@ -279,7 +265,8 @@ async fn failed_logins_are_recorded_with_a_reason_the_client_is_not_told() {
     // Assert
     wrong.assert_invalid_credentials();
     inactive.assert_invalid_credentials();
-    let failures: Vec<Value> = events_of(&app, user.id)
+    let failures: Vec<Value> = app
+        .audit_of(user.id)
         .await
         .into_iter()
         .filter(|(event, _, _)| event == "login.failed")
@@ -343,7 +330,7 @@ async fn throttled_logins_are_recorded_folded_against_the_account() {
     }
 
     // Assert
-    let events = events_of(&app, user.id).await;
+    let events = app.audit_of(user.id).await;
     let counted = |name: &str| {
         events
             .iter()
@@ -561,7 +548,8 @@ async fn a_session_presented_past_its_absolute_lifetime_ends_and_says_why() {
 
     // Assert
     refused.assert_refresh_token_refused();
-    let ended: Vec<(String, Value)> = events_of(&app, user.id)
+    let ended: Vec<(String, Value)> = app
+        .audit_of(user.id)
         .await
         .into_iter()
         .filter(|(event, _, _)| event == "session.ended")

@@ -607,6 +607,22 @@ impl TestApp {
         forge(header, claims, self.secret())
     }
 
+    /// The audit rows of `user_id`, oldest first, as `(event, actor, detail)`.
+    pub async fn audit_of(&self, user_id: i64) -> Vec<(String, String, Value)> {
+        let mut rows = self
+            .admin
+            .audit(AuditQuery {
+                user_id: Some(user_id),
+                limit: 100,
+                ..AuditQuery::default()
+            })
+            .await;
+        rows.reverse();
+        rows.into_iter()
+            .map(|row| (row.event, row.actor, row.detail))
+            .collect()
+    }
+
     // ---- the database, directly ----------------------------------------------------------
 
     /// Runs `sql` (a statement or a query) on the test database, as another tool on it would;

@@ -1,9 +1,10 @@
 //! The real executable, started for a test: shared by the test binaries that run it
 //! (`operations`, `proxy`, `crash`).
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -114,4 +115,29 @@ pub fn listening_address(lines: &[String]) -> Option<SocketAddr> {
         .find(|c: char| c.is_whitespace() || c == '"')
         .unwrap_or(rest.len());
     rest[..end].parse().ok()
+}
+
+/// The `--database-url` of a SQLite file.
+pub fn database_url(path: &Path) -> String {
+    format!("sqlite://{}", path.display())
+}
+
+/// Runs an administration command of the real binary on `database`, feeding `stdin`.
+pub fn run_command(database: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(BINARY)
+        .args(["--database-url", &database_url(database)])
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
 }
