@@ -1094,9 +1094,7 @@ fn seconds(duration: std::time::Duration) -> i64 {
 
 /// 256 random bits, hex-encoded: the secrets the service generates are used as this text.
 fn random_hex_key() -> String {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).expect("the operating system provides randomness");
-    hex::encode(bytes)
+    hex::encode(crate::domain::random_bytes::<32>())
 }
 
 fn secret_settings() -> Vec<String> {

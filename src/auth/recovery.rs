@@ -34,9 +34,7 @@ pub struct LinkToken([u8; 32]);
 
 impl LinkToken {
     pub fn generate() -> LinkToken {
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).expect("the operating system provides randomness");
-        LinkToken(bytes)
+        LinkToken(crate::domain::random_bytes())
     }
 
     /// The token as a link carries it (base64url, no padding), surrounding white space

@@ -102,11 +102,9 @@ impl SigningKey {
 
     /// A new key of `algorithm`, with a random id.
     pub fn generate(algorithm: SigningAlgorithm) -> SigningKey {
-        let mut kid = [0u8; 8];
-        getrandom::fill(&mut kid).expect("the operating system provides randomness");
+        let kid: [u8; 8] = crate::domain::random_bytes();
         let secret = loop {
-            let mut secret = [0u8; 32];
-            getrandom::fill(&mut secret).expect("the operating system provides randomness");
+            let secret: [u8; 32] = crate::domain::random_bytes();
             // About one P-256 scalar in 2^32 is out of range: draw again.
             if algorithm != SigningAlgorithm::ES256 || p256::SecretKey::from_slice(&secret).is_ok()
             {

@@ -31,9 +31,7 @@ pub struct TotpSecret(Vec<u8>);
 
 impl TotpSecret {
     pub fn generate() -> TotpSecret {
-        let mut bytes = vec![0u8; 20];
-        getrandom::fill(&mut bytes).expect("the operating system provides randomness");
-        TotpSecret(bytes)
+        TotpSecret(super::random_bytes::<20>().to_vec())
     }
 
     /// A secret as [`as_bytes`](Self::as_bytes) gave it; `None` if too short for RFC 4226.
@@ -128,8 +126,7 @@ pub struct RecoveryCode(String);
 
 impl RecoveryCode {
     pub fn generate() -> RecoveryCode {
-        let mut bytes = [0u8; 16];
-        getrandom::fill(&mut bytes).expect("the operating system provides randomness");
+        let bytes: [u8; 16] = super::random_bytes();
         let characters: Vec<char> = bytes
             .iter()
             .map(|byte| char::from(RECOVERY_ALPHABET[usize::from(byte % 32)]))

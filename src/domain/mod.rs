@@ -16,6 +16,14 @@ pub mod throttle;
 pub mod vault;
 
 pub type UserId = i64;
+
+/// `N` bytes from the operating system's secure random source: every key, token, nonce and
+/// code the service makes. Without one the service cannot be secure, so it stops.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).expect("the operating system provides randomness");
+    bytes
+}
 pub type SessionId = Uuid;
 
 /// The SHA-256 of a refresh token: the only form in which one is stored, so a stolen database

@@ -29,9 +29,7 @@ pub struct Unopenable;
 impl MasterKey {
     /// A new key from the operating system's randomness.
     pub fn generate() -> MasterKey {
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).expect("the operating system provides randomness");
-        MasterKey(bytes)
+        MasterKey(super::random_bytes())
     }
 
     /// The key as its file holds it: base64.
@@ -41,9 +39,8 @@ impl MasterKey {
 
     /// Seals `plaintext` for the row that `associated_data` names.
     pub fn seal(&self, associated_data: &str, plaintext: &[u8]) -> String {
-        let mut nonce = [0u8; NONCE_LEN];
         // Random 96-bit nonces: a key seals a handful of values, far from the 2^32 limit.
-        getrandom::fill(&mut nonce).expect("the operating system provides randomness");
+        let nonce: [u8; NONCE_LEN] = super::random_bytes();
         let ciphertext = self
             .cipher()
             .encrypt(
