@@ -210,7 +210,11 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         if let Some(path) = cli.config.sqlite_path() {
             crate::private_files::refuse_exposed(&path, cli.config.allow_insecure_permissions)?;
         }
-        execute(SqliteStore::open(&url).await?, cli).await
+        execute(
+            SqliteStore::open(&url, cli.config.sqlite_settings()).await?,
+            cli,
+        )
+        .await
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         execute(
             PostgresStore::open(&url, &cli.config.pool_settings()).await?,

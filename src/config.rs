@@ -14,7 +14,7 @@ use clap::Parser;
 use crate::domain::keys::SigningAlgorithm;
 use crate::domain::settings::Setting;
 use crate::domain::throttle::{AddressPrefixes, RateLimit, ThrottlePolicy};
-use crate::store::PoolSettings;
+use crate::store::{PoolSettings, SqliteSettings};
 
 /// The headings that group the flags in `--help`.
 mod heading {
@@ -210,6 +210,18 @@ pub struct Config {
     /// number of cores. Further logins wait their turn instead of starving other requests.
     #[arg(long, global = true, help_heading = heading::PASSWORDS, env = "RESTFUL_AUTH_HASH_CONCURRENCY")]
     pub hash_concurrency: Option<NonZeroUsize>,
+
+    /// SQLite: sessions whose profile is kept in memory, so an authenticated request reads no
+    /// row (about 150 bytes each; 0 reads the database on every request). This process's
+    /// writes take effect at once, another process's within `--reload-interval`.
+    #[arg(
+        long,
+        global = true,
+        help_heading = heading::DATABASE,
+        env = "RESTFUL_AUTH_SESSION_CACHE_SIZE",
+        default_value_t = 100_000
+    )]
+    pub session_cache_size: usize,
 
     /// PostgreSQL: most connections this instance opens.
     #[arg(
@@ -550,6 +562,12 @@ impl Config {
         let mut config = Flags::parse_from(["restful-auth"]).config;
         config.database_url = database_url.into();
         config
+    }
+
+    pub fn sqlite_settings(&self) -> SqliteSettings {
+        SqliteSettings {
+            session_cache_size: self.session_cache_size,
+        }
     }
 
     pub fn pool_settings(&self) -> PoolSettings {

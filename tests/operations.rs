@@ -140,6 +140,21 @@ async fn me(service: &Service, access_token: &str) -> u16 {
         .as_u16()
 }
 
+/// Asks `/api/me/` with `access_token` until it is refused, which must happen within the
+/// service's `reload` interval: the service keeps live sessions in memory and looks for
+/// another process's writes (the command line's) once per interval. The process's own clock
+/// cannot be set from here, so this waits, polling, with a margin for the scheduler.
+async fn refused_within_reload(service: &Service, access_token: &str, reload: Duration) {
+    let written = Instant::now();
+    while me(service, access_token).await != 401 {
+        assert!(
+            written.elapsed() < reload + Duration::from_secs(1),
+            "the command line's write did not reach /api/me/ within {reload:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn health_readiness_and_metrics_answer() {
     let service = Service::start(&[]);
@@ -907,8 +922,8 @@ async fn user_commands_create_list_and_deactivate_accounts() {
     assert!(stdout(&listed).contains("Admin@example.org"), "{listed:?}");
     assert!(stdout(&listed).contains("1 accounts."), "{listed:?}");
 
-    // Deactivation ends the sessions of a running service's user at once.
-    let service = Service::start_on(directory, database.clone(), &[]);
+    // Deactivation ends the sessions of a running service's user within its reload interval.
+    let service = Service::start_on(directory, database.clone(), &["--reload-interval", "1s"]);
     let (status, tokens) = login(&service, "admin@example.org", PASSWORD).await;
     assert_eq!(status, 200);
     let access = tokens["access_token"].as_str().unwrap();
@@ -916,7 +931,7 @@ async fn user_commands_create_list_and_deactivate_accounts() {
 
     let deactivated = admin(&database, &["user", "deactivate", "ADMIN@example.org"], "");
     assert!(deactivated.status.success(), "{deactivated:?}");
-    assert_eq!(me(&service, access).await, 401);
+    refused_within_reload(&service, access, Duration::from_secs(1)).await;
     assert_eq!(login(&service, "admin@example.org", PASSWORD).await.0, 401);
 
     let activated = admin(&database, &["user", "activate", "admin@example.org"], "");
@@ -932,7 +947,7 @@ async fn user_commands_create_list_and_deactivate_accounts() {
         "a brand new passphrase",
     );
     assert!(changed.status.success(), "{changed:?}");
-    assert_eq!(me(&service, access).await, 401);
+    refused_within_reload(&service, access, Duration::from_secs(1)).await;
     assert_eq!(login(&service, "admin@example.org", PASSWORD).await.0, 401);
     assert_eq!(
         login(&service, "admin@example.org", "a brand new passphrase")

@@ -347,8 +347,10 @@ impl<S: Store> Auth<S> {
         })
     }
 
-    /// Picks up keys and settings changed by another instance or by the command line.
+    /// Picks up keys, settings and (where the store keeps them in memory) sessions and
+    /// profiles changed by another instance or by the command line.
     pub async fn reload(&self) -> Result<(), LoadError> {
+        self.store.notice_outside_writes().await?;
         let live = Self::load_live(
             &self.store,
             self.configured_keys.as_deref(),

@@ -18,10 +18,11 @@ use crate::domain::{Profile, SessionId, UserId};
 pub mod django;
 mod migrations;
 pub mod postgres;
+mod profile_cache;
 pub mod sqlite;
 
 pub use postgres::{PoolSettings, PostgresStore};
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteSettings, SqliteStore};
 
 /// A user about to be created.
 #[derive(Debug, Clone)]
@@ -818,6 +819,12 @@ pub trait Store:
 
     /// `Ok` when the database answers and its schema is the one this build migrates to.
     fn ready(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Picks up what another process (the command line) wrote, where this store keeps
+    /// something in memory that such a write changes. Called every `--reload-interval`.
+    fn notice_outside_writes(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
 
     /// How many pooled connections are in use and idle, for metrics.
     fn pool_state(&self) -> PoolState;

@@ -12,7 +12,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, mpsc};
 
 use r2d2_sqlite::SqliteConnectionManager;
@@ -20,6 +20,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, pa
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+use super::profile_cache::{ProfileCache, Table};
 use super::{
     Account, AccountChange, AccountOverview, AccountQuery, Accounts, Admin, AuditLog, ConfirmTotp,
     Credentials, Factors, LinkOwner, MfaStatus, NewLink, NewSession, NewUser, PasswordReplacement,
@@ -49,12 +50,25 @@ struct Opened {
     readers: r2d2::Pool<SqliteConnectionManager>,
     writer: Connection,
     checkpointer: Connection,
+    data_version: i64,
 }
 
 #[derive(Clone)]
 pub struct SqliteStore {
     readers: r2d2::Pool<SqliteConnectionManager>,
     writes: mpsc::Sender<Write>,
+    /// None when `--session-cache-size` is 0.
+    profiles: Option<Arc<ProfileCache>>,
+    /// The writer connection's `PRAGMA data_version` when last looked at: it moves when
+    /// another connection, another process's, has committed.
+    data_version: Arc<AtomicI64>,
+}
+
+/// How the SQLite store keeps what it reads.
+#[derive(Debug, Clone, Copy)]
+pub struct SqliteSettings {
+    /// Sessions whose profile is kept in memory (0: read on every request).
+    pub session_cache_size: usize,
 }
 
 /// A write for the writer thread; given the connection inside the open transaction, or the
@@ -76,13 +90,14 @@ struct Ran {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite://PATH`) and migrates it.
-    pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
-        Self::open_with_log_limit(url, LogLimit::SERVICE).await
+    pub async fn open(url: &str, settings: SqliteSettings) -> Result<SqliteStore, StoreError> {
+        Self::open_with_log_limit(url, settings, LogLimit::SERVICE).await
     }
 
     /// [`open`](Self::open), with the log kept to `log_limit`.
     async fn open_with_log_limit(
         url: &str,
+        settings: SqliteSettings,
         log_limit: LogLimit,
     ) -> Result<SqliteStore, StoreError> {
         let path = path_of(url)?.to_owned();
@@ -99,7 +114,20 @@ impl SqliteStore {
             readers,
             writer,
             checkpointer,
+            data_version,
         } = opened;
+        let profiles = (settings.session_cache_size > 0)
+            .then(|| Arc::new(ProfileCache::new(settings.session_cache_size)));
+        if let Some(profiles) = &profiles {
+            let noted = profiles.clone();
+            writer
+                .update_hook(Some(move |_, _: &str, table: &str, row| {
+                    if let Some(table) = Table::named(table) {
+                        noted.note_change(table, row);
+                    }
+                }))
+                .map_err(database_error)?;
+        }
         // Set by the checkpointer when the log is long: the writer finishes a checkpoint then.
         let log_is_long = Arc::new(AtomicBool::new(false));
         let (checkpoint_due, checkpoint_requests) = mpsc::sync_channel(1);
@@ -108,10 +136,22 @@ impl SqliteStore {
             move || run_checkpointer(checkpointer, checkpoint_requests, &log_is_long, log_limit)
         })?;
         let (writes, queue) = mpsc::channel();
-        spawn_thread("sqlite-writer", move || {
-            run_writer(writer, queue, checkpoint_due, &log_is_long)
+        spawn_thread("sqlite-writer", {
+            let profiles = profiles.clone();
+            move || {
+                let writer = Writer {
+                    conn: writer,
+                    profiles,
+                };
+                run_writer(writer, queue, checkpoint_due, &log_is_long)
+            }
         })?;
-        Ok(SqliteStore { readers, writes })
+        Ok(SqliteStore {
+            readers,
+            writes,
+            profiles,
+            data_version: Arc::new(AtomicI64::new(data_version)),
+        })
     }
 
     fn open_blocking(path: &Path, readers: usize) -> Result<Opened, StoreError> {
@@ -163,10 +203,12 @@ impl SqliteStore {
         checkpointer
             .execute_batch(CONNECTION_PRAGMAS)
             .map_err(database_error)?;
+        let data_version = data_version(&writer)?;
         Ok(Opened {
             readers,
             writer,
             checkpointer,
+            data_version,
         })
     }
 
@@ -179,6 +221,25 @@ impl SqliteStore {
             .get()
             .map_err(|error| StoreError::Unavailable(error.to_string()))?;
         query(&conn).map_err(database_error)
+    }
+
+    /// The profile of a live session of an active account, and the session's row id.
+    fn read_profile(
+        &self,
+        user_id: UserId,
+        session_id: SessionId,
+    ) -> Result<Option<(Profile, i64)>, StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT u.id, u.username, u.email, s.rowid
+                 FROM sessions s JOIN users u ON u.id = s.user_id
+                 WHERE s.id = ?1 AND s.user_id = ?2 AND s.ended_at IS NULL AND u.is_active = 1",
+            )?
+            .query_row(params![session_id.as_bytes(), user_id], |row| {
+                Ok((profile_row(row)?, row.get(3)?))
+            })
+            .optional()
+        })
     }
 
     /// Runs `work` in the writer's next transaction; answers once that has committed.
@@ -294,9 +355,30 @@ fn run_checkpointer(
     }
 }
 
+/// Moves when another connection has committed since this one last looked.
+fn data_version(conn: &Connection) -> Result<i64, StoreError> {
+    conn.pragma_query_value(None, "data_version", |row| row.get(0))
+        .map_err(database_error)
+}
+
 /// A PASSIVE checkpoint; how many frames the log holds.
 fn checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))
+}
+
+/// The writable connection, and the memory of profiles its commits expire.
+struct Writer {
+    conn: Connection,
+    profiles: Option<Arc<ProfileCache>>,
+}
+
+impl Writer {
+    /// After a transaction (or a statement outside one) has ended, before it is answered.
+    fn ended(&self) {
+        if let Some(profiles) = &self.profiles {
+            profiles.transaction_ended();
+        }
+    }
 }
 
 /// The writer thread: takes what is queued, commits it together, answers; until every handle
@@ -305,7 +387,7 @@ fn checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
 /// running beside a busy writer never does; so when it has grown long, the writer finishes
 /// the checkpoint itself between two commits (the checkpointer has copied most of it).
 fn run_writer(
-    conn: Connection,
+    writer: Writer,
     queue: mpsc::Receiver<Write>,
     checkpoint_due: mpsc::SyncSender<()>,
     log_is_long: &AtomicBool,
@@ -317,8 +399,10 @@ fn run_writer(
             match write {
                 Write::Batched(job) => batch.push(job),
                 Write::Alone(job) => {
-                    commit_batch(&conn, &mut batch);
-                    if let Some(ran) = run_job(&conn, job) {
+                    commit_batch(&writer, &mut batch);
+                    let ran = run_job(&writer.conn, job);
+                    writer.ended();
+                    if let Some(ran) = ran {
                         (ran.answer)(Ok(()));
                     }
                 }
@@ -327,9 +411,9 @@ fn run_writer(
                 next = queue.try_recv().ok();
             }
         }
-        commit_batch(&conn, &mut batch);
+        commit_batch(&writer, &mut batch);
         if log_is_long.swap(false, Ordering::Relaxed)
-            && let Err(error) = checkpoint(&conn)
+            && let Err(error) = checkpoint(&writer.conn)
         {
             tracing::warn!(%error, "checkpointing the write-ahead log failed; will retry");
         }
@@ -337,10 +421,11 @@ fn run_writer(
     }
 }
 
-fn commit_batch(conn: &Connection, batch: &mut Vec<Job>) {
+fn commit_batch(writer: &Writer, batch: &mut Vec<Job>) {
     if batch.is_empty() {
         return;
     }
+    let conn = &writer.conn;
     // IMMEDIATE takes the write lock first, so what a write reads cannot go stale.
     let mut sound = execute_cached(conn, "BEGIN IMMEDIATE");
     let began = sound.is_ok();
@@ -359,6 +444,7 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Job>) {
         // Nothing of the batch is kept; each write's caller gets the error.
         let _ = execute_cached(conn, "ROLLBACK");
     }
+    writer.ended();
     for ran in ran {
         (ran.answer)(committed.clone());
     }
@@ -607,15 +693,20 @@ impl Accounts for SqliteStore {
         user_id: UserId,
         session_id: SessionId,
     ) -> Result<Option<Profile>, StoreError> {
-        self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT u.id, u.username, u.email
-                 FROM sessions s JOIN users u ON u.id = s.user_id
-                 WHERE s.id = ?1 AND s.user_id = ?2 AND s.ended_at IS NULL AND u.is_active = 1",
-            )?
-            .query_row(params![session_id.as_bytes(), user_id], profile_row)
-            .optional()
-        })
+        let Some(profiles) = &self.profiles else {
+            return Ok(self
+                .read_profile(user_id, session_id)?
+                .map(|(profile, _)| profile));
+        };
+        if let Some(profile) = profiles.get(&session_id, user_id) {
+            return Ok(Some(profile));
+        }
+        let before = profiles.before_read();
+        let found = self.read_profile(user_id, session_id)?;
+        Ok(found.map(|(profile, session_row)| {
+            profiles.fill(before, session_id, session_row, &profile);
+            profile
+        }))
     }
 
     async fn rename(
@@ -1045,6 +1136,18 @@ impl Store for SqliteStore {
             conn.pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0))
         })?;
         migrations::expect_current(migrations::SQLITE, found)
+    }
+
+    async fn notice_outside_writes(&self) -> Result<(), StoreError> {
+        let Some(profiles) = self.profiles.clone() else {
+            return Ok(());
+        };
+        // Asked of the writer's own connection: its commits do not move it, others' do.
+        let version = self.write_alone(data_version).await?;
+        if self.data_version.swap(version, Ordering::Relaxed) != version {
+            profiles.invalidate_all();
+        }
+        Ok(())
     }
 
     fn pool_state(&self) -> PoolState {
@@ -2068,7 +2171,14 @@ mod tests {
     async fn open_temporary() -> (tempfile::TempDir, SqliteStore) {
         let directory = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", directory.path().join("db.sqlite3").display());
-        let store = SqliteStore::open(&url).await.unwrap();
+        let store = SqliteStore::open(
+            &url,
+            SqliteSettings {
+                session_cache_size: 0,
+            },
+        )
+        .await
+        .unwrap();
         (directory, store)
     }
 
@@ -2182,7 +2292,16 @@ mod tests {
             bytes_before_restart: LOG_BYTES_BEFORE_RESTART,
             checkpoint_interval: std::time::Duration::from_millis(3),
         };
-        let store = SqliteStore::open_with_log_limit(&url, limit).await.unwrap();
+        let store = SqliteStore::open_with_log_limit(
+            &url,
+            SqliteSettings {
+                session_cache_size: 16,
+            },
+            limit,
+        )
+        .await
+        .unwrap();
+        let own_writes_unseen = store.data_version.load(Ordering::Relaxed);
         let value = "x".repeat(900);
         let mut in_flight = tokio::task::JoinSet::<Result<(), StoreError>>::new();
         // Each write changes a page or two of 1 KiB: several times the length that restarts.
@@ -2211,5 +2330,15 @@ mod tests {
             store.settings().await.unwrap().len(),
             (LENGTHS_WRITTEN * restart_frames) as usize
         );
+        // Neither the store's own commits nor its checkpoints and restarts of the log look
+        // like another process's write (which would empty its memory of sessions); one does.
+        store.notice_outside_writes().await.unwrap();
+        assert_eq!(store.data_version.load(Ordering::Relaxed), own_writes_unseen);
+        Connection::open(directory.path().join("db.sqlite3"))
+            .unwrap()
+            .execute("INSERT INTO settings (key, value) VALUES ('outside', '1')", [])
+            .unwrap();
+        store.notice_outside_writes().await.unwrap();
+        assert_ne!(store.data_version.load(Ordering::Relaxed), own_writes_unseen);
     }
 }

@@ -159,7 +159,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
 /// The service on `config`'s database, with a pool of its own, as one instance of several.
 async fn build_router(config: &Config, clock: Arc<ManualClock>) -> Service {
     if config.database_url.starts_with("sqlite://") {
-        let store = SqliteStore::open(&config.database_url).await;
+        let store = SqliteStore::open(&config.database_url, config.sqlite_settings()).await;
         service_on(store.expect("the test database opens"), config, clock).await
     } else {
         let store = PostgresStore::open(&config.database_url, &config.pool_settings()).await;
@@ -176,7 +176,7 @@ pub async fn refused_start(config: &Config) -> String {
         }
     }
     if config.database_url.starts_with("sqlite://") {
-        let store = SqliteStore::open(&config.database_url).await;
+        let store = SqliteStore::open(&config.database_url, config.sqlite_settings()).await;
         refused(store.expect("the test database opens"), config).await
     } else {
         let store = PostgresStore::open(&config.database_url, &config.pool_settings()).await;

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use axum::http::{Method, Request, StatusCode, header};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
@@ -658,6 +658,231 @@ fn a_refresh_chain_with_random_reuse_leaves_one_live_token_at_most() {
          each random step and at the end",
         STEPS_TAKEN.load(std::sync::atomic::Ordering::Relaxed)
     );
+}
+
+/// What a client of the session-cache property does next; indexes pick among what exists.
+#[derive(Debug, Clone)]
+enum Act {
+    Login(Index),
+    Refresh(Index),
+    /// The refresh token before the session's last rotation, presented again: a reuse.
+    Replay(Index),
+    Logout(Index),
+    LogoutAll(Index),
+    ChangePassword(Index),
+    Rename(Index, u8),
+    Deactivate(Index),
+    Activate(Index),
+    EndSession(Index),
+}
+
+fn acts() -> impl Strategy<Value = Vec<Act>> {
+    let act = prop_oneof![
+        3 => any::<Index>().prop_map(Act::Login),
+        3 => any::<Index>().prop_map(Act::Refresh),
+        1 => any::<Index>().prop_map(Act::Replay),
+        1 => any::<Index>().prop_map(Act::Logout),
+        1 => any::<Index>().prop_map(Act::LogoutAll),
+        1 => any::<Index>().prop_map(Act::ChangePassword),
+        2 => (any::<Index>(), any::<u8>()).prop_map(|(at, name)| Act::Rename(at, name)),
+        1 => any::<Index>().prop_map(Act::Deactivate),
+        1 => any::<Index>().prop_map(Act::Activate),
+        1 => any::<Index>().prop_map(Act::EndSession),
+    ];
+    prop::collection::vec(act, 1..14)
+}
+
+/// One service's side of the session-cache property: its users and the sessions its clients
+/// hold.
+struct Side {
+    app: TestApp,
+    users: Vec<crate::helpers::TestUser>,
+    sessions: Vec<Held>,
+}
+
+/// A session as its client holds it.
+struct Held {
+    access: String,
+    refresh: String,
+    /// The refresh token the last rotation consumed.
+    consumed: Option<String>,
+    /// The index of its user in [`Side::users`].
+    owner: usize,
+}
+
+impl Side {
+    /// Does `act` and answers what the client saw: the status and body of each request.
+    async fn act(&mut self, act: &Act) -> Vec<(StatusCode, Value)> {
+        let app = &self.app;
+        let session = |at: &Index, sessions: &[Held]| {
+            (!sessions.is_empty()).then(|| at.index(sessions.len()))
+        };
+        let seen = |response: TestResponse| vec![(response.status, response.body)];
+        match act {
+            Act::Login(at) => {
+                let owner = at.index(self.users.len());
+                let user = &self.users[owner];
+                let response = app.login(&user.email, &user.password).await;
+                if response.status == StatusCode::OK {
+                    self.sessions.push(Held {
+                        access: response.body["access_token"].as_str().unwrap().to_owned(),
+                        refresh: response.body["refresh_token"].as_str().unwrap().to_owned(),
+                        consumed: None,
+                        owner,
+                    });
+                }
+                vec![(response.status, Value::Null)]
+            }
+            Act::Refresh(at) => {
+                let Some(at) = session(at, &self.sessions) else {
+                    return vec![];
+                };
+                let held = &mut self.sessions[at];
+                let response = app.refresh(&held.refresh).await;
+                if response.status == StatusCode::OK {
+                    let refresh = response.body["refresh_token"].as_str().unwrap().to_owned();
+                    held.consumed = Some(std::mem::replace(&mut held.refresh, refresh));
+                    held.access = response.body["access_token"].as_str().unwrap().into();
+                }
+                vec![(response.status, Value::Null)]
+            }
+            Act::Replay(at) => {
+                let Some(at) = session(at, &self.sessions) else {
+                    return vec![];
+                };
+                let Some(consumed) = &self.sessions[at].consumed else {
+                    return vec![];
+                };
+                seen(app.refresh(consumed).await)
+            }
+            Act::Logout(at) => {
+                let Some(at) = session(at, &self.sessions) else {
+                    return vec![];
+                };
+                seen(app.logout(&self.sessions[at].refresh).await)
+            }
+            Act::LogoutAll(at) => {
+                let Some(at) = session(at, &self.sessions) else {
+                    return vec![];
+                };
+                let access = self.sessions[at].access.clone();
+                seen(
+                    app.request(Method::POST, "/api/logout/all/", Some(&access), None)
+                        .await,
+                )
+            }
+            Act::ChangePassword(at) => {
+                let Some(at) = session(at, &self.sessions) else {
+                    return vec![];
+                };
+                let owner = self.sessions[at].owner;
+                let new_password = format!("{}-next", self.users[owner].password);
+                let body = json!({
+                    "old_password": self.users[owner].password,
+                    "new_password": new_password,
+                });
+                let access = self.sessions[at].access.clone();
+                let bytes = body.to_string().into_bytes();
+                let response = app
+                    .request(
+                        Method::POST,
+                        "/api/me/password/",
+                        Some(&access),
+                        Some(("application/json", bytes)),
+                    )
+                    .await;
+                if response.status == StatusCode::OK {
+                    self.users[owner].password = new_password;
+                }
+                seen(response)
+            }
+            Act::Rename(at, name) => {
+                let Some(at) = session(at, &self.sessions) else {
+                    return vec![];
+                };
+                let access = self.sessions[at].access.clone();
+                seen(
+                    app.patch_me(&access, &json!({"username": format!("name{name}")}))
+                        .await,
+                )
+            }
+            Act::Deactivate(at) => {
+                let user = self.users[at.index(self.users.len())].id;
+                app.deactivate(user).await;
+                vec![]
+            }
+            Act::Activate(at) => {
+                let user = self.users[at.index(self.users.len())].id;
+                app.activate(user).await;
+                vec![]
+            }
+            Act::EndSession(at) => {
+                let Some(at) = session(at, &self.sessions) else {
+                    return vec![];
+                };
+                let access = &self.sessions[at].access;
+                let sid = app.claims_of(access)["sid"].as_str().unwrap().to_owned();
+                let request = Request::delete(format!("/api/sessions/{sid}/"))
+                    .header(header::AUTHORIZATION, format!("Bearer {access}"))
+                    .body(Body::empty())
+                    .unwrap();
+                seen(app.send_raw(request).await)
+            }
+        }
+    }
+
+    /// `GET /api/me/` with every session's access token.
+    async fn profiles(&self) -> Vec<(StatusCode, Value)> {
+        let mut seen = Vec::new();
+        for held in &self.sessions {
+            let response = self.app.get_me(&held.access).await;
+            seen.push((response.status, response.body));
+        }
+        seen
+    }
+}
+
+#[test]
+fn the_session_cache_answers_as_a_read_of_the_database_would() {
+    let runtime = runtime();
+    let sides = runtime.block_on(async {
+        let cached = spawn_app().await;
+        let uncached = spawn_app_with(|config| config.session_cache_size = 0).await;
+        let mut sides = Vec::new();
+        for app in [cached, uncached] {
+            let mut users = Vec::new();
+            for name in ["ann", "bob"] {
+                users.push(app.register_user(&format!("{name}@example.org")).await);
+            }
+            sides.push(Side {
+                app,
+                users,
+                sessions: Vec::new(),
+            });
+        }
+        sides
+    });
+    let sides = Mutex::new(sides);
+    check("session cache", 24, acts(), |acts| {
+        let mut sides = sides.lock().unwrap();
+        runtime.block_on(async {
+            for side in sides.iter_mut() {
+                side.sessions.clear();
+            }
+            for act in &acts {
+                let mut answers = Vec::new();
+                for side in sides.iter_mut() {
+                    let mut seen = side.act(act).await;
+                    // Each act is followed by every session's profile: the cache is filled
+                    // before the next act changes what it holds.
+                    seen.extend(side.profiles().await);
+                    answers.push(seen);
+                }
+                prop_assert_eq!(&answers[0], &answers[1], "after {:?}", act);
+            }
+            Ok(())
+        })
+    });
 }
 
 // ---- the fuzzing oracles, on the stable toolchain --------------------------------------------
