@@ -212,7 +212,7 @@ pub struct Config {
     pub hash_concurrency: Option<NonZeroUsize>,
 
     /// SQLite: sessions whose profile is kept in memory, so an authenticated request reads no
-    /// row (about 150 bytes each; 0 reads the database on every request). This process's
+    /// row (about 230 bytes each; 0 reads the database on every request). This process's
     /// writes take effect at once, another process's within `--reload-interval`.
     #[arg(
         long,

@@ -2333,12 +2333,21 @@ mod tests {
         // Neither the store's own commits nor its checkpoints and restarts of the log look
         // like another process's write (which would empty its memory of sessions); one does.
         store.notice_outside_writes().await.unwrap();
-        assert_eq!(store.data_version.load(Ordering::Relaxed), own_writes_unseen);
+        assert_eq!(
+            store.data_version.load(Ordering::Relaxed),
+            own_writes_unseen
+        );
         Connection::open(directory.path().join("db.sqlite3"))
             .unwrap()
-            .execute("INSERT INTO settings (key, value) VALUES ('outside', '1')", [])
+            .execute(
+                "INSERT INTO settings (key, value) VALUES ('outside', '1')",
+                [],
+            )
             .unwrap();
         store.notice_outside_writes().await.unwrap();
-        assert_ne!(store.data_version.load(Ordering::Relaxed), own_writes_unseen);
+        assert_ne!(
+            store.data_version.load(Ordering::Relaxed),
+            own_writes_unseen
+        );
     }
 }
