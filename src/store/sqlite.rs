@@ -2350,4 +2350,120 @@ mod tests {
             own_writes_unseen
         );
     }
+
+    /// The pages a refresh-token rotation writes to the log (1 KiB each, plus a 24-byte
+    /// frame header): committed alone, and committed 32 at once (the writer's group commit).
+    /// Rows are found by random keys (token digests, session ids), so each rotation touches
+    /// leaves of its own: the token's (consumed), its successor's, the session index's.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rotation_writes_a_few_pages_to_the_log() {
+        use crate::domain::mfa::Amr;
+        use crate::domain::sessions::{Redemption, SessionPolicy};
+
+        const SESSIONS: usize = 32;
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("db.sqlite3");
+        let url = format!("sqlite://{}", path.display());
+        // No checkpoint after the first: the log only grows, so its length counts the frames.
+        let limit = LogLimit {
+            bytes_before_restart: LOG_BYTES_BEFORE_RESTART,
+            checkpoint_interval: std::time::Duration::from_secs(3600),
+        };
+        let uncached = SqliteSettings {
+            session_cache_size: 0,
+        };
+        let store = SqliteStore::open_with_log_limit(&url, uncached, limit)
+            .await
+            .unwrap();
+        let user_id = store
+            .create_user(new_user("ann@example.org"))
+            .await
+            .unwrap();
+        // Thousands of sessions, so that the tables are deeper than one page.
+        let digest = |session: usize, generation: usize| -> RefreshDigest {
+            let mut digest = [0; 32];
+            digest[..16].copy_from_slice(&Uuid::new_v4().into_bytes());
+            digest[16..24].copy_from_slice(&(session as u64).to_le_bytes());
+            digest[24..].copy_from_slice(&(generation as u64).to_le_bytes());
+            digest
+        };
+        let mut chains = Vec::new();
+        for session in 0..2000 {
+            let first = digest(session, 0);
+            let started = store
+                .start_session(NewSession {
+                    id: Uuid::new_v4(),
+                    user_id,
+                    verified_hash: "not a real hash".into(),
+                    address: None,
+                    refresh: first,
+                    refresh_expires_at: 1_000_000,
+                    amr: Amr::Password,
+                    origin: Origin::of(Actor::Cli),
+                    now: 1,
+                })
+                .await
+                .unwrap();
+            assert!(started);
+            chains.push(first);
+        }
+        let rotate = |store: SqliteStore, presented: RefreshDigest, successor: RefreshDigest| async move {
+            let redeemed = store
+                .redeem_refresh_token(Redeem {
+                    presented,
+                    successor,
+                    redemption: Redemption::Rotate {
+                        expires_at: 1_000_000,
+                    },
+                    policy: SessionPolicy::default(),
+                    throttle: None,
+                    origin: Origin::of(Actor::Cli),
+                    now: 2,
+                })
+                .await
+                .unwrap();
+            assert!(
+                matches!(redeemed, Redeemed::Accepted { .. }),
+                "{redeemed:?}"
+            );
+        };
+        let log_length = || {
+            std::fs::metadata(path.with_extension("sqlite3-wal"))
+                .unwrap()
+                .len()
+        };
+        let frames = |bytes: u64| bytes as f64 / (1024.0 + 24.0);
+
+        let before = log_length();
+        for (session, chain) in chains.iter_mut().enumerate().take(200) {
+            let next = digest(session, 1);
+            rotate(store.clone(), *chain, next).await;
+            *chain = next;
+        }
+        let alone = frames(log_length() - before) / 200.0;
+
+        let before = log_length();
+        for round in 0..20 {
+            let mut rotations = tokio::task::JoinSet::new();
+            for (session, chain) in chains.iter_mut().enumerate().skip(200).take(SESSIONS) {
+                let next = digest(session, round + 2);
+                rotations.spawn(rotate(store.clone(), *chain, next));
+                *chain = next;
+            }
+            rotations.join_all().await;
+        }
+        let together = frames(log_length() - before) / (20 * SESSIONS) as f64;
+
+        println!(
+            "log frames per rotation: {alone:.1} committed alone, {together:.1} in group commits of up to {SESSIONS}"
+        );
+        assert!(
+            alone <= 12.0,
+            "{alone:.1} frames per rotation committed alone"
+        );
+        assert!(
+            together <= alone,
+            "{together:.1} frames per rotation in group commits"
+        );
+    }
 }
