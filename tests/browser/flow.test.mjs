@@ -2,8 +2,9 @@
 // registers, logs in, reads and renames the profile, sets up two-factor login and logs in with
 // a one-time code, refreshes and logs out through the pages only, resets the password through
 // the page a reset link opens, and leaves a screenshot of every step, at desktop and phone
-// widths, under
-// `target/browser/`. The service is the real binary, on a free port and a fresh SQLite file.
+// widths, under `target/browser/`. axe-core checks every step, and every page, in the light
+// and the dark theme: a serious or critical finding fails.
+// The service is the real binary, on a free port and a fresh SQLite file.
 //
 // Run: `cargo build && (cd tests/browser && npm ci && npm test)`; `.ci/run` does it.
 
@@ -12,6 +13,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -27,6 +29,9 @@ const CHROMIUM_FLAGS = [
   '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
 ];
+const AXE_SOURCE = fs.readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+/** axe-core's impacts that fail the test; `moderate` and `minor` ones are advice. */
+const FAILING_IMPACTS = ['serious', 'critical'];
 const DESKTOP = { width: 1280, height: 860 };
 const PHONE = { width: 390, height: 844 };
 
@@ -301,6 +306,49 @@ test('a newcomer makes every call of the API from the pages alone', async (t) =>
     await screenshot('docs', { fullPage: false });
   });
 
+  await t.test('the focus ring stands out at least 3:1 from the colours it touches, in both themes', async () => {
+    const found = [];
+    let reached = 0;
+    for (const url of ['/', '/api/login/']) {
+      for (const colorScheme of ['light', 'dark']) {
+        await page.emulateMedia({ colorScheme });
+        await page.goto(`${base}${url}`);
+        for (const ring of await focusRings()) {
+          reached += 1;
+          const [outline, ...touching] = [ring.outline, ring.behind].map(rgb);
+          const ratio = contrastRatio(outline, ...touching);
+          if (ring.style === 'none' || ring.width < 2 || ratio < 3) {
+            found.push(`${url} ${colorScheme} ${ring.element}: ${ring.style} ${ring.width}px ${ring.outline} on ${ring.behind} (${ratio.toFixed(2)}:1)`);
+          }
+        }
+      }
+    }
+    await page.emulateMedia({ colorScheme: null });
+    assert.deepEqual(found, []);
+    assert.ok(reached >= 40, `controls reached with Tab: ${reached}`);
+  });
+
+  await t.test('every page passes axe-core, in both themes', async () => {
+    await page.goto(`${base}/`);
+    const linked = await page.evaluate(() => [...document.querySelectorAll('a[href^="/"]')].map((link) => link.getAttribute('href')));
+    const urls = [...new Set([...linked, '/api/docs/', '/reset/', '/verify/', '/no/such/page/'])];
+    const found = [];
+    const notPages = [];
+    for (const url of urls) {
+      const response = await page.goto(`${base}${url}`);
+      if (!response.headers()['content-type']?.startsWith('text/html')) {
+        // A JSON or text answer, which Chromium shows in a viewer of its own.
+        notPages.push(url);
+        continue;
+      }
+      if (url === '/api/docs/') await page.locator('#tag-sessions').waitFor();
+      found.push(...(await accessibilityViolations()).map((violation) => `${url}: ${violation}`));
+    }
+    assert.deepEqual(found, []);
+    assert.deepEqual(notPages.filter((url) => url.startsWith('/api/')), [], 'every API URL is a page');
+    assert.ok(urls.length - notPages.length >= 15, `pages checked: ${urls.length - notPages.length}`);
+  });
+
   await t.test('no page broke, and no secret went into a URL or a log line', async () => {
     assert.deepEqual(problems, []);
     const secrets = [
@@ -369,6 +417,74 @@ function operation(summary) {
   return page.getByRole('form', { name: summary });
 }
 
+/**
+ * Every control Tab reaches on a freshly loaded page, once round: its focus ring (outline colour, style and
+ * width, as the keyboard shows it) and the colour behind it, which the ring, drawn off the
+ * element, touches.
+ */
+async function focusRings() {
+  const rings = [];
+  for (let presses = 0; presses < 200; presses += 1) {
+    await page.keyboard.press('Tab');
+    const ring = await page.evaluate(() => {
+      const element = document.activeElement;
+      if (!element || element === document.body || element.hasAttribute('data-focus-seen')) return null;
+      element.setAttribute('data-focus-seen', '');
+      const style = getComputedStyle(element);
+      let behind = 'rgb(255, 255, 255)';
+      for (let node = element.parentElement; node; node = node.parentElement) {
+        const background = getComputedStyle(node).backgroundColor;
+        if (!/^rgba\(.*, 0\)$|^transparent$/.test(background)) { behind = background; break; }
+      }
+      const name = `${element.localName}${element.id ? `#${element.id}` : ''} "${(element.textContent || element.name || '').trim().slice(0, 30)}"`;
+      return { element: name, outline: style.outlineColor, style: style.outlineStyle, width: parseFloat(style.outlineWidth), behind };
+    });
+    if (!ring) break;
+    rings.push(ring);
+  }
+  return rings;
+}
+
+/** `rgb(r, g, b)` as [r, g, b]. */
+function rgb(color) {
+  const channels = color.match(/\d+(\.\d+)?/g)?.slice(0, 3).map(Number);
+  assert.equal(channels?.length, 3, `a colour: ${color}`);
+  return channels;
+}
+
+/** WCAG 2.2's contrast ratio of two sRGB colours. */
+function contrastRatio(first, second) {
+  const luminance = (channels) => {
+    const [r, g, b] = channels.map((channel) => {
+      const value = channel / 255;
+      return value <= 0.04045 ? value / 12.92 : ((value + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const [lighter, darker] = [luminance(first), luminance(second)].sort((a, b) => b - a);
+  return (lighter + 0.05) / (darker + 0.05);
+}
+
+/**
+ * axe-core's serious and critical findings on the page as it is now, in the light and the dark
+ * theme. Playwright evaluates its script from outside the page, as an extension would: the
+ * page's Content-Security-Policy (rightly) runs no script but the service's own.
+ */
+async function accessibilityViolations() {
+  const found = [];
+  for (const colorScheme of ['light', 'dark']) {
+    await page.emulateMedia({ colorScheme });
+    if (!(await page.evaluate(() => 'axe' in window))) await page.evaluate(AXE_SOURCE);
+    const { violations } = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+    for (const violation of violations.filter(({ impact }) => FAILING_IMPACTS.includes(impact))) {
+      const where = violation.nodes.map((node) => node.target.join(' ')).join(', ');
+      found.push(`${colorScheme}: ${violation.id} (${violation.impact}) ${violation.help}: ${where}`);
+    }
+  }
+  await page.emulateMedia({ colorScheme: null });
+  return found;
+}
+
 async function expectAnswer(status) {
   await page.locator('#response-summary', { hasText: status }).waitFor();
 }
@@ -385,8 +501,9 @@ async function storedTokens() {
   });
 }
 
-/** The page as it looks now, on a desktop and on a phone. */
+/** The page as it looks now, on a desktop and on a phone; axe-core finds nothing serious in it. */
 async function screenshot(name, { fullPage = true } = {}) {
+  assert.deepEqual(await accessibilityViolations(), [], `axe-core on ${name}`);
   step += 1;
   const file = (size) => path.join(SCREENSHOTS, `${String(step).padStart(2, '0')}-${name}-${size}.png`);
   await page.screenshot({ path: file('desktop'), fullPage });
