@@ -1,9 +1,10 @@
 // The browsable API, used as a person would use it: headless Chromium (Debian's `chromium`)
-// registers, logs in, reads and renames the profile, sets up two-factor login and logs in with
-// a one-time code, refreshes and logs out through the pages only, resets the password through
-// the page a reset link opens, and leaves a screenshot of every step, at desktop and phone
-// widths, under `target/browser/`. axe-core checks every step, and every page, in the light
-// and the dark theme: a serious or critical finding fails.
+// registers (after a refused try whose errors show at their fields), logs in, reads and
+// renames the profile, sets up two-factor login and logs in with a one-time code, refreshes
+// and logs out through the pages only, resets the password through the page a reset link
+// opens, and leaves a screenshot of every step, at desktop and phone widths, under
+// `target/browser/`. axe-core checks every step, and every page, in the light and the dark
+// theme: a serious or critical finding fails.
 // The service is the real binary, on a free port and a fresh SQLite file.
 //
 // Run: `cargo build && (cd tests/browser && npm ci && npm test)`; `.ci/run` does it.
@@ -110,6 +111,28 @@ test('a newcomer makes every call of the API from the pages alone', async (t) =>
     await page.waitForURL(`${base}/api/register/`);
   });
 
+  await t.test('a refused registration shows each error at its field, until the next try', async () => {
+    const form = operation('Create an account');
+    const email = form.getByLabel('Email');
+    const password = form.getByLabel('Password');
+    await email.fill('ann-at-example.org');
+    await password.fill(PASSWORD);
+    await form.getByRole('button', { name: 'Send POST' }).click();
+    await expectAnswer('400 Bad Request');
+    await expectFieldError(email, 'Enter a valid email address.');
+    assert.equal(await password.getAttribute('aria-invalid'), null, 'the password was not refused');
+    assert.equal(await page.evaluate(() => document.activeElement?.name), 'email', 'the refused field has the focus');
+    await screenshot('register-refused');
+
+    await email.fill(EMAIL);
+    await password.fill('123');
+    await form.getByRole('button', { name: 'Send POST' }).click();
+    await expectAnswer('400 Bad Request');
+    // Every message of the field, under it.
+    await expectFieldError(password, (await answerBody()).password.join(' '));
+    await expectNoFieldError(email);
+  });
+
   await t.test('registers', async () => {
     const form = operation('Create an account');
     await form.getByLabel('Email').fill(EMAIL);
@@ -117,6 +140,7 @@ test('a newcomer makes every call of the API from the pages alone', async (t) =>
     await form.getByRole('button', { name: 'Send POST' }).click();
     await expectAnswer('201 Created');
     assert.equal((await answerBody()).email, EMAIL);
+    await expectNoFieldError(form.getByLabel('Password'));
     await screenshot('register');
   });
 
@@ -129,6 +153,7 @@ test('a newcomer makes every call of the API from the pages alone', async (t) =>
     await form.getByRole('button', { name: 'Send POST' }).click();
     await expectAnswer('401 Unauthorized');
     assert.deepEqual(await answerBody(), { detail: 'No active account found with the given credentials' });
+    await form.getByRole('alert').filter({ hasText: 'No active account found with the given credentials' }).waitFor();
     assert.equal(await storedTokens(), null, 'a refused login keeps no token');
     await screenshot('login-refused');
   });
@@ -138,6 +163,7 @@ test('a newcomer makes every call of the API from the pages alone', async (t) =>
     await form.getByLabel('Password').fill(PASSWORD);
     await form.getByRole('button', { name: 'Send POST' }).click();
     await expectAnswer('200 OK');
+    assert.equal(await form.getByRole('alert').count(), 0, 'the last try\'s message went');
     const body = await answerBody();
     assert.equal(body.token_type, 'Bearer');
     loginTokens = await storedTokens();
@@ -269,12 +295,15 @@ test('a newcomer makes every call of the API from the pages alone', async (t) =>
     await page.goto(link);
     await assertHeading('Choose a new password');
     assert.equal(new URL(page.url()).hash, '', 'the token left the address bar');
-    await page.getByLabel('New password', { exact: true }).fill('12345');
+    const newPassword = page.getByLabel('New password', { exact: true });
+    await newPassword.fill('12345');
     await page.getByRole('button', { name: 'Set the new password' }).click();
-    await page.locator('#link-result', { hasText: 'This password is too short.' }).waitFor();
-    await page.getByLabel('New password', { exact: true }).fill(NEW_PASSWORD);
+    await expectFieldError(newPassword, /This password is too short\./);
+    await screenshot('reset-refused');
+    await newPassword.fill(NEW_PASSWORD);
     await page.getByRole('button', { name: 'Set the new password' }).click();
     await page.locator('#link-result', { hasText: 'Password has been reset.' }).waitFor();
+    await expectNoFieldError(newPassword);
     await screenshot('reset');
 
     // The same link again, in a fresh page (from here, only its fragment would change).
@@ -282,7 +311,7 @@ test('a newcomer makes every call of the API from the pages alone', async (t) =>
     await page.goto(link);
     await page.getByLabel('New password', { exact: true }).fill('yet another passphrase');
     await page.getByRole('button', { name: 'Set the new password' }).click();
-    await page.locator('#link-result', { hasText: 'Invalid or expired link.' }).waitFor();
+    await page.getByRole('alert').filter({ hasText: 'Invalid or expired link.' }).waitFor();
     const login = async (password) => {
       const answer = await fetch(`${base}/api/login/`, {
         method: 'POST',
@@ -415,6 +444,27 @@ async function assertHeading(name) {
 /** The form of the operation whose heading reads `summary`. */
 function operation(summary) {
   return page.getByRole('form', { name: summary });
+}
+
+/** `input` is marked invalid, and the error it points to sits right under it and says `message`. */
+async function expectFieldError(input, message) {
+  await input.and(page.locator('[aria-invalid="true"]')).waitFor();
+  const described = (await input.getAttribute('aria-describedby')).split(' ');
+  const error = page.locator(`[id="${described[0]}"]`);
+  if (message instanceof RegExp) assert.match(await error.innerText(), message);
+  else assert.equal(await error.innerText(), message);
+  assert.ok(
+    await input.evaluate((field, id) => field.nextElementSibling?.id === id, described[0]),
+    'the error follows its field',
+  );
+}
+
+async function expectNoFieldError(input) {
+  assert.equal(await input.getAttribute('aria-invalid'), null);
+  for (const id of (await input.getAttribute('aria-describedby') ?? '').split(' ').filter(Boolean)) {
+    assert.doesNotMatch(id, /-error$/, 'no error is referred to');
+  }
+  assert.equal(await input.evaluate((field) => field.nextElementSibling?.classList.contains('field-error')), false);
 }
 
 /**

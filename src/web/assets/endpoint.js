@@ -3,6 +3,7 @@
 
 import { session } from './session.js';
 import { h, jsonView } from './render.js';
+import { clearErrors, showErrors } from './form-errors.js';
 
 const summary = document.getElementById('response-summary');
 const detail = document.getElementById('response-detail');
@@ -108,6 +109,7 @@ async function send(form) {
   summary.className = 'status status-pending';
   summary.replaceChildren(methodBadge(request), ' ', h('code', {}, request.path), ' → sending…');
   detail.replaceChildren();
+  clearErrors(form);
   const started = performance.now();
   try {
     const response = await fetch(request.path, {
@@ -122,6 +124,7 @@ async function send(form) {
     try { answer = JSON.parse(text); } catch { answer = undefined; }
     learn(request, response, answer);
     show(request, response, text, answer, Math.round(performance.now() - started));
+    if (!response.ok) showErrors(form, answer, { fallback: form.elements.json ?? null })?.focus();
     if (response.status === 401 && answer?.code === 'mfa_required') askSecondFactor(form);
   } catch (error) {
     summary.className = 'status status-failed';
