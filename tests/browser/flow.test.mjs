@@ -1,10 +1,10 @@
 // The browsable API, used as a person would use it: headless Chromium (Debian's `chromium`)
 // registers (after a refused try whose errors show at their fields), logs in, reads and
-// renames the profile, sets up two-factor login and logs in with a one-time code, refreshes
-// and logs out through the pages only, resets the password through the page a reset link
-// opens, and leaves a screenshot of every step, at desktop and phone widths, under
-// `target/browser/`. axe-core checks every step, and every page, in the light and the dark
-// theme: a serious or critical finding fails.
+// renames the profile, sets up two-factor login and logs in with a one-time code, lets the
+// pages renew a refused access token on their own, refreshes and logs out through the pages
+// only, resets the password through the page a reset link opens, and leaves a screenshot of
+// every step, at desktop and phone widths, under `target/browser/`. axe-core checks every
+// step, and every page, in the light and the dark theme: a serious or critical finding fails.
 // The service is the real binary, on a free port and a fresh SQLite file.
 //
 // Run: `cargo build && (cd tests/browser && npm ci && npm test)`; `.ci/run` does it.
@@ -246,6 +246,54 @@ test('a newcomer makes every call of the API from the pages alone', async (t) =>
     loginTokens = renewed;
   });
 
+  await t.test('a refused access token is renewed once with the refresh token, and the request sent again', async () => {
+    await page.evaluate(() => sessionStorage.setItem('restful-auth.access_token', 'not.a.token'));
+    await page.reload();
+    assert.equal(await page.getByLabel('Access token').inputValue(), 'not.a.token');
+    const refreshes = countRequests('POST', '/api/refresh/');
+    await operation('Show my profile').getByRole('button', { name: 'Send GET' }).click();
+    await expectAnswer('200 OK');
+    assert.equal((await answerBody()).username, USERNAME);
+    await page.locator('#response-detail .renewed').waitFor();
+    const renewed = await storedTokens();
+    assert.notEqual(renewed.refresh, loginTokens.refresh, 'the rotated refresh token is kept');
+    assert.notEqual(renewed.access, 'not.a.token');
+    assert.equal(await page.getByLabel('Access token').inputValue(), renewed.access);
+    assert.equal(refreshes.stop(), 1);
+    loginTokens = renewed;
+    await screenshot('me-renewed');
+  });
+
+  await t.test('requests refused at once share one refresh, so the session survives', async () => {
+    await page.evaluate(() => sessionStorage.setItem('restful-auth.access_token', 'not.a.token'));
+    await page.reload();
+    const refreshes = countRequests('POST', '/api/refresh/');
+    // The refresh answers late, so that both 401s are in before it: two refreshes would
+    // present one refresh token twice, which ends the session.
+    await page.route('**/api/refresh/', async (route) => {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      await route.continue();
+    });
+    const answers = ['GET', 'PATCH'].map((method) => page.waitForResponse(
+      (response) => response.request().method() === method && response.url() === `${base}/api/me/` && response.status() === 200,
+    ));
+    await page.evaluate(() => {
+      for (const form of document.querySelectorAll('form[data-method=GET], form[data-method=PATCH]')) form.requestSubmit();
+    });
+    await Promise.all(answers);
+    await page.unroute('**/api/refresh/');
+    assert.equal(refreshes.stop(), 1, 'one refresh for both');
+    const renewed = await storedTokens();
+    assert.notEqual(renewed.refresh, loginTokens.refresh);
+    loginTokens = renewed;
+    // The session lives on: its tokens still work, with no refresh needed.
+    const again = countRequests('POST', '/api/refresh/');
+    await operation('Show my profile').getByRole('button', { name: 'Send GET' }).click();
+    await expectAnswer('200 OK');
+    assert.equal(await page.locator('#response-detail .renewed').count(), 0);
+    assert.equal(again.stop(), 0);
+  });
+
   await t.test('refreshes with the kept refresh token, and keeps the new ones', async () => {
     await page.getByRole('navigation', { name: 'Endpoints' }).getByRole('link', { name: 'refresh', exact: true }).click();
     await page.waitForURL(`${base}/api/refresh/`);
@@ -283,6 +331,21 @@ test('a newcomer makes every call of the API from the pages alone', async (t) =>
     await expectAnswer('401 Unauthorized');
     assert.deepEqual(await answerBody(), { detail: 'Authentication credentials were not provided.' });
     await screenshot('me-logged-out');
+  });
+
+  await t.test('a refresh token of an ended session is not renewed: the 401 shows, and the tab forgets it', async () => {
+    await page.evaluate((refresh) => {
+      sessionStorage.setItem('restful-auth.access_token', 'not.a.token');
+      sessionStorage.setItem('restful-auth.refresh_token', refresh);
+    }, loginTokens.refresh);
+    await page.reload();
+    const form = operation('Show my profile');
+    await form.getByRole('button', { name: 'Send GET' }).click();
+    await expectAnswer('401 Unauthorized');
+    assert.equal((await answerBody()).code, 'token_not_valid');
+    await form.getByRole('alert').filter({ hasText: 'Given token not valid for any token type' }).waitFor();
+    assert.equal(await storedTokens(), null);
+    assert.equal(await page.getByLabel('Access token').inputValue(), '');
   });
 
   await t.test('resets the forgotten password on the page a reset link opens, once', async () => {
@@ -513,6 +576,16 @@ function contrastRatio(first, second) {
   };
   const [lighter, darker] = [luminance(first), luminance(second)].sort((a, b) => b - a);
   return (lighter + 0.05) / (darker + 0.05);
+}
+
+/** Counts the page's requests of `method` to `path` until `stop()`, which returns the count. */
+function countRequests(method, path) {
+  let count = 0;
+  const listener = (request) => {
+    if (request.method() === method && new URL(request.url()).pathname === path) count += 1;
+  };
+  page.on('request', listener);
+  return { stop: () => { page.off('request', listener); return count; } };
 }
 
 /**
