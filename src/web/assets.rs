@@ -34,6 +34,11 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("assets/endpoint.js"),
     },
     Asset {
+        name: "form-errors.js",
+        content_type: JAVASCRIPT,
+        body: include_bytes!("assets/form-errors.js"),
+    },
+    Asset {
         name: "link.js",
         content_type: JAVASCRIPT,
         body: include_bytes!("assets/link.js"),

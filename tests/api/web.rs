@@ -405,6 +405,8 @@ async fn assets_are_served_with_their_media_types_and_unknown_ones_are_404() {
         ("session.js", "text/javascript; charset=utf-8"),
         ("render.js", "text/javascript; charset=utf-8"),
         ("endpoint.js", "text/javascript; charset=utf-8"),
+        ("form-errors.js", "text/javascript; charset=utf-8"),
+        ("link.js", "text/javascript; charset=utf-8"),
         ("docs.js", "text/javascript; charset=utf-8"),
         ("favicon.svg", "image/svg+xml"),
     ];
@@ -438,7 +440,14 @@ async fn the_scripts_call_nothing_but_this_service() {
     // Arrange
     let app = spawn_app().await;
 
-    for name in ["session.js", "render.js", "endpoint.js", "docs.js"] {
+    for name in [
+        "session.js",
+        "render.js",
+        "endpoint.js",
+        "form-errors.js",
+        "link.js",
+        "docs.js",
+    ] {
         // Act
         let script = app.browse(&format!("/assets/{name}")).await.text();
 

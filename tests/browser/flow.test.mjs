@@ -1,9 +1,11 @@
 // The browsable API, used as a person would use it: headless Chromium (Debian's `chromium`)
-// registers, logs in, reads and renames the profile, sets up two-factor login and logs in with
-// a one-time code, refreshes and logs out through the pages only, resets the password through
-// the page a reset link opens, and leaves a screenshot of every step, at desktop and phone
-// widths, under
-// `target/browser/`. The service is the real binary, on a free port and a fresh SQLite file.
+// registers (after a refused try whose errors show at their fields), logs in, reads and
+// renames the profile, sets up two-factor login and logs in with a one-time code, lets the
+// pages renew a refused access token on their own, refreshes and logs out through the pages
+// only, resets the password through the page a reset link opens, and leaves a screenshot of
+// every step, at desktop and phone widths, under `target/browser/`. axe-core checks every
+// step, and every page, in the light and the dark theme: a serious or critical finding fails.
+// The service is the real binary, on a free port and a fresh SQLite file.
 //
 // Run: `cargo build && (cd tests/browser && npm ci && npm test)`; `.ci/run` does it.
 
@@ -12,6 +14,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -27,6 +30,9 @@ const CHROMIUM_FLAGS = [
   '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
 ];
+const AXE_SOURCE = fs.readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+/** axe-core's impacts that fail the test; `moderate` and `minor` ones are advice. */
+const FAILING_IMPACTS = ['serious', 'critical'];
 const DESKTOP = { width: 1280, height: 860 };
 const PHONE = { width: 390, height: 844 };
 
@@ -105,6 +111,28 @@ test('a newcomer makes every call of the API from the pages alone', async (t) =>
     await page.waitForURL(`${base}/api/register/`);
   });
 
+  await t.test('a refused registration shows each error at its field, until the next try', async () => {
+    const form = operation('Create an account');
+    const email = form.getByLabel('Email');
+    const password = form.getByLabel('Password');
+    await email.fill('ann-at-example.org');
+    await password.fill(PASSWORD);
+    await form.getByRole('button', { name: 'Send POST' }).click();
+    await expectAnswer('400 Bad Request');
+    await expectFieldError(email, 'Enter a valid email address.');
+    assert.equal(await password.getAttribute('aria-invalid'), null, 'the password was not refused');
+    assert.equal(await page.evaluate(() => document.activeElement?.name), 'email', 'the refused field has the focus');
+    await screenshot('register-refused');
+
+    await email.fill(EMAIL);
+    await password.fill('123');
+    await form.getByRole('button', { name: 'Send POST' }).click();
+    await expectAnswer('400 Bad Request');
+    // Every message of the field, under it.
+    await expectFieldError(password, (await answerBody()).password.join(' '));
+    await expectNoFieldError(email);
+  });
+
   await t.test('registers', async () => {
     const form = operation('Create an account');
     await form.getByLabel('Email').fill(EMAIL);
@@ -112,6 +140,7 @@ test('a newcomer makes every call of the API from the pages alone', async (t) =>
     await form.getByRole('button', { name: 'Send POST' }).click();
     await expectAnswer('201 Created');
     assert.equal((await answerBody()).email, EMAIL);
+    await expectNoFieldError(form.getByLabel('Password'));
     await screenshot('register');
   });
 
@@ -124,6 +153,7 @@ test('a newcomer makes every call of the API from the pages alone', async (t) =>
     await form.getByRole('button', { name: 'Send POST' }).click();
     await expectAnswer('401 Unauthorized');
     assert.deepEqual(await answerBody(), { detail: 'No active account found with the given credentials' });
+    await form.getByRole('alert').filter({ hasText: 'No active account found with the given credentials' }).waitFor();
     assert.equal(await storedTokens(), null, 'a refused login keeps no token');
     await screenshot('login-refused');
   });
@@ -133,6 +163,7 @@ test('a newcomer makes every call of the API from the pages alone', async (t) =>
     await form.getByLabel('Password').fill(PASSWORD);
     await form.getByRole('button', { name: 'Send POST' }).click();
     await expectAnswer('200 OK');
+    assert.equal(await form.getByRole('alert').count(), 0, 'the last try\'s message went');
     const body = await answerBody();
     assert.equal(body.token_type, 'Bearer');
     loginTokens = await storedTokens();
@@ -215,6 +246,54 @@ test('a newcomer makes every call of the API from the pages alone', async (t) =>
     loginTokens = renewed;
   });
 
+  await t.test('a refused access token is renewed once with the refresh token, and the request sent again', async () => {
+    await page.evaluate(() => sessionStorage.setItem('restful-auth.access_token', 'not.a.token'));
+    await page.reload();
+    assert.equal(await page.getByLabel('Access token').inputValue(), 'not.a.token');
+    const refreshes = countRequests('POST', '/api/refresh/');
+    await operation('Show my profile').getByRole('button', { name: 'Send GET' }).click();
+    await expectAnswer('200 OK');
+    assert.equal((await answerBody()).username, USERNAME);
+    await page.locator('#response-detail .renewed').waitFor();
+    const renewed = await storedTokens();
+    assert.notEqual(renewed.refresh, loginTokens.refresh, 'the rotated refresh token is kept');
+    assert.notEqual(renewed.access, 'not.a.token');
+    assert.equal(await page.getByLabel('Access token').inputValue(), renewed.access);
+    assert.equal(refreshes.stop(), 1);
+    loginTokens = renewed;
+    await screenshot('me-renewed');
+  });
+
+  await t.test('requests refused at once share one refresh, so the session survives', async () => {
+    await page.evaluate(() => sessionStorage.setItem('restful-auth.access_token', 'not.a.token'));
+    await page.reload();
+    const refreshes = countRequests('POST', '/api/refresh/');
+    // The refresh answers late, so that both 401s are in before it: two refreshes would
+    // present one refresh token twice, which ends the session.
+    await page.route('**/api/refresh/', async (route) => {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      await route.continue();
+    });
+    const answers = ['GET', 'PATCH'].map((method) => page.waitForResponse(
+      (response) => response.request().method() === method && response.url() === `${base}/api/me/` && response.status() === 200,
+    ));
+    await page.evaluate(() => {
+      for (const form of document.querySelectorAll('form[data-method=GET], form[data-method=PATCH]')) form.requestSubmit();
+    });
+    await Promise.all(answers);
+    await page.unroute('**/api/refresh/');
+    assert.equal(refreshes.stop(), 1, 'one refresh for both');
+    const renewed = await storedTokens();
+    assert.notEqual(renewed.refresh, loginTokens.refresh);
+    loginTokens = renewed;
+    // The session lives on: its tokens still work, with no refresh needed.
+    const again = countRequests('POST', '/api/refresh/');
+    await operation('Show my profile').getByRole('button', { name: 'Send GET' }).click();
+    await expectAnswer('200 OK');
+    assert.equal(await page.locator('#response-detail .renewed').count(), 0);
+    assert.equal(again.stop(), 0);
+  });
+
   await t.test('refreshes with the kept refresh token, and keeps the new ones', async () => {
     await page.getByRole('navigation', { name: 'Endpoints' }).getByRole('link', { name: 'refresh', exact: true }).click();
     await page.waitForURL(`${base}/api/refresh/`);
@@ -254,6 +333,21 @@ test('a newcomer makes every call of the API from the pages alone', async (t) =>
     await screenshot('me-logged-out');
   });
 
+  await t.test('a refresh token of an ended session is not renewed: the 401 shows, and the tab forgets it', async () => {
+    await page.evaluate((refresh) => {
+      sessionStorage.setItem('restful-auth.access_token', 'not.a.token');
+      sessionStorage.setItem('restful-auth.refresh_token', refresh);
+    }, loginTokens.refresh);
+    await page.reload();
+    const form = operation('Show my profile');
+    await form.getByRole('button', { name: 'Send GET' }).click();
+    await expectAnswer('401 Unauthorized');
+    assert.equal((await answerBody()).code, 'token_not_valid');
+    await form.getByRole('alert').filter({ hasText: 'Given token not valid for any token type' }).waitFor();
+    assert.equal(await storedTokens(), null);
+    assert.equal(await page.getByLabel('Access token').inputValue(), '');
+  });
+
   await t.test('resets the forgotten password on the page a reset link opens, once', async () => {
     // No SMTP server here: the operator's command prints the link a mail would carry.
     const link = execFileSync(serviceBinary(), [
@@ -264,12 +358,15 @@ test('a newcomer makes every call of the API from the pages alone', async (t) =>
     await page.goto(link);
     await assertHeading('Choose a new password');
     assert.equal(new URL(page.url()).hash, '', 'the token left the address bar');
-    await page.getByLabel('New password', { exact: true }).fill('12345');
+    const newPassword = page.getByLabel('New password', { exact: true });
+    await newPassword.fill('12345');
     await page.getByRole('button', { name: 'Set the new password' }).click();
-    await page.locator('#link-result', { hasText: 'This password is too short.' }).waitFor();
-    await page.getByLabel('New password', { exact: true }).fill(NEW_PASSWORD);
+    await expectFieldError(newPassword, /This password is too short\./);
+    await screenshot('reset-refused');
+    await newPassword.fill(NEW_PASSWORD);
     await page.getByRole('button', { name: 'Set the new password' }).click();
     await page.locator('#link-result', { hasText: 'Password has been reset.' }).waitFor();
+    await expectNoFieldError(newPassword);
     await screenshot('reset');
 
     // The same link again, in a fresh page (from here, only its fragment would change).
@@ -277,7 +374,7 @@ test('a newcomer makes every call of the API from the pages alone', async (t) =>
     await page.goto(link);
     await page.getByLabel('New password', { exact: true }).fill('yet another passphrase');
     await page.getByRole('button', { name: 'Set the new password' }).click();
-    await page.locator('#link-result', { hasText: 'Invalid or expired link.' }).waitFor();
+    await page.getByRole('alert').filter({ hasText: 'Invalid or expired link.' }).waitFor();
     const login = async (password) => {
       const answer = await fetch(`${base}/api/login/`, {
         method: 'POST',
@@ -299,6 +396,49 @@ test('a newcomer makes every call of the API from the pages alone', async (t) =>
       assert.ok(await page.locator('.operation-doc h3', { hasText: path }).count() > 0, `the reference shows ${path}`);
     }
     await screenshot('docs', { fullPage: false });
+  });
+
+  await t.test('the focus ring stands out at least 3:1 from the colours it touches, in both themes', async () => {
+    const found = [];
+    let reached = 0;
+    for (const url of ['/', '/api/login/']) {
+      for (const colorScheme of ['light', 'dark']) {
+        await page.emulateMedia({ colorScheme });
+        await page.goto(`${base}${url}`);
+        for (const ring of await focusRings()) {
+          reached += 1;
+          const [outline, ...touching] = [ring.outline, ring.behind].map(rgb);
+          const ratio = contrastRatio(outline, ...touching);
+          if (ring.style === 'none' || ring.width < 2 || ratio < 3) {
+            found.push(`${url} ${colorScheme} ${ring.element}: ${ring.style} ${ring.width}px ${ring.outline} on ${ring.behind} (${ratio.toFixed(2)}:1)`);
+          }
+        }
+      }
+    }
+    await page.emulateMedia({ colorScheme: null });
+    assert.deepEqual(found, []);
+    assert.ok(reached >= 40, `controls reached with Tab: ${reached}`);
+  });
+
+  await t.test('every page passes axe-core, in both themes', async () => {
+    await page.goto(`${base}/`);
+    const linked = await page.evaluate(() => [...document.querySelectorAll('a[href^="/"]')].map((link) => link.getAttribute('href')));
+    const urls = [...new Set([...linked, '/api/docs/', '/reset/', '/verify/', '/no/such/page/'])];
+    const found = [];
+    const notPages = [];
+    for (const url of urls) {
+      const response = await page.goto(`${base}${url}`);
+      if (!response.headers()['content-type']?.startsWith('text/html')) {
+        // A JSON or text answer, which Chromium shows in a viewer of its own.
+        notPages.push(url);
+        continue;
+      }
+      if (url === '/api/docs/') await page.locator('#tag-sessions').waitFor();
+      found.push(...(await accessibilityViolations()).map((violation) => `${url}: ${violation}`));
+    }
+    assert.deepEqual(found, []);
+    assert.deepEqual(notPages.filter((url) => url.startsWith('/api/')), [], 'every API URL is a page');
+    assert.ok(urls.length - notPages.length >= 15, `pages checked: ${urls.length - notPages.length}`);
   });
 
   await t.test('no page broke, and no secret went into a URL or a log line', async () => {
@@ -369,6 +509,105 @@ function operation(summary) {
   return page.getByRole('form', { name: summary });
 }
 
+/** `input` is marked invalid, and the error it points to sits right under it and says `message`. */
+async function expectFieldError(input, message) {
+  await input.and(page.locator('[aria-invalid="true"]')).waitFor();
+  const described = (await input.getAttribute('aria-describedby')).split(' ');
+  const error = page.locator(`[id="${described[0]}"]`);
+  if (message instanceof RegExp) assert.match(await error.innerText(), message);
+  else assert.equal(await error.innerText(), message);
+  assert.ok(
+    await input.evaluate((field, id) => field.nextElementSibling?.id === id, described[0]),
+    'the error follows its field',
+  );
+}
+
+async function expectNoFieldError(input) {
+  assert.equal(await input.getAttribute('aria-invalid'), null);
+  for (const id of (await input.getAttribute('aria-describedby') ?? '').split(' ').filter(Boolean)) {
+    assert.doesNotMatch(id, /-error$/, 'no error is referred to');
+  }
+  assert.equal(await input.evaluate((field) => field.nextElementSibling?.classList.contains('field-error')), false);
+}
+
+/**
+ * Every control Tab reaches on a freshly loaded page, once round: its focus ring (outline colour, style and
+ * width, as the keyboard shows it) and the colour behind it, which the ring, drawn off the
+ * element, touches.
+ */
+async function focusRings() {
+  const rings = [];
+  for (let presses = 0; presses < 200; presses += 1) {
+    await page.keyboard.press('Tab');
+    const ring = await page.evaluate(() => {
+      const element = document.activeElement;
+      if (!element || element === document.body || element.hasAttribute('data-focus-seen')) return null;
+      element.setAttribute('data-focus-seen', '');
+      const style = getComputedStyle(element);
+      let behind = 'rgb(255, 255, 255)';
+      for (let node = element.parentElement; node; node = node.parentElement) {
+        const background = getComputedStyle(node).backgroundColor;
+        if (!/^rgba\(.*, 0\)$|^transparent$/.test(background)) { behind = background; break; }
+      }
+      const name = `${element.localName}${element.id ? `#${element.id}` : ''} "${(element.textContent || element.name || '').trim().slice(0, 30)}"`;
+      return { element: name, outline: style.outlineColor, style: style.outlineStyle, width: parseFloat(style.outlineWidth), behind };
+    });
+    if (!ring) break;
+    rings.push(ring);
+  }
+  return rings;
+}
+
+/** `rgb(r, g, b)` as [r, g, b]. */
+function rgb(color) {
+  const channels = color.match(/\d+(\.\d+)?/g)?.slice(0, 3).map(Number);
+  assert.equal(channels?.length, 3, `a colour: ${color}`);
+  return channels;
+}
+
+/** WCAG 2.2's contrast ratio of two sRGB colours. */
+function contrastRatio(first, second) {
+  const luminance = (channels) => {
+    const [r, g, b] = channels.map((channel) => {
+      const value = channel / 255;
+      return value <= 0.04045 ? value / 12.92 : ((value + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const [lighter, darker] = [luminance(first), luminance(second)].sort((a, b) => b - a);
+  return (lighter + 0.05) / (darker + 0.05);
+}
+
+/** Counts the page's requests of `method` to `path` until `stop()`, which returns the count. */
+function countRequests(method, path) {
+  let count = 0;
+  const listener = (request) => {
+    if (request.method() === method && new URL(request.url()).pathname === path) count += 1;
+  };
+  page.on('request', listener);
+  return { stop: () => { page.off('request', listener); return count; } };
+}
+
+/**
+ * axe-core's serious and critical findings on the page as it is now, in the light and the dark
+ * theme. Playwright evaluates its script from outside the page, as an extension would: the
+ * page's Content-Security-Policy (rightly) runs no script but the service's own.
+ */
+async function accessibilityViolations() {
+  const found = [];
+  for (const colorScheme of ['light', 'dark']) {
+    await page.emulateMedia({ colorScheme });
+    if (!(await page.evaluate(() => 'axe' in window))) await page.evaluate(AXE_SOURCE);
+    const { violations } = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+    for (const violation of violations.filter(({ impact }) => FAILING_IMPACTS.includes(impact))) {
+      const where = violation.nodes.map((node) => node.target.join(' ')).join(', ');
+      found.push(`${colorScheme}: ${violation.id} (${violation.impact}) ${violation.help}: ${where}`);
+    }
+  }
+  await page.emulateMedia({ colorScheme: null });
+  return found;
+}
+
 async function expectAnswer(status) {
   await page.locator('#response-summary', { hasText: status }).waitFor();
 }
@@ -385,8 +624,9 @@ async function storedTokens() {
   });
 }
 
-/** The page as it looks now, on a desktop and on a phone. */
+/** The page as it looks now, on a desktop and on a phone; axe-core finds nothing serious in it. */
 async function screenshot(name, { fullPage = true } = {}) {
+  assert.deepEqual(await accessibilityViolations(), [], `axe-core on ${name}`);
   step += 1;
   const file = (size) => path.join(SCREENSHOTS, `${String(step).padStart(2, '0')}-${name}-${size}.png`);
   await page.screenshot({ path: file('desktop'), fullPage });

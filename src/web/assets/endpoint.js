@@ -1,8 +1,9 @@
 // An endpoint's page: each form sends its request with `fetch` and shows the answer. The page
 // itself is static; everything particular to this tab (tokens, answers) lives only here.
 
-import { session } from './session.js';
+import { renewAccessToken, session } from './session.js';
 import { h, jsonView } from './render.js';
+import { clearErrors, showErrors } from './form-errors.js';
 
 const summary = document.getElementById('response-summary');
 const detail = document.getElementById('response-detail');
@@ -87,16 +88,42 @@ function requestOf(form) {
       body = JSON.stringify(sentFields);
     }
   }
-  if ('bearer' in form.dataset) {
-    const token = document.getElementById('bearer').value.trim();
-    if (token) headers.Authorization = `Bearer ${token}`;
-  }
+  const bearer = 'bearer' in form.dataset;
+  const token = bearer ? document.getElementById('bearer').value.trim() : '';
+  if (token) headers.Authorization = `Bearer ${token}`;
   // `/api/sessions/{id}/`: each parameter from its field, encoded so it stays one segment.
   const path = form.dataset.path.replace(/\{(\w+)\}/g, (_, name) => {
     const input = [...form.querySelectorAll('.path-fields input')].find((field) => field.name === name);
     return encodeURIComponent(input?.value.trim() ?? '');
   });
-  return { method: form.dataset.method, path, bearer: 'bearer' in form.dataset, headers, body, sentFields };
+  // Only the tab's own token is renewed on a 401: one typed in by hand is the person's to judge.
+  const keptToken = bearer && session.refresh !== null && token === (session.access ?? '');
+  return { method: form.dataset.method, path, bearer, token, keptToken, headers, body, sentFields };
+}
+
+function call(request) {
+  return fetch(request.path, {
+    method: request.method,
+    headers: request.headers,
+    body: request.body,
+    cache: 'no-store',
+    credentials: 'omit',
+  });
+}
+
+/**
+ * Sends `request`; if the service refuses the tab's access token (401), renews it once with
+ * the refresh token and sends the request again with the new one, as a client of the API
+ * would. If it cannot be renewed, the first 401 is the answer. Resolves to the answer and
+ * whether it came from the retry.
+ */
+async function callRenewingOnce(request) {
+  const response = await call(request);
+  if (response.status !== 401 || !request.keptToken || !(await renewAccessToken(request.token))) {
+    return { response, renewed: false };
+  }
+  const headers = { ...request.headers, Authorization: `Bearer ${session.access}` };
+  return { response: await call({ ...request, headers }), renewed: true };
 }
 
 async function send(form) {
@@ -108,20 +135,16 @@ async function send(form) {
   summary.className = 'status status-pending';
   summary.replaceChildren(methodBadge(request), ' ', h('code', {}, request.path), ' → sending…');
   detail.replaceChildren();
+  clearErrors(form);
   const started = performance.now();
   try {
-    const response = await fetch(request.path, {
-      method: request.method,
-      headers: request.headers,
-      body: request.body,
-      cache: 'no-store',
-      credentials: 'omit',
-    });
+    const { response, renewed } = await callRenewingOnce(request);
     const text = await response.text();
     let answer;
     try { answer = JSON.parse(text); } catch { answer = undefined; }
     learn(request, response, answer);
-    show(request, response, text, answer, Math.round(performance.now() - started));
+    show(request, response, text, answer, Math.round(performance.now() - started), renewed);
+    if (!response.ok) showErrors(form, answer, { fallback: form.elements.json ?? null })?.focus();
     if (response.status === 401 && answer?.code === 'mfa_required') askSecondFactor(form);
   } catch (error) {
     summary.className = 'status status-failed';
@@ -148,7 +171,7 @@ function learn(request, response, answer) {
   if (response.ok && typeof answer?.email === 'string') session.rememberEmail(answer.email);
 }
 
-function show(request, response, text, answer, milliseconds) {
+function show(request, response, text, answer, milliseconds, renewed) {
   const family = `${String(response.status)[0]}xx`;
   const reason = response.statusText || REASONS[response.status] || '';
   summary.className = `status status-${family}`;
@@ -162,6 +185,7 @@ function show(request, response, text, answer, milliseconds) {
     .filter((name) => response.headers.has(name))
     .flatMap((name) => [h('dt', {}, name), h('dd', {}, response.headers.get(name))]);
   detail.replaceChildren(
+    ...(renewed ? [h('p', { class: 'renewed' }, 'The access token was refused, so it was renewed with the refresh token and the request sent again: this is the answer to the second try.')] : []),
     h('h3', {}, 'Headers'),
     h('dl', { class: 'headers' }, headers),
     ...(typeof answer?.qr_svg === 'string' ? [qrCode(answer.qr_svg)].filter(Boolean) : []),
@@ -181,7 +205,7 @@ function methodBadge(request) {
 function bearerAdvice(request, response) {
   if (!request.bearer || response.status !== 401) return null;
   return h('p', { class: 'next-step' }, session.refresh
-    ? 'The access token is missing or no longer valid: get a new one with “Refresh now” above, then send again.'
+    ? 'The access token was refused and not renewed: get a new one with “Refresh now” above, then send again.'
     : 'This needs the access token of a login: log in first, then come back.');
 }
 

@@ -3,6 +3,8 @@
 // it): this script reads it, takes it out of the address bar and the history at once, and
 // posts it, with the new password on `/reset/`, to the API.
 
+import { clearErrors, showErrors } from './form-errors.js';
+
 const form = document.getElementById('link-form');
 const button = form.querySelector('button[type=submit]');
 const result = document.getElementById('link-result');
@@ -23,6 +25,7 @@ form.addEventListener('submit', async (event) => {
   for (const input of form.querySelectorAll('input[name]')) body[input.name] = input.value;
   button.disabled = true;
   button.setAttribute('aria-busy', 'true');
+  clearErrors(form);
   show('status status-pending', 'Sending…');
   let finished = false;
   try {
@@ -41,7 +44,8 @@ form.addEventListener('submit', async (event) => {
     } else {
       // A refused link stays refused: only a new one helps.
       finished = Array.isArray(answer.token);
-      show(`status status-${String(response.status)[0]}xx`, messages(answer) || `Refused (${response.status}).`);
+      show(`status status-${String(response.status)[0]}xx`, `Refused (${response.status}).`);
+      showErrors(form, answer, { named: false })?.focus();
     }
   } catch (error) {
     show('status status-failed', `The service did not answer: ${error.message}.`);
@@ -54,10 +58,4 @@ form.addEventListener('submit', async (event) => {
 function show(className, text) {
   result.className = className;
   result.textContent = text;
-}
-
-/** DRF's errors, `{"detail": "…"}` or `{"field": ["…", …]}`, as one line. */
-function messages(answer) {
-  if (typeof answer.detail === 'string') return answer.detail;
-  return Object.values(answer).flat().filter((message) => typeof message === 'string').join(' ');
 }

@@ -45,21 +45,51 @@ export const session = {
 /** The contract's endpoint that trades a refresh token for new tokens. */
 const REFRESH_PATH = '/api/refresh/';
 
+/** The refresh under way, which every caller in the meantime waits for instead of starting one. */
+let pendingRefresh = null;
+
 /**
  * Trades the kept refresh token for new tokens: access tokens last seconds, and a page that
- * needs one should not send its user elsewhere for it. A refused token is spent: forgotten.
+ * needs one should not send its user elsewhere for it. One refresh at a time: refresh tokens
+ * are single use, and presenting a consumed one again ends the whole session, so two
+ * requests refused at once must share one trade, not race two. A refused token is spent, and
+ * so is one the service did not understand: forgotten. A throttled, failing or unreachable
+ * service says nothing of the token, which is kept for a later try. Resolves to the status
+ * (0 without an answer).
  */
-export async function refreshTokens() {
-  const response = await fetch(REFRESH_PATH, {
-    method: 'POST',
-    headers: { Accept: 'application/json', 'Content-Type': 'application/json' },
-    body: JSON.stringify({ refresh_token: session.refresh }),
-    cache: 'no-store',
-    credentials: 'omit',
-  });
+export function refreshTokens() {
+  pendingRefresh ??= tradeRefreshToken().finally(() => { pendingRefresh = null; });
+  return pendingRefresh;
+}
+
+async function tradeRefreshToken() {
+  let response;
+  try {
+    response = await fetch(REFRESH_PATH, {
+      method: 'POST',
+      headers: { Accept: 'application/json', 'Content-Type': 'application/json' },
+      body: JSON.stringify({ refresh_token: session.refresh }),
+      cache: 'no-store',
+      credentials: 'omit',
+    });
+  } catch {
+    return 0;
+  }
   if (response.ok) session.keep(await response.json());
-  else if (response.status === 401) session.forget();
+  else if (response.status === 400 || response.status === 401) session.forget();
   return response.status;
+}
+
+/**
+ * After the service refused the access token `stale` (a 401), gets a newer one as a client
+ * would: the one another request renewed meanwhile, or else one refresh (shared, above).
+ * Resolves to whether the tab now holds an access token other than `stale` to retry with.
+ */
+export async function renewAccessToken(stale) {
+  if (session.access && session.access !== stale) return true;
+  if (!session.refresh) return false;
+  await refreshTokens();
+  return Boolean(session.access) && session.access !== stale;
 }
 
 function changed() {
