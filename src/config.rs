@@ -14,6 +14,7 @@ use clap::Parser;
 use crate::domain::keys::SigningAlgorithm;
 use crate::domain::settings::Setting;
 use crate::domain::throttle::{AddressPrefixes, RateLimit, ThrottlePolicy};
+use crate::private_files::{SecretFileError, read_secret};
 use crate::store::PoolSettings;
 
 /// The headings that group the flags in `--help`.
@@ -48,15 +49,25 @@ pub struct Config {
         help_heading = heading::DATABASE,
         env = "DATABASE_URL",
         hide_env_values = true,
-        default_value = "sqlite://restful_auth.sqlite3"
+        default_value = "sqlite://restful_auth.sqlite3",
+        conflicts_with = "database_url_file"
     )]
     pub database_url: String,
+
+    /// A file holding --database-url (a `postgres://` URL with a password stays out of the
+    /// environment and the command line); readable by its owner only.
+    #[arg(long, global = true, help_heading = heading::DATABASE, env = "DATABASE_URL_FILE")]
+    pub database_url_file: Option<PathBuf>,
 
     /// A shared secret that signs access tokens with HS256, at least 32 bytes: only holders of
     /// it can verify them. When unset, signing keys are generated (see --jwt-algorithm), kept
     /// in the database for every instance, and their public keys published.
-    #[arg(long, global = true, help_heading = heading::TOKENS, env = "RESTFUL_AUTH_SECRET_KEY", hide_env_values = true)]
+    #[arg(long, global = true, help_heading = heading::TOKENS, env = "RESTFUL_AUTH_SECRET_KEY", hide_env_values = true, conflicts_with = "secret_key_file")]
     pub secret_key: Option<SecretKey>,
+
+    /// A file holding --secret-key, readable by its owner only.
+    #[arg(long, global = true, help_heading = heading::TOKENS, env = "RESTFUL_AUTH_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
 
     /// Keys that signed earlier tokens (comma separated): they still verify, none signs. Put
     /// the old `--secret-key` here when you change it, until its tokens have expired.
@@ -66,9 +77,15 @@ pub struct Config {
         help_heading = heading::TOKENS,
         env = "RESTFUL_AUTH_PREVIOUS_SECRET_KEYS",
         hide_env_values = true,
-        value_delimiter = ','
+        value_delimiter = ',',
+        conflicts_with = "previous_secret_keys_file"
     )]
     pub previous_secret_keys: Vec<SecretKey>,
+
+    /// A file holding --previous-secret-keys (one a line, or comma separated), readable by its
+    /// owner only.
+    #[arg(long, global = true, help_heading = heading::TOKENS, env = "RESTFUL_AUTH_PREVIOUS_SECRET_KEYS_FILE")]
+    pub previous_secret_keys_file: Option<PathBuf>,
 
     /// Algorithm of new signing keys: `EdDSA` (Ed25519), `ES256` or `HS256`. Unset: EdDSA for
     /// a new database, and the algorithm of the key in force for an existing one (a database
@@ -286,7 +303,7 @@ pub struct Config {
 
     /// The master key itself (base64 or hex), for containers; prefer the environment variable,
     /// as a command line is visible to other users.
-    #[arg(long, global = true, help_heading = heading::SECRETS, env = "RESTFUL_AUTH_MASTER_KEY", hide_env_values = true)]
+    #[arg(long, global = true, help_heading = heading::SECRETS, env = "RESTFUL_AUTH_MASTER_KEY", hide_env_values = true, conflicts_with = "master_key_file")]
     pub master_key: Option<crate::domain::vault::MasterKey>,
 
     /// The Argon2id cost of new password hashes: OWASP's, which no flag changes (a suite that
@@ -304,7 +321,8 @@ pub struct Config {
     #[arg(long, global = true, help_heading = heading::MAIL, env = "RESTFUL_AUTH_SMTP_URL", hide_env_values = true, value_parser = SmtpUrlParser)]
     pub smtp_url: Option<SmtpUrl>,
 
-    /// A file holding the SMTP password (its first line), instead of one in --smtp-url.
+    /// A file holding the SMTP password, instead of one in --smtp-url; readable by its owner
+    /// only.
     #[arg(long, global = true, help_heading = heading::MAIL, env = "RESTFUL_AUTH_SMTP_PASSWORD_FILE")]
     pub smtp_password_file: Option<PathBuf>,
 
@@ -552,6 +570,38 @@ impl Config {
         config
     }
 
+    /// Reads the secrets given as files (`--database-url-file`, `--secret-key-file`,
+    /// `--previous-secret-keys-file`, `--smtp-password-file`) into the settings they stand
+    /// for. Each file is refused if group or others may read it (unless
+    /// --allow-insecure-permissions), and loses one trailing line ending. clap refuses a value
+    /// and its file together; the SMTP password may come in --smtp-url, checked here.
+    pub fn read_secret_files(&mut self) -> Result<(), SecretSettingError> {
+        let allowed = self.allow_insecure_permissions;
+        if let Some(path) = &self.database_url_file {
+            self.database_url = read_secret("the database URL file", path, allowed)?;
+        }
+        if let Some(path) = &self.secret_key_file {
+            let key = read_secret("the secret key file", path, allowed)?;
+            self.secret_key = Some(SecretKey::from_file(&key, path)?);
+        }
+        if let Some(path) = &self.previous_secret_keys_file {
+            let keys = read_secret("the previous secret keys file", path, allowed)?;
+            self.previous_secret_keys = keys
+                .split([',', '\n'])
+                .map(|key| key.trim_end_matches('\r'))
+                .filter(|key| !key.is_empty())
+                .map(|key| SecretKey::from_file(key, path))
+                .collect::<Result<_, _>>()?;
+        }
+        if let (Some(path), Some(url)) = (&self.smtp_password_file, &mut self.smtp_url) {
+            if url.password.is_some() {
+                return Err(SecretSettingError::SmtpPasswordTwice);
+            }
+            url.password = Some(read_secret("the SMTP password file", path, allowed)?);
+        }
+        Ok(())
+    }
+
     pub fn pool_settings(&self) -> PoolSettings {
         PoolSettings {
             max_connections: self.database_max_connections,
@@ -646,6 +696,33 @@ impl FromStr for SecretKey {
         }
         Ok(SecretKey(value.to_owned()))
     }
+}
+
+impl SecretKey {
+    /// A key read from `path`; the error names the file, never the key.
+    fn from_file(key: &str, path: &std::path::Path) -> Result<SecretKey, SecretSettingError> {
+        key.parse().map_err(|_| SecretSettingError::ShortKey {
+            path: path.to_owned(),
+        })
+    }
+}
+
+/// A secret setting given as a file that cannot be used.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SecretSettingError {
+    #[error(transparent)]
+    File(#[from] SecretFileError),
+    #[error(
+        "a secret key in {path} is shorter than {min} bytes",
+        path = path.display(),
+        min = SecretKey::MIN_LEN
+    )]
+    ShortKey { path: PathBuf },
+    #[error(
+        "--smtp-url holds a password and --smtp-password-file (RESTFUL_AUTH_SMTP_PASSWORD_FILE) \
+         names another: give only one"
+    )]
+    SmtpPasswordTwice,
 }
 
 impl fmt::Debug for SecretKey {

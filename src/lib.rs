@@ -64,6 +64,8 @@ pub enum StartupError {
     ExposedFile(#[from] private_files::ExposedFile),
     #[error(transparent)]
     AdminToken(#[from] auth::admin::AdminTokenError),
+    #[error(transparent)]
+    SecretSetting(#[from] config::SecretSettingError),
 }
 
 impl StartupError {
