@@ -260,9 +260,16 @@ pub struct Config {
     #[arg(long, global = true, help_heading = heading::SERVER, env = "RESTFUL_AUTH_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
     pub cors_origins: Vec<HeaderValue>,
 
-    /// Serve `/metrics` on this address only (e.g. `127.0.0.1:9100`) instead of on `--bind`.
-    #[arg(long, global = true, help_heading = heading::OBSERVABILITY, env = "RESTFUL_AUTH_METRICS_BIND")]
-    pub metrics_bind: Option<SocketAddr>,
+    /// Where `/metrics` is served: an address of its own (by default loopback only, where the
+    /// monitoring agent of the machine reads it and clients do not), `public` (on --bind,
+    /// beside the API), or `off`.
+    #[arg(long, global = true, help_heading = heading::OBSERVABILITY, env = "RESTFUL_AUTH_METRICS_BIND", default_value = "127.0.0.1:9464")]
+    pub metrics_bind: MetricsBind,
+
+    /// One log line per request answered: `on` or `off` (for a deployment whose proxy logs
+    /// requests). Off, the lines of failed requests (5xx, a reused refresh token) stay.
+    #[arg(long, global = true, help_heading = heading::OBSERVABILITY, env = "RESTFUL_AUTH_ACCESS_LOG", default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    pub access_log: bool,
 
     /// Serve the admin API (`/admin/…`: every account, its sessions and throttling) on this
     /// address (e.g. `127.0.0.1:8081`); off when unset, and never on `--bind`. An address
@@ -661,6 +668,39 @@ impl Argon2Cost {
         memory_kib: 19 * 1024,
         passes: 2,
     };
+}
+
+/// `--metrics-bind`: where `/metrics` is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsBind {
+    /// A listener of its own, serving nothing else.
+    Address(SocketAddr),
+    /// The public listener (`--bind`), beside the API.
+    Public,
+    /// Nowhere.
+    Off,
+}
+
+impl FromStr for MetricsBind {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "public" => Ok(MetricsBind::Public),
+            "off" => Ok(MetricsBind::Off),
+            address => address.parse().map(MetricsBind::Address).map_err(|_| {
+                format!("{value:?} is not an address like 127.0.0.1:9464, nor `public` or `off`")
+            }),
+        }
+    }
+}
+
+fn parse_on_off(value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{value:?} is neither `on` nor `off`")),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -166,7 +166,8 @@ impl Mailer {
                         metrics::counter!("mail_retries_total").increment(1);
                         tracing::warn!(
                             server = %smtp.server, attempt, %error,
-                            "sending a mail failed; trying again in {delay:?}"
+                            retry_in_seconds = delay.as_secs_f64(),
+                            "sending a mail failed; trying again"
                         );
                         tokio::time::sleep(delay).await;
                         delay *= 2;
@@ -254,4 +255,3 @@ impl Smtp {
         }
     }
 }
-
