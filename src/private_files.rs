@@ -58,7 +58,11 @@ pub enum SecretFileError {
 /// trailing line ending, which `echo secret > file` and editors add. Refused, like the
 /// database file, if group or others may read or write it, unless `allowed`: a secret kept in
 /// a file is kept from the process environment, where any process of its user can read it.
-pub fn read_secret(what: &'static str, path: &Path, allowed: bool) -> Result<String, SecretFileError> {
+pub fn read_secret(
+    what: &'static str,
+    path: &Path,
+    allowed: bool,
+) -> Result<String, SecretFileError> {
     refuse_exposed(path, allowed)?;
     let mut text = std::fs::read_to_string(path).map_err(|error| SecretFileError::Unreadable {
         what,

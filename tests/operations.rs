@@ -1867,11 +1867,19 @@ async fn the_service_raises_its_open_files_limit_to_the_hard_limit() {
 /// Runs the service on `database` with `args`, expecting it to refuse to start: its exit
 /// status and what it wrote.
 fn refused_start(database: &Path, args: &[&str]) -> (std::process::ExitStatus, String) {
-    let mut child = Command::new(BINARY)
-        .args(["--bind", "127.0.0.1:0"])
+    let mut command = Command::new(BINARY);
+    command
         .args(["--database-url", &database_url(database)])
         .args(args)
-        .env_remove("DATABASE_URL")
+        .env_remove("DATABASE_URL");
+    refused(command)
+}
+
+/// Runs `command` (the service: `--bind` and `--metrics-bind` are added), expecting it to
+/// refuse to start: its exit status and what it wrote to stderr.
+fn refused(mut command: Command) -> (std::process::ExitStatus, String) {
+    let mut child = command
+        .args(["--bind", "127.0.0.1:0", "--metrics-bind", "off"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -2179,4 +2187,212 @@ async fn the_smtp_password_never_reaches_a_log_line_or_an_error() {
         !refusal.contains(password),
         "the SMTP password is in the error: {refusal}"
     );
+}
+
+/// A file holding `content`, readable by its owner only.
+#[cfg(unix)]
+fn secret_file(directory: &Path, name: &str, content: &str) -> PathBuf {
+    let path = directory.join(name);
+    std::fs::write(&path, content).unwrap();
+    chmod(&path, 0o600);
+    path
+}
+
+/// The service with its secrets in files (`…_FILE` variables), its log captured.
+fn start_with_secret_files(variables: &[(&str, &Path)]) -> Running {
+    let mut command = Command::new(BINARY);
+    command
+        .env_remove("DATABASE_URL")
+        .env_remove("RESTFUL_AUTH_SECRET_KEY")
+        .env("RESTFUL_AUTH_LOG", "debug");
+    for (name, path) in variables {
+        command.env(name, path);
+    }
+    Running::start(command)
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn secrets_given_as_files_are_used_and_never_shown() {
+    // Arrange: the database URL and the signing keys in files, each with a trailing newline.
+    let directory = tempfile::tempdir().unwrap();
+    let database = directory.path().join("from-a-file.sqlite3");
+    let url_file = secret_file(
+        directory.path(),
+        "database-url",
+        &format!("{}\n", database_url(&database)),
+    );
+    let old_key = "the-old-signing-key-held-in-a-file-0123456789";
+    let new_key = "the-new-signing-key-held-in-a-file-9876543210";
+    let old_key_file = secret_file(directory.path(), "old-key", &format!("{old_key}\n"));
+    let new_key_file = secret_file(directory.path(), "new-key", &format!("{new_key}\r\n"));
+    let previous_file = secret_file(
+        directory.path(),
+        "previous-keys",
+        &format!("{old_key}\nanother-retired-key-0123456789abcdef\n"),
+    );
+
+    // Act: a token signed by the key of the first file, presented after the key changed.
+    let first = start_with_secret_files(&[
+        ("DATABASE_URL_FILE", &url_file),
+        ("RESTFUL_AUTH_SECRET_KEY_FILE", &old_key_file),
+    ]);
+    let client = reqwest::Client::new();
+    let (registered, _) = post(
+        &client,
+        first.url("/api/register/"),
+        json!({"email": "filed@example.org", "password": PASSWORD}),
+    )
+    .await;
+    let (_, tokens) = post(
+        &client,
+        first.url("/api/login/"),
+        json!({"email": "filed@example.org", "password": PASSWORD}),
+    )
+    .await;
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let first_log = first.log_text();
+    drop(first);
+    let second = start_with_secret_files(&[
+        ("DATABASE_URL_FILE", &url_file),
+        ("RESTFUL_AUTH_SECRET_KEY_FILE", &new_key_file),
+        ("RESTFUL_AUTH_PREVIOUS_SECRET_KEYS_FILE", &previous_file),
+    ]);
+    let me = client
+        .get(second.url("/api/me/"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    let (_, renewed) = post(
+        &client,
+        second.url("/api/login/"),
+        json!({"email": "filed@example.org", "password": PASSWORD}),
+    )
+    .await;
+
+    // Assert: the database the file names, tokens signed with each file's key (no newline).
+    assert_eq!(registered, 201);
+    assert!(database.exists());
+    assert_eq!(me.status(), 200, "the previous key verifies");
+    let verify = |token: &str, key: &str| {
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        validation.set_audience(&["restful-auth"]);
+        jsonwebtoken::decode::<Value>(
+            token,
+            &jsonwebtoken::DecodingKey::from_secret(key.as_bytes()),
+            &validation,
+        )
+        .is_ok()
+    };
+    assert!(verify(&access, old_key));
+    assert!(verify(renewed["access_token"].as_str().unwrap(), new_key));
+    let log = format!("{first_log}\n{}", second.log_text());
+    for secret in [old_key, new_key, "another-retired-key"] {
+        assert!(!log.contains(secret), "{secret} reached the log:\n{log}");
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_secret_given_twice_or_in_an_exposed_file_stops_the_start_without_showing_it() {
+    let directory = tempfile::tempdir().unwrap();
+    let database = directory.path().join("refused.sqlite3");
+    let secret = "a-signing-key-that-must-stay-unseen-0123456789";
+    let key_file = secret_file(directory.path(), "key", secret);
+    let url_file = secret_file(
+        directory.path(),
+        "url",
+        "postgres://app:database-password-unseen@127.0.0.1/auth",
+    );
+    let smtp_password_file = secret_file(directory.path(), "smtp", "smtp-file-password-unseen");
+    let exposed_file = secret_file(directory.path(), "exposed", secret);
+    chmod(&exposed_file, 0o644);
+    let short_file = secret_file(directory.path(), "short", "short-key-unseen");
+    let run = |variables: &[(&str, &str)], args: &[&str]| {
+        let mut command = Command::new(BINARY);
+        command
+            .env_remove("DATABASE_URL")
+            .env_remove("RESTFUL_AUTH_SECRET_KEY")
+            .args(args);
+        for (name, value) in variables {
+            command.env(name, value);
+        }
+        refused(command)
+    };
+    let database = database_url(&database);
+    let key_file = key_file.to_str().unwrap();
+    let exposed_file = exposed_file.to_str().unwrap();
+
+    let refusals = [
+        run(
+            &[("RESTFUL_AUTH_SECRET_KEY", secret)],
+            &["--database-url", &database, "--secret-key-file", key_file],
+        ),
+        run(
+            &[
+                (
+                    "DATABASE_URL",
+                    "postgres://app:env-password-unseen@127.0.0.1/auth",
+                ),
+                ("DATABASE_URL_FILE", url_file.to_str().unwrap()),
+            ],
+            &[],
+        ),
+        run(
+            &[],
+            &[
+                "--database-url",
+                &database,
+                "--secret-key-file",
+                exposed_file,
+            ],
+        ),
+        run(
+            &[],
+            &[
+                "--database-url",
+                &database,
+                "--secret-key-file",
+                short_file.to_str().unwrap(),
+            ],
+        ),
+        run(
+            &[(
+                "RESTFUL_AUTH_SMTP_PASSWORD_FILE",
+                smtp_password_file.to_str().unwrap(),
+            )],
+            &[
+                "--database-url",
+                &database,
+                "--smtp-url",
+                "smtp://mailer:url-password-unseen@127.0.0.1:25",
+            ],
+        ),
+    ];
+
+    let expected: [&[&str]; 5] = [
+        &[
+            "'--secret-key <",
+            "'--secret-key-file <",
+            "cannot be used with",
+        ],
+        &[
+            "'--database-url <",
+            "'--database-url-file <",
+            "cannot be used with",
+        ],
+        &[exposed_file, "chmod 600"],
+        &[short_file.to_str().unwrap(), "is shorter than 32 bytes"],
+        &["--smtp-password-file", "give only one"],
+    ];
+    for ((status, error), expected) in refusals.iter().zip(expected) {
+        assert_eq!(status.code(), Some(1), "{error}");
+        for expected in expected {
+            assert!(error.contains(expected), "{expected:?} not in {error}");
+        }
+        for unseen in [secret, "password-unseen", "short-key-unseen"] {
+            assert!(!error.contains(unseen), "{unseen} shown: {error}");
+        }
+    }
 }
