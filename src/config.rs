@@ -62,7 +62,7 @@ pub struct Config {
     /// A shared secret that signs access tokens with HS256, at least 32 bytes: only holders of
     /// it can verify them. When unset, signing keys are generated (see --jwt-algorithm), kept
     /// in the database for every instance, and their public keys published.
-    #[arg(long, global = true, help_heading = heading::TOKENS, env = "RESTFUL_AUTH_SECRET_KEY", hide_env_values = true, conflicts_with = "secret_key_file")]
+    #[arg(long, global = true, help_heading = heading::TOKENS, env = "RESTFUL_AUTH_SECRET_KEY", hide_env_values = true, conflicts_with = "secret_key_file", value_parser = SecretParser::<SecretKey>::new())]
     pub secret_key: Option<SecretKey>,
 
     /// A file holding --secret-key, readable by its owner only.
@@ -78,7 +78,8 @@ pub struct Config {
         env = "RESTFUL_AUTH_PREVIOUS_SECRET_KEYS",
         hide_env_values = true,
         value_delimiter = ',',
-        conflicts_with = "previous_secret_keys_file"
+        conflicts_with = "previous_secret_keys_file",
+        value_parser = SecretParser::<SecretKey>::new()
     )]
     pub previous_secret_keys: Vec<SecretKey>,
 
@@ -310,7 +311,7 @@ pub struct Config {
 
     /// The master key itself (base64 or hex), for containers; prefer the environment variable,
     /// as a command line is visible to other users.
-    #[arg(long, global = true, help_heading = heading::SECRETS, env = "RESTFUL_AUTH_MASTER_KEY", hide_env_values = true, conflicts_with = "master_key_file")]
+    #[arg(long, global = true, help_heading = heading::SECRETS, env = "RESTFUL_AUTH_MASTER_KEY", hide_env_values = true, conflicts_with = "master_key_file", value_parser = SecretParser::<crate::domain::vault::MasterKey>::new())]
     pub master_key: Option<crate::domain::vault::MasterKey>,
 
     /// The Argon2id cost of new password hashes: OWASP's, which no flag changes (a suite that
@@ -325,7 +326,7 @@ pub struct Config {
     /// The SMTP server that sends password-reset and verification mails: `smtp://host:port`
     /// (no TLS), `smtp://user:pass@host:587?tls=starttls`, or `smtps://host:465` (TLS from the
     /// start). Unset: no mail is sent (`restful-auth user reset-link EMAIL` prints a link).
-    #[arg(long, global = true, help_heading = heading::MAIL, env = "RESTFUL_AUTH_SMTP_URL", hide_env_values = true, value_parser = SmtpUrlParser)]
+    #[arg(long, global = true, help_heading = heading::MAIL, env = "RESTFUL_AUTH_SMTP_URL", hide_env_values = true, value_parser = SecretParser::<SmtpUrl>::new())]
     pub smtp_url: Option<SmtpUrl>,
 
     /// A file holding the SMTP password, instead of one in --smtp-url; readable by its owner
@@ -532,28 +533,43 @@ fn percent_decode(text: &str) -> Result<String, String> {
     String::from_utf8(decoded).map_err(|_| "the SMTP URL's credentials are not UTF-8".into())
 }
 
-/// Reads `--smtp-url` without ever putting its value in clap's error (which repeats the value
-/// of a refused argument): the value may hold a password.
+/// Reads a secret setting (`--smtp-url`, which may hold a password, `--secret-key`, …) without
+/// ever putting its value in clap's error, which repeats the value of a refused argument: a
+/// mistyped secret is still most of the secret.
 #[derive(Clone)]
-struct SmtpUrlParser;
+struct SecretParser<T>(std::marker::PhantomData<T>);
 
-impl clap::builder::TypedValueParser for SmtpUrlParser {
-    type Value = SmtpUrl;
+impl<T> SecretParser<T> {
+    fn new() -> Self {
+        SecretParser(std::marker::PhantomData)
+    }
+}
+
+impl<T> clap::builder::TypedValueParser for SecretParser<T>
+where
+    T: FromStr<Err = String> + Clone + Send + Sync + 'static,
+{
+    type Value = T;
 
     fn parse_ref(
         &self,
         _command: &clap::Command,
-        _argument: Option<&clap::Arg>,
+        argument: Option<&clap::Arg>,
         value: &std::ffi::OsStr,
-    ) -> Result<SmtpUrl, clap::Error> {
+    ) -> Result<T, clap::Error> {
         let refused = |reason: String| {
+            let flag = argument.and_then(clap::Arg::get_long).unwrap_or_default();
+            let variable = argument
+                .and_then(clap::Arg::get_env)
+                .map(|variable| variable.to_string_lossy())
+                .unwrap_or_default();
             clap::Error::raw(
                 clap::error::ErrorKind::ValueValidation,
-                format!("--smtp-url (RESTFUL_AUTH_SMTP_URL): {reason}\n"),
+                format!("--{flag} ({variable}): {reason}\n"),
             )
         };
         let value = value.to_str().ok_or_else(|| refused("not UTF-8".into()))?;
-        SmtpUrl::parse(value).map_err(refused)
+        value.parse().map_err(refused)
     }
 }
 

@@ -2295,7 +2295,7 @@ async fn secrets_given_as_files_are_used_and_never_shown() {
 
 #[cfg(unix)]
 #[tokio::test]
-async fn a_secret_given_twice_or_in_an_exposed_file_stops_the_start_without_showing_it() {
+async fn a_secret_given_twice_invalid_or_in_an_exposed_file_stops_the_start_unshown() {
     let directory = tempfile::tempdir().unwrap();
     let database = directory.path().join("refused.sqlite3");
     let secret = "a-signing-key-that-must-stay-unseen-0123456789";
@@ -2369,9 +2369,12 @@ async fn a_secret_given_twice_or_in_an_exposed_file_stops_the_start_without_show
                 "smtp://mailer:url-password-unseen@127.0.0.1:25",
             ],
         ),
+        // Refused values too: a mistyped secret is still most of the secret.
+        run(&[], &["--secret-key", "short-key-unseen"]),
+        run(&[("RESTFUL_AUTH_MASTER_KEY", "short-key-unseen")], &[]),
     ];
 
-    let expected: [&[&str]; 5] = [
+    let expected: [&[&str]; 7] = [
         &[
             "'--secret-key <",
             "'--secret-key-file <",
@@ -2385,6 +2388,11 @@ async fn a_secret_given_twice_or_in_an_exposed_file_stops_the_start_without_show
         &[exposed_file, "chmod 600"],
         &[short_file.to_str().unwrap(), "is shorter than 32 bytes"],
         &["--smtp-password-file", "give only one"],
+        &[
+            "--secret-key (RESTFUL_AUTH_SECRET_KEY)",
+            "at least 32 bytes",
+        ],
+        &["--master-key (RESTFUL_AUTH_MASTER_KEY)", "32 bytes"],
     ];
     for ((status, error), expected) in refusals.iter().zip(expected) {
         assert_eq!(status.code(), Some(1), "{error}");
