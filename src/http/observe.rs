@@ -210,7 +210,7 @@ fn method_label(method: &Method) -> &'static str {
 
 /// What the request layer needs to log a request: whose `X-Forwarded-For` to believe, and
 /// whether every request is logged (`--access-log`) or only those that failed.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct RequestLog {
     pub trusted: TrustedProxies,
     pub every_request: bool,
