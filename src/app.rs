@@ -9,12 +9,13 @@ use crate::http::{self, ApiError, AppState, Options, observe};
 use crate::store::Store;
 use crate::web;
 
-/// Every endpoint, with `/metrics` and no CORS origin.
+/// Every endpoint, with `/metrics`, the access log and no CORS origin.
 pub fn router<S: Store>(auth: AppState<S>) -> Router {
     router_with(
         auth,
         &Options {
             metrics: true,
+            access_log: true,
             ..Options::default()
         },
     )

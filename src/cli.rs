@@ -197,7 +197,7 @@ pub enum UserCommand {
 const OPERATOR: Origin = Origin::of(Actor::Cli);
 
 /// Runs the command line on the database that `DATABASE_URL` names.
-pub async fn run(cli: Cli) -> Result<(), StartupError> {
+pub async fn run(mut cli: Cli) -> Result<(), StartupError> {
     if let Some(Command::Healthcheck { url }) = &cli.command {
         let url = url
             .clone()
@@ -205,6 +205,7 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         return crate::healthcheck::check(&url, crate::healthcheck::TIMEOUT)
             .map_err(|reason| failure(format!("not ready: {reason}")));
     }
+    cli.config.read_secret_files()?;
     let url = cli.config.database_url.clone();
     if url.starts_with("sqlite:") {
         if let Some(path) = cli.config.sqlite_path() {

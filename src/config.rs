@@ -14,6 +14,7 @@ use clap::Parser;
 use crate::domain::keys::SigningAlgorithm;
 use crate::domain::settings::Setting;
 use crate::domain::throttle::{AddressPrefixes, RateLimit, ThrottlePolicy};
+use crate::private_files::{SecretFileError, read_secret};
 use crate::store::{PoolSettings, SqliteSettings};
 
 /// The headings that group the flags in `--help`.
@@ -48,15 +49,25 @@ pub struct Config {
         help_heading = heading::DATABASE,
         env = "DATABASE_URL",
         hide_env_values = true,
-        default_value = "sqlite://restful_auth.sqlite3"
+        default_value = "sqlite://restful_auth.sqlite3",
+        conflicts_with = "database_url_file"
     )]
     pub database_url: String,
+
+    /// A file holding --database-url (a `postgres://` URL with a password stays out of the
+    /// environment and the command line); readable by its owner only.
+    #[arg(long, global = true, help_heading = heading::DATABASE, env = "DATABASE_URL_FILE")]
+    pub database_url_file: Option<PathBuf>,
 
     /// A shared secret that signs access tokens with HS256, at least 32 bytes: only holders of
     /// it can verify them. When unset, signing keys are generated (see --jwt-algorithm), kept
     /// in the database for every instance, and their public keys published.
-    #[arg(long, global = true, help_heading = heading::TOKENS, env = "RESTFUL_AUTH_SECRET_KEY", hide_env_values = true)]
+    #[arg(long, global = true, help_heading = heading::TOKENS, env = "RESTFUL_AUTH_SECRET_KEY", hide_env_values = true, conflicts_with = "secret_key_file", value_parser = SecretParser::<SecretKey>::new())]
     pub secret_key: Option<SecretKey>,
+
+    /// A file holding --secret-key, readable by its owner only.
+    #[arg(long, global = true, help_heading = heading::TOKENS, env = "RESTFUL_AUTH_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
 
     /// Keys that signed earlier tokens (comma separated): they still verify, none signs. Put
     /// the old `--secret-key` here when you change it, until its tokens have expired.
@@ -66,9 +77,16 @@ pub struct Config {
         help_heading = heading::TOKENS,
         env = "RESTFUL_AUTH_PREVIOUS_SECRET_KEYS",
         hide_env_values = true,
-        value_delimiter = ','
+        value_delimiter = ',',
+        conflicts_with = "previous_secret_keys_file",
+        value_parser = SecretParser::<SecretKey>::new()
     )]
     pub previous_secret_keys: Vec<SecretKey>,
+
+    /// A file holding --previous-secret-keys (one a line, or comma separated), readable by its
+    /// owner only.
+    #[arg(long, global = true, help_heading = heading::TOKENS, env = "RESTFUL_AUTH_PREVIOUS_SECRET_KEYS_FILE")]
+    pub previous_secret_keys_file: Option<PathBuf>,
 
     /// Algorithm of new signing keys: `EdDSA` (Ed25519), `ES256` or `HS256`. Unset: EdDSA for
     /// a new database, and the algorithm of the key in force for an existing one (a database
@@ -255,9 +273,16 @@ pub struct Config {
     #[arg(long, global = true, help_heading = heading::SERVER, env = "RESTFUL_AUTH_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
     pub cors_origins: Vec<HeaderValue>,
 
-    /// Serve `/metrics` on this address only (e.g. `127.0.0.1:9100`) instead of on `--bind`.
-    #[arg(long, global = true, help_heading = heading::OBSERVABILITY, env = "RESTFUL_AUTH_METRICS_BIND")]
-    pub metrics_bind: Option<SocketAddr>,
+    /// Where `/metrics` is served: an address of its own (by default loopback only, where the
+    /// monitoring agent of the machine reads it and clients do not), `public` (on --bind,
+    /// beside the API), or `off`.
+    #[arg(long, global = true, help_heading = heading::OBSERVABILITY, env = "RESTFUL_AUTH_METRICS_BIND", default_value = "127.0.0.1:9464")]
+    pub metrics_bind: MetricsBind,
+
+    /// One log line per request answered: `on` or `off` (for a deployment whose proxy logs
+    /// requests). Off, the lines of failed requests (5xx, a reused refresh token) stay.
+    #[arg(long, global = true, help_heading = heading::OBSERVABILITY, env = "RESTFUL_AUTH_ACCESS_LOG", default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    pub access_log: bool,
 
     /// Serve the admin API (`/admin/…`: every account, its sessions and throttling) on this
     /// address (e.g. `127.0.0.1:8081`); off when unset, and never on `--bind`. An address
@@ -298,7 +323,7 @@ pub struct Config {
 
     /// The master key itself (base64 or hex), for containers; prefer the environment variable,
     /// as a command line is visible to other users.
-    #[arg(long, global = true, help_heading = heading::SECRETS, env = "RESTFUL_AUTH_MASTER_KEY", hide_env_values = true)]
+    #[arg(long, global = true, help_heading = heading::SECRETS, env = "RESTFUL_AUTH_MASTER_KEY", hide_env_values = true, conflicts_with = "master_key_file", value_parser = SecretParser::<crate::domain::vault::MasterKey>::new())]
     pub master_key: Option<crate::domain::vault::MasterKey>,
 
     /// The Argon2id cost of new password hashes: OWASP's, which no flag changes (a suite that
@@ -313,10 +338,11 @@ pub struct Config {
     /// The SMTP server that sends password-reset and verification mails: `smtp://host:port`
     /// (no TLS), `smtp://user:pass@host:587?tls=starttls`, or `smtps://host:465` (TLS from the
     /// start). Unset: no mail is sent (`restful-auth user reset-link EMAIL` prints a link).
-    #[arg(long, global = true, help_heading = heading::MAIL, env = "RESTFUL_AUTH_SMTP_URL", hide_env_values = true, value_parser = SmtpUrlParser)]
+    #[arg(long, global = true, help_heading = heading::MAIL, env = "RESTFUL_AUTH_SMTP_URL", hide_env_values = true, value_parser = SecretParser::<SmtpUrl>::new())]
     pub smtp_url: Option<SmtpUrl>,
 
-    /// A file holding the SMTP password (its first line), instead of one in --smtp-url.
+    /// A file holding the SMTP password, instead of one in --smtp-url; readable by its owner
+    /// only.
     #[arg(long, global = true, help_heading = heading::MAIL, env = "RESTFUL_AUTH_SMTP_PASSWORD_FILE")]
     pub smtp_password_file: Option<PathBuf>,
 
@@ -519,28 +545,43 @@ fn percent_decode(text: &str) -> Result<String, String> {
     String::from_utf8(decoded).map_err(|_| "the SMTP URL's credentials are not UTF-8".into())
 }
 
-/// Reads `--smtp-url` without ever putting its value in clap's error (which repeats the value
-/// of a refused argument): the value may hold a password.
+/// Reads a secret setting (`--smtp-url`, which may hold a password, `--secret-key`, …) without
+/// ever putting its value in clap's error, which repeats the value of a refused argument: a
+/// mistyped secret is still most of the secret.
 #[derive(Clone)]
-struct SmtpUrlParser;
+struct SecretParser<T>(std::marker::PhantomData<T>);
 
-impl clap::builder::TypedValueParser for SmtpUrlParser {
-    type Value = SmtpUrl;
+impl<T> SecretParser<T> {
+    fn new() -> Self {
+        SecretParser(std::marker::PhantomData)
+    }
+}
+
+impl<T> clap::builder::TypedValueParser for SecretParser<T>
+where
+    T: FromStr<Err = String> + Clone + Send + Sync + 'static,
+{
+    type Value = T;
 
     fn parse_ref(
         &self,
         _command: &clap::Command,
-        _argument: Option<&clap::Arg>,
+        argument: Option<&clap::Arg>,
         value: &std::ffi::OsStr,
-    ) -> Result<SmtpUrl, clap::Error> {
+    ) -> Result<T, clap::Error> {
         let refused = |reason: String| {
+            let flag = argument.and_then(clap::Arg::get_long).unwrap_or_default();
+            let variable = argument
+                .and_then(clap::Arg::get_env)
+                .map(|variable| variable.to_string_lossy())
+                .unwrap_or_default();
             clap::Error::raw(
                 clap::error::ErrorKind::ValueValidation,
-                format!("--smtp-url (RESTFUL_AUTH_SMTP_URL): {reason}\n"),
+                format!("--{flag} ({variable}): {reason}\n"),
             )
         };
         let value = value.to_str().ok_or_else(|| refused("not UTF-8".into()))?;
-        SmtpUrl::parse(value).map_err(refused)
+        value.parse().map_err(refused)
     }
 }
 
@@ -568,6 +609,38 @@ impl Config {
         SqliteSettings {
             session_cache_size: self.session_cache_size,
         }
+    }
+
+    /// Reads the secrets given as files (`--database-url-file`, `--secret-key-file`,
+    /// `--previous-secret-keys-file`, `--smtp-password-file`) into the settings they stand
+    /// for. Each file is refused if group or others may read it (unless
+    /// --allow-insecure-permissions), and loses one trailing line ending. clap refuses a value
+    /// and its file together; the SMTP password may come in --smtp-url, checked here.
+    pub fn read_secret_files(&mut self) -> Result<(), SecretSettingError> {
+        let allowed = self.allow_insecure_permissions;
+        if let Some(path) = &self.database_url_file {
+            self.database_url = read_secret("the database URL file", path, allowed)?;
+        }
+        if let Some(path) = &self.secret_key_file {
+            let key = read_secret("the secret key file", path, allowed)?;
+            self.secret_key = Some(SecretKey::from_file(&key, path)?);
+        }
+        if let Some(path) = &self.previous_secret_keys_file {
+            let keys = read_secret("the previous secret keys file", path, allowed)?;
+            self.previous_secret_keys = keys
+                .split([',', '\n'])
+                .map(|key| key.trim_end_matches('\r'))
+                .filter(|key| !key.is_empty())
+                .map(|key| SecretKey::from_file(key, path))
+                .collect::<Result<_, _>>()?;
+        }
+        if let (Some(path), Some(url)) = (&self.smtp_password_file, &mut self.smtp_url) {
+            if url.password.is_some() {
+                return Err(SecretSettingError::SmtpPasswordTwice);
+            }
+            url.password = Some(read_secret("the SMTP password file", path, allowed)?);
+        }
+        Ok(())
     }
 
     pub fn pool_settings(&self) -> PoolSettings {
@@ -631,6 +704,39 @@ impl Argon2Cost {
     };
 }
 
+/// `--metrics-bind`: where `/metrics` is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsBind {
+    /// A listener of its own, serving nothing else.
+    Address(SocketAddr),
+    /// The public listener (`--bind`), beside the API.
+    Public,
+    /// Nowhere.
+    Off,
+}
+
+impl FromStr for MetricsBind {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "public" => Ok(MetricsBind::Public),
+            "off" => Ok(MetricsBind::Off),
+            address => address.parse().map(MetricsBind::Address).map_err(|_| {
+                format!("{value:?} is not an address like 127.0.0.1:9464, nor `public` or `off`")
+            }),
+        }
+    }
+}
+
+fn parse_on_off(value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{value:?} is neither `on` nor `off`")),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     /// Human-readable lines (`pretty`, its former name, is accepted too).
@@ -664,6 +770,33 @@ impl FromStr for SecretKey {
         }
         Ok(SecretKey(value.to_owned()))
     }
+}
+
+impl SecretKey {
+    /// A key read from `path`; the error names the file, never the key.
+    fn from_file(key: &str, path: &std::path::Path) -> Result<SecretKey, SecretSettingError> {
+        key.parse().map_err(|_| SecretSettingError::ShortKey {
+            path: path.to_owned(),
+        })
+    }
+}
+
+/// A secret setting given as a file that cannot be used.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SecretSettingError {
+    #[error(transparent)]
+    File(#[from] SecretFileError),
+    #[error(
+        "a secret key in {path} is shorter than {min} bytes",
+        path = path.display(),
+        min = SecretKey::MIN_LEN
+    )]
+    ShortKey { path: PathBuf },
+    #[error(
+        "--smtp-url holds a password and --smtp-password-file (RESTFUL_AUTH_SMTP_PASSWORD_FILE) \
+         names another: give only one"
+    )]
+    SmtpPasswordTwice,
 }
 
 impl fmt::Debug for SecretKey {

@@ -7,12 +7,12 @@
 //! |---|---|---|
 //! | core | [`domain`]: ids, the profile, the rotation and throttling rules, run-time settings, the clock | nothing of the crate |
 //! | storage | [`store`]: the storage traits by role, SQLite and PostgreSQL, the embedded migrations | core, `private_files` |
-//! | configuration | [`config`]: the flags and their environment-variable twins | core, storage (pool settings) |
+//! | configuration | [`config`]: the flags and their environment-variable twins | core, storage (pool settings), `private_files` (secrets given as files) |
 //! | use cases | [`auth`]: emails, passwords, tokens, sessions, throttling — no HTTP, no SQL | core, storage, configuration |
-//! | HTTP | [`http`]: the API's routes, the request bodies (one type each, [`http::body`]), extractors, the one error type, a module per resource, the accept loop; [`web`]: the browsable pages and the OpenAPI document | use cases and below; `web` also `http` |
+//! | HTTP | [`http`]: the API's routes, the request bodies (one type each, [`http::body`]), extractors, the one error type, a module per resource, the accept loop; [`web`]: the browsable pages and the OpenAPI document | use cases and below, [`telemetry`] (the access log); `web` also `http` |
 //! | assembly | [`app`]: the whole router; [`cli`]: the commands; `main` | everything |
 //!
-//! [`telemetry`] (logging) uses configuration only; [`private_files`] (files only their owner
+//! [`telemetry`] (logging, and the access log's writer) uses configuration only; [`private_files`] (files only their owner
 //! may read) and [`healthcheck`] (the `healthcheck` command's HTTP probe) use nothing of the
 //! crate.
 
@@ -33,7 +33,7 @@ pub mod web;
 use std::net::SocketAddr;
 
 use auth::Auth;
-use config::Config;
+use config::{Config, MetricsBind};
 use store::{Store, StoreError};
 
 /// Why the program stopped.
@@ -43,6 +43,14 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error("cannot listen on {address}: {source}")]
     Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot listen for /metrics on {address}: {source}; give another address with \
+         --metrics-bind (RESTFUL_AUTH_METRICS_BIND), or `public` to serve it on --bind, or `off`"
+    )]
+    MetricsBind {
         address: SocketAddr,
         source: std::io::Error,
     },
@@ -64,6 +72,8 @@ pub enum StartupError {
     ExposedFile(#[from] private_files::ExposedFile),
     #[error(transparent)]
     AdminToken(#[from] auth::admin::AdminTokenError),
+    #[error(transparent)]
+    SecretSetting(#[from] config::SecretSettingError),
 }
 
 impl StartupError {
@@ -135,21 +145,26 @@ pub async fn serve<S: Store>(store: S, config: Config) -> Result<(), StartupErro
     let database = redact_password(&config.database_url);
     tracing::info!(%address, %database, "restful-auth listening");
     let options = http::Options::from_config(&config);
-    if let Some(metrics_address) = config.metrics_bind {
-        let listener = tokio::net::TcpListener::bind(metrics_address)
-            .await
-            .map_err(|source| StartupError::Bind {
-                address: metrics_address,
-                source,
-            })?;
-        tracing::info!(address = %metrics_address, "metrics listening");
-        tokio::spawn(http::server::serve(
-            listener,
-            http::metrics_router(auth.clone()),
-            config.client_timeout,
-            http::server::MAX_METRICS_CONNECTIONS,
-            std::future::pending(),
-        ));
+    match config.metrics_bind {
+        MetricsBind::Address(metrics_address) => {
+            let listener = tokio::net::TcpListener::bind(metrics_address)
+                .await
+                .map_err(|source| StartupError::MetricsBind {
+                    address: metrics_address,
+                    source,
+                })?;
+            let address = listener.local_addr().map_err(StartupError::Serve)?;
+            tracing::info!(%address, "metrics listening");
+            tokio::spawn(http::server::serve(
+                listener,
+                http::metrics_router(auth.clone()),
+                config.client_timeout,
+                http::server::MAX_METRICS_CONNECTIONS,
+                std::future::pending(),
+            ));
+        }
+        MetricsBind::Public => tracing::info!(%address, "metrics served on the public listener"),
+        MetricsBind::Off => {}
     }
     if let Some((admin_address, token)) = admin {
         let listener = tokio::net::TcpListener::bind(admin_address)
@@ -188,7 +203,10 @@ pub async fn serve<S: Store>(store: S, config: Config) -> Result<(), StartupErro
     tokio::select! {
         () = server => {}
         () = async { stopping.notified().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!(?grace, "grace period over; dropping the remaining connections");
+            tracing::warn!(
+                grace_seconds = grace.as_secs_f64(),
+                "grace period over; dropping the remaining connections"
+            );
         }
     }
     store.close().await;
@@ -221,7 +239,15 @@ fn spawn_background_work<S: Store>(auth: Arc<Auth<S>>, config: &Config) {
         loop {
             ticks.tick().await;
             match auth.housekeeping(retention).await {
-                Ok(purged) => tracing::info!(?purged, "housekeeping done"),
+                Ok(purged) => tracing::info!(
+                    refresh_tokens = purged.refresh_tokens,
+                    sessions = purged.sessions,
+                    signing_keys = purged.signing_keys,
+                    throttle_buckets = purged.throttle_buckets,
+                    known_addresses = purged.known_addresses,
+                    audit_events = purged.audit_events,
+                    "housekeeping done"
+                ),
                 Err(error) => tracing::warn!(%error, "housekeeping failed; will try again"),
             }
         }

@@ -1,5 +1,6 @@
-//! Files only their owner may read: the SQLite database and the master key. A copy of either
-//! in another account's hands is half of what forging tokens takes.
+//! Files only their owner may read: the SQLite database, the master key, and every secret given
+//! as a file (`--database-url-file`, `--secret-key-file`, `--admin-token-file`, …). A copy of
+//! one in another account's hands is half of what forging tokens takes.
 
 use std::fs::OpenOptions;
 use std::io;
@@ -36,6 +37,51 @@ pub fn refuse_exposed(path: &Path, allowed: bool) -> Result<(), ExposedFile> {
     #[cfg(not(unix))]
     let _ = (path, allowed);
     Ok(())
+}
+
+/// A secret file that cannot be used. Its message names the file, never what it holds.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SecretFileError {
+    #[error(transparent)]
+    Exposed(#[from] ExposedFile),
+    #[error("cannot read {what} {path}: {reason}", path = path.display())]
+    Unreadable {
+        what: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("{what} {path} is empty", path = path.display())]
+    Empty { what: &'static str, path: PathBuf },
+}
+
+/// The secret that `path` (`what`, for the messages: "the master key file") holds, less one
+/// trailing line ending, which `echo secret > file` and editors add. Refused, like the
+/// database file, if group or others may read or write it, unless `allowed`: a secret kept in
+/// a file is kept from the process environment, where any process of its user can read it.
+pub fn read_secret(
+    what: &'static str,
+    path: &Path,
+    allowed: bool,
+) -> Result<String, SecretFileError> {
+    refuse_exposed(path, allowed)?;
+    let mut text = std::fs::read_to_string(path).map_err(|error| SecretFileError::Unreadable {
+        what,
+        path: path.to_owned(),
+        reason: error.to_string(),
+    })?;
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    if text.is_empty() {
+        return Err(SecretFileError::Empty {
+            what,
+            path: path.to_owned(),
+        });
+    }
+    Ok(text)
 }
 
 /// Creates `path` empty with mode 0600 unless it exists (then it is left as it is).

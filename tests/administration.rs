@@ -38,7 +38,7 @@ fn start(database: &Path, args: &[&str]) -> Running {
 /// it wrote.
 fn refused_start(database: &Path, args: &[&str]) -> (std::process::ExitStatus, String) {
     let mut child = Command::new(BINARY)
-        .args(["--bind", "127.0.0.1:0"])
+        .args(["--bind", "127.0.0.1:0", "--metrics-bind", "off"])
         .args(["--database-url", &database_url(database)])
         .args(args)
         .env_remove("DATABASE_URL")

@@ -53,6 +53,8 @@ impl Service {
                 &format!("sqlite://{}", database.display()),
             ])
             .args(["--secret-key", SECRET])
+            // The default metrics port is one for every test process.
+            .args(["--metrics-bind", "off"])
             // A load test, not a throttling test: one address registers and logs in a lot.
             .args(["--throttle-register-ip", "off"])
             .args(["--throttle-login-ip", "off"])

@@ -2,6 +2,7 @@
 //! shutdown under load, log hygiene, the administration commands, run-time settings, key
 //! rotation, housekeeping and the Django import.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -68,6 +69,11 @@ impl Service {
 
     fn log_text(&self) -> String {
         self.running.log_text()
+    }
+
+    /// `/metrics` on the metrics listener.
+    fn metrics_url(&self) -> String {
+        self.running.metrics_url("/metrics")
     }
 
     fn terminate(&mut self) -> std::process::ExitStatus {
@@ -180,7 +186,7 @@ async fn health_readiness_and_metrics_answer() {
         let answer = client.request(method, service.url("/api/me/")).send();
         assert_eq!(answer.await.unwrap().status(), 405);
     }
-    let metrics = client.get(service.url("/metrics")).send().await.unwrap();
+    let metrics = client.get(service.metrics_url()).send().await.unwrap();
     assert_eq!(metrics.status(), 200);
     let text = metrics.text().await.unwrap();
     for expected in [
@@ -197,6 +203,126 @@ async fn health_readiness_and_metrics_answer() {
         assert!(text.contains(expected), "{expected} missing from\n{text}");
     }
     assert!(!text.contains("PROBE"), "{text}");
+}
+
+/// A label's value in a Prometheus sample line (`name{label="value",…} 1`).
+fn label<'a>(sample: &'a str, name: &str) -> &'a str {
+    let start = sample
+        .find(&format!("{name}=\""))
+        .unwrap_or_else(|| panic!("no {name} in {sample}"))
+        + name.len()
+        + 2;
+    let length = sample[start..].find('"').unwrap();
+    &sample[start..start + length]
+}
+
+/// The value of the sample `series` (a name, with its labels if any) on a Prometheus page.
+fn sample(page: &str, series: &str) -> f64 {
+    page.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in\n{page}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn metrics_are_served_on_their_own_listener_every_family_with_its_help() {
+    let service = Service::start(&[]);
+    register_and_login(&service, "families@example.org").await;
+
+    let on_public_port = reqwest::get(service.url("/metrics")).await.unwrap();
+    let page = reqwest::get(service.metrics_url())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    assert_eq!(on_public_port.status(), 404);
+    let families: Vec<&str> = page
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE ")?.split(' ').next())
+        .collect();
+    for family in &families {
+        let help = format!("# HELP {family} ");
+        assert!(
+            page.lines().any(|line| line.starts_with(&help)),
+            "{family} has no HELP:\n{page}"
+        );
+    }
+    for family in [
+        "http_requests_total",
+        "http_request_duration_seconds",
+        "logins_total",
+        "restful_auth_build_info",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_start_time_seconds",
+        "database_connections",
+        "database_connections_max",
+    ] {
+        assert!(families.contains(&family), "no {family} in\n{page}");
+    }
+    let build_info = page
+        .lines()
+        .find(|line| line.starts_with("restful_auth_build_info{"))
+        .unwrap();
+    assert!(build_info.ends_with("} 1"), "{build_info}");
+    assert_eq!(label(build_info, "version"), env!("CARGO_PKG_VERSION"));
+    assert!(label(build_info, "rustc").starts_with("1."), "{build_info}");
+    let built_from = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map_or_else(
+            || "unknown".to_owned(),
+            |output| stdout(&output).trim().to_owned(),
+        );
+    assert_eq!(label(build_info, "commit"), built_from);
+    assert!(sample(&page, "process_resident_memory_bytes") > 1e6);
+    assert!(sample(&page, "process_open_fds") > 3.0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let started = sample(&page, "process_start_time_seconds");
+    assert!(now - 600.0 < started && started <= now, "{started}");
+    // SQLite's readers: at least one, and one per worker thread of the runtime.
+    let pool_size = sample(&page, "database_connections_max");
+    assert!(pool_size >= 1.0, "{pool_size}");
+    let idle = sample(&page, r#"database_connections{state="idle"}"#);
+    let in_use = sample(&page, r#"database_connections{state="in_use"}"#);
+    assert!(
+        idle + in_use <= pool_size,
+        "{idle} + {in_use} > {pool_size}"
+    );
+}
+
+#[tokio::test]
+async fn metrics_bind_public_serves_them_beside_the_api_and_off_nowhere() {
+    let public = Service::start(&["--metrics-bind", "public"]);
+    let off = Service::start(&["--metrics-bind", "off"]);
+    let help = Command::new(BINARY).arg("--help").output().unwrap();
+
+    let served = reqwest::get(public.url("/metrics")).await.unwrap();
+    assert_eq!(served.status(), 200);
+    let page = served.text().await.unwrap();
+    assert!(page.contains("# HELP restful_auth_build_info "), "{page}");
+    assert!(!public.log_text().contains("metrics listening"));
+    let unserved = reqwest::get(off.url("/metrics")).await.unwrap();
+    assert_eq!(unserved.status(), 404);
+    assert!(!off.log_text().contains("metrics listening"));
+    // Unless told otherwise, on a loopback port of their own.
+    let help = stdout(&help);
+    let metrics_bind = &help[help.find("--metrics-bind").unwrap()..];
+    let metrics_bind = &metrics_bind[..metrics_bind.find("\n\n").unwrap()];
+    assert!(
+        metrics_bind.contains("[default: 127.0.0.1:9464]"),
+        "{metrics_bind}"
+    );
 }
 
 #[tokio::test]
@@ -411,12 +537,7 @@ async fn logs_are_json_off_a_terminal_unless_text_is_asked_for() {
         .lines()
         .map(|line| serde_json::from_str(line).expect("a JSON line"))
         .collect();
-    assert!(
-        lines
-            .iter()
-            .any(|line| line["fields"]["path"] == "/healthz"),
-        "{log}"
-    );
+    assert!(lines.iter().any(|line| line["path"] == "/healthz"), "{log}");
 
     for format in ["text", "pretty"] {
         let log = log_after_a_request(&[], &["--log-format", format], true).await;
@@ -435,7 +556,7 @@ async fn throttled_requests_are_counted() {
     login(&service, "counted@example.org", "wrong password").await;
 
     let (status, _) = login(&service, "counted@example.org", PASSWORD).await;
-    let text = reqwest::get(service.url("/metrics"))
+    let text = reqwest::get(service.metrics_url())
         .await
         .unwrap()
         .text()
@@ -788,12 +909,155 @@ async fn no_secret_reaches_a_log_line() {
     }
 }
 
+#[tokio::test]
+async fn json_log_lines_are_flat_objects_without_debug_dumps() {
+    let service = Service::start(&["--log-format", "json"]);
+
+    let answer = reqwest::Client::new()
+        .get(service.url("/healthz?probe=1"))
+        .header("X-Request-Id", "flat-line-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let log = eventually(|| async {
+        let log = service.log_text();
+        (log.contains("flat-line-1") && log.contains("housekeeping done")).then_some(log)
+    })
+    .await;
+
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    let request = lines
+        .iter()
+        .find(|line| line["request_id"] == "flat-line-1")
+        .unwrap();
+    let keys: BTreeSet<&str> = request
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let expected = [
+        "timestamp",
+        "level",
+        "target",
+        "message",
+        "method",
+        "path",
+        "request_id",
+        "status",
+        "latency_ms",
+        "client",
+    ];
+    assert_eq!(keys, BTreeSet::from(expected), "{request}");
+    assert_eq!(request["level"], "INFO");
+    assert_eq!(request["target"], "restful_auth::http::observe");
+    assert_eq!(request["message"], "answered");
+    assert_eq!(request["method"], "GET");
+    assert_eq!(request["path"], "/healthz");
+    assert_eq!(request["status"], 200);
+    assert_eq!(request["client"], "127.0.0.1");
+    assert!(request["latency_ms"].as_f64().unwrap() > 0.0, "{request}");
+    assert!(
+        request["timestamp"].as_str().unwrap().ends_with('Z'),
+        "{request}"
+    );
+    for line in &lines {
+        for nested in ["fields", "span", "spans"] {
+            assert!(line.get(nested).is_none(), "{line}");
+        }
+    }
+    let listening = lines
+        .iter()
+        .find(|line| line["message"] == "restful-auth listening")
+        .unwrap();
+    assert_eq!(listening["address"], service.running.address().to_string());
+    let housekeeping = lines
+        .iter()
+        .find(|line| line["message"] == "housekeeping done")
+        .unwrap();
+    assert_eq!(housekeeping["sessions"], 0, "{housekeeping}");
+    assert!(!log.contains("Purged {"), "a Debug dump: {log}");
+}
+
+#[tokio::test]
+async fn access_log_off_writes_no_line_for_routine_requests_but_keeps_incidents() {
+    let service = Service::start(&["--access-log", "off"]);
+    let tokens = register_and_login(&service, "quiet-log@example.org").await;
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    let client = reqwest::Client::new();
+
+    // Rotated, then presented again: a reuse, whose line tells an operator what happened.
+    for _ in 0..2 {
+        post(
+            &client,
+            service.url("/api/refresh/"),
+            json!({"refresh_token": refresh}),
+        )
+        .await;
+    }
+    let log = eventually(|| async {
+        let log = service.log_text();
+        log.contains("presented again").then_some(log)
+    })
+    .await;
+
+    assert!(!log.contains("answered"), "{log}");
+    assert!(!log.contains("/api/register/"), "{log}");
+    let reuse = log
+        .lines()
+        .find(|line| line.contains("presented again"))
+        .unwrap();
+    assert!(
+        reuse.contains("WARN") && reuse.contains(r#"path="/api/refresh/""#),
+        "{reuse}"
+    );
+}
+
+#[tokio::test]
+async fn a_clean_stop_writes_out_every_queued_log_line() {
+    let mut service = Service::start(&[]);
+    let client = reqwest::Client::new();
+
+    let requests: Vec<_> = (0..300)
+        .map(|n| {
+            tokio::spawn(
+                client
+                    .get(service.url("/healthz"))
+                    .header("X-Request-Id", format!("queued-{n}"))
+                    .send(),
+            )
+        })
+        .collect();
+    for request in requests {
+        assert_eq!(request.await.unwrap().unwrap().status(), 200);
+    }
+    let (status, log) = tokio::task::spawn_blocking(move || {
+        let status = service.terminate();
+        // The readers of the process's output finish once it has closed it.
+        std::thread::sleep(Duration::from_millis(200));
+        (status, service.log_text())
+    })
+    .await
+    .unwrap();
+
+    assert!(status.success(), "{status:?}");
+    let answered = log
+        .lines()
+        .filter(|line| line.contains("request_id=queued-"))
+        .count();
+    assert_eq!(answered, 300, "{log}");
+    assert!(log.trim_end().ends_with("stopped"), "{log}");
+}
+
 /// The request lines of a `--log-format json` log, by path: each line's fields.
 fn request_lines(log: &str, path: &str) -> Vec<Value> {
     log.lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .map(|line| line["fields"].clone())
-        .filter(|fields| fields["message"] == "answered" && fields["path"] == path)
+        .filter(|line| line["message"] == "answered" && line["path"] == path)
         .collect()
 }
 
@@ -1553,10 +1817,12 @@ async fn connections_beyond_max_connections_are_closed_at_once_and_accepting_goe
         std::thread::sleep(Duration::from_millis(50));
     };
 
-    let (metrics, _) = answer_until_closed(
-        &service,
-        b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
-    );
+    let metrics = reqwest::get(service.metrics_url())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
 
     for (answer, elapsed) in excess {
         assert_eq!(answer, "");
@@ -1616,11 +1882,19 @@ async fn the_service_raises_its_open_files_limit_to_the_hard_limit() {
 /// Runs the service on `database` with `args`, expecting it to refuse to start: its exit
 /// status and what it wrote.
 fn refused_start(database: &Path, args: &[&str]) -> (std::process::ExitStatus, String) {
-    let mut child = Command::new(BINARY)
-        .args(["--bind", "127.0.0.1:0"])
+    let mut command = Command::new(BINARY);
+    command
         .args(["--database-url", &database_url(database)])
         .args(args)
-        .env_remove("DATABASE_URL")
+        .env_remove("DATABASE_URL");
+    refused(command)
+}
+
+/// Runs `command` (the service: `--bind` and `--metrics-bind` are added), expecting it to
+/// refuse to start: its exit status and what it wrote to stderr.
+fn refused(mut command: Command) -> (std::process::ExitStatus, String) {
+    let mut child = command
+        .args(["--bind", "127.0.0.1:0", "--metrics-bind", "off"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -1928,4 +2202,220 @@ async fn the_smtp_password_never_reaches_a_log_line_or_an_error() {
         !refusal.contains(password),
         "the SMTP password is in the error: {refusal}"
     );
+}
+
+/// A file holding `content`, readable by its owner only.
+#[cfg(unix)]
+fn secret_file(directory: &Path, name: &str, content: &str) -> PathBuf {
+    let path = directory.join(name);
+    std::fs::write(&path, content).unwrap();
+    chmod(&path, 0o600);
+    path
+}
+
+/// The service with its secrets in files (`…_FILE` variables), its log captured.
+fn start_with_secret_files(variables: &[(&str, &Path)]) -> Running {
+    let mut command = Command::new(BINARY);
+    command
+        .env_remove("DATABASE_URL")
+        .env_remove("RESTFUL_AUTH_SECRET_KEY")
+        .env("RESTFUL_AUTH_LOG", "debug");
+    for (name, path) in variables {
+        command.env(name, path);
+    }
+    Running::start(command)
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn secrets_given_as_files_are_used_and_never_shown() {
+    // Arrange: the database URL and the signing keys in files, each with a trailing newline.
+    let directory = tempfile::tempdir().unwrap();
+    let database = directory.path().join("from-a-file.sqlite3");
+    let url_file = secret_file(
+        directory.path(),
+        "database-url",
+        &format!("{}\n", database_url(&database)),
+    );
+    let old_key = "the-old-signing-key-held-in-a-file-0123456789";
+    let new_key = "the-new-signing-key-held-in-a-file-9876543210";
+    let old_key_file = secret_file(directory.path(), "old-key", &format!("{old_key}\n"));
+    let new_key_file = secret_file(directory.path(), "new-key", &format!("{new_key}\r\n"));
+    let previous_file = secret_file(
+        directory.path(),
+        "previous-keys",
+        &format!("{old_key}\nanother-retired-key-0123456789abcdef\n"),
+    );
+
+    // Act: a token signed by the key of the first file, presented after the key changed.
+    let first = start_with_secret_files(&[
+        ("DATABASE_URL_FILE", &url_file),
+        ("RESTFUL_AUTH_SECRET_KEY_FILE", &old_key_file),
+    ]);
+    let client = reqwest::Client::new();
+    let (registered, _) = post(
+        &client,
+        first.url("/api/register/"),
+        json!({"email": "filed@example.org", "password": PASSWORD}),
+    )
+    .await;
+    let (_, tokens) = post(
+        &client,
+        first.url("/api/login/"),
+        json!({"email": "filed@example.org", "password": PASSWORD}),
+    )
+    .await;
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let first_log = first.log_text();
+    drop(first);
+    let second = start_with_secret_files(&[
+        ("DATABASE_URL_FILE", &url_file),
+        ("RESTFUL_AUTH_SECRET_KEY_FILE", &new_key_file),
+        ("RESTFUL_AUTH_PREVIOUS_SECRET_KEYS_FILE", &previous_file),
+    ]);
+    let me = client
+        .get(second.url("/api/me/"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    let (_, renewed) = post(
+        &client,
+        second.url("/api/login/"),
+        json!({"email": "filed@example.org", "password": PASSWORD}),
+    )
+    .await;
+
+    // Assert: the database the file names, tokens signed with each file's key (no newline).
+    assert_eq!(registered, 201);
+    assert!(database.exists());
+    assert_eq!(me.status(), 200, "the previous key verifies");
+    let verify = |token: &str, key: &str| {
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        validation.set_audience(&["restful-auth"]);
+        jsonwebtoken::decode::<Value>(
+            token,
+            &jsonwebtoken::DecodingKey::from_secret(key.as_bytes()),
+            &validation,
+        )
+        .is_ok()
+    };
+    assert!(verify(&access, old_key));
+    assert!(verify(renewed["access_token"].as_str().unwrap(), new_key));
+    let log = format!("{first_log}\n{}", second.log_text());
+    for secret in [old_key, new_key, "another-retired-key"] {
+        assert!(!log.contains(secret), "{secret} reached the log:\n{log}");
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_secret_given_twice_invalid_or_in_an_exposed_file_stops_the_start_unshown() {
+    let directory = tempfile::tempdir().unwrap();
+    let database = directory.path().join("refused.sqlite3");
+    let secret = "a-signing-key-that-must-stay-unseen-0123456789";
+    let key_file = secret_file(directory.path(), "key", secret);
+    let url_file = secret_file(
+        directory.path(),
+        "url",
+        "postgres://app:database-password-unseen@127.0.0.1/auth",
+    );
+    let smtp_password_file = secret_file(directory.path(), "smtp", "smtp-file-password-unseen");
+    let exposed_file = secret_file(directory.path(), "exposed", secret);
+    chmod(&exposed_file, 0o644);
+    let short_file = secret_file(directory.path(), "short", "short-key-unseen");
+    let run = |variables: &[(&str, &str)], args: &[&str]| {
+        let mut command = Command::new(BINARY);
+        command
+            .env_remove("DATABASE_URL")
+            .env_remove("RESTFUL_AUTH_SECRET_KEY")
+            .args(args);
+        for (name, value) in variables {
+            command.env(name, value);
+        }
+        refused(command)
+    };
+    let database = database_url(&database);
+    let key_file = key_file.to_str().unwrap();
+    let exposed_file = exposed_file.to_str().unwrap();
+
+    let refusals = [
+        run(
+            &[("RESTFUL_AUTH_SECRET_KEY", secret)],
+            &["--database-url", &database, "--secret-key-file", key_file],
+        ),
+        run(
+            &[
+                (
+                    "DATABASE_URL",
+                    "postgres://app:env-password-unseen@127.0.0.1/auth",
+                ),
+                ("DATABASE_URL_FILE", url_file.to_str().unwrap()),
+            ],
+            &[],
+        ),
+        run(
+            &[],
+            &[
+                "--database-url",
+                &database,
+                "--secret-key-file",
+                exposed_file,
+            ],
+        ),
+        run(
+            &[],
+            &[
+                "--database-url",
+                &database,
+                "--secret-key-file",
+                short_file.to_str().unwrap(),
+            ],
+        ),
+        run(
+            &[(
+                "RESTFUL_AUTH_SMTP_PASSWORD_FILE",
+                smtp_password_file.to_str().unwrap(),
+            )],
+            &[
+                "--database-url",
+                &database,
+                "--smtp-url",
+                "smtp://mailer:url-password-unseen@127.0.0.1:25",
+            ],
+        ),
+        // Refused values too: a mistyped secret is still most of the secret.
+        run(&[], &["--secret-key", "short-key-unseen"]),
+        run(&[("RESTFUL_AUTH_MASTER_KEY", "short-key-unseen")], &[]),
+    ];
+
+    let expected: [&[&str]; 7] = [
+        &[
+            "'--secret-key <",
+            "'--secret-key-file <",
+            "cannot be used with",
+        ],
+        &[
+            "'--database-url <",
+            "'--database-url-file <",
+            "cannot be used with",
+        ],
+        &[exposed_file, "chmod 600"],
+        &[short_file.to_str().unwrap(), "is shorter than 32 bytes"],
+        &["--smtp-password-file", "give only one"],
+        &[
+            "--secret-key (RESTFUL_AUTH_SECRET_KEY)",
+            "at least 32 bytes",
+        ],
+        &["--master-key (RESTFUL_AUTH_MASTER_KEY)", "32 bytes"],
+    ];
+    for ((status, error), expected) in refusals.iter().zip(expected) {
+        assert_eq!(status.code(), Some(1), "{error}");
+        for expected in expected {
+            assert!(error.contains(expected), "{expected:?} not in {error}");
+        }
+        for unseen in [secret, "password-unseen", "short-key-unseen"] {
+            assert!(!error.contains(unseen), "{unseen} shown: {error}");
+        }
+    }
 }

@@ -43,7 +43,8 @@ public_url=http://127.0.0.1:$port
 start() {
     local name=$1 bind=$2 log=$work/$1.log
     shift 2
-    "$binary" --database-url "sqlite://$work/db.sqlite3" --bind "$bind" \
+    # Two instances at once: neither takes the default metrics port.
+    "$binary" --database-url "sqlite://$work/db.sqlite3" --bind "$bind" --metrics-bind off \
         --public-url "$public_url" --access-token-lifetime 2s --log-format text "$@" serve >"$log" 2>&1 &
     pids+=($!)
     for _ in $(seq 1 100); do

@@ -83,6 +83,11 @@ pub fn benchmark_flags(binary: &Path, user_args: &[String]) -> anyhow::Result<Se
             main.extend([throttle.to_owned(), "off".to_owned()]);
         }
     }
+    // The main service and the HS256 one run at once: each takes a metrics port of its own
+    // (the default is one port for both), still served, as in production.
+    if help.contains("--metrics-bind") && flag_value(user_args, "--metrics-bind").is_none() {
+        main.extend(["--metrics-bind".to_owned(), "127.0.0.1:0".to_owned()]);
+    }
     main.extend(user_args.iter().cloned());
     // A binary older than `--jwt-algorithm` signs with HS256 only.
     let algorithm = if help.contains(JWT_ALGORITHM) {

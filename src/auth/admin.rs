@@ -16,7 +16,7 @@ use crate::domain::audit::{AuditQuery, Origin, Recorded};
 use crate::domain::sessions::EndReason;
 use crate::domain::throttle::AccountBuckets;
 use crate::domain::{SessionId, UserId};
-use crate::private_files::{self, ExposedFile};
+use crate::private_files::{self, SecretFileError};
 use crate::store::{
     AccountChange, AccountOverview, AccountQuery, SessionInfo, SessionScope, Store, StoreError,
 };
@@ -261,11 +261,7 @@ impl AdminToken {
 
     /// The token in a file, which only its owner may read unless `allow_exposed`.
     pub fn read_file(path: &Path, allow_exposed: bool) -> Result<AdminToken, AdminTokenError> {
-        private_files::refuse_exposed(path, allow_exposed)?;
-        let text = std::fs::read_to_string(path).map_err(|error| AdminTokenError::Unreadable {
-            path: path.to_owned(),
-            reason: error.to_string(),
-        })?;
+        let text = private_files::read_secret("the admin token file", path, allow_exposed)?;
         AdminToken::new(&text).ok_or_else(|| AdminTokenError::Empty {
             path: path.to_owned(),
         })
@@ -293,12 +289,10 @@ pub enum AdminTokenError {
          file holding a long random token (e.g. `openssl rand -hex 32`), or bind to 127.0.0.1"
     )]
     Unprotected { address: std::net::SocketAddr },
-    #[error("cannot read the admin token file {path}: {reason}", path = path.display())]
-    Unreadable { path: PathBuf, reason: String },
     #[error("the admin token file {path} holds no token", path = path.display())]
     Empty { path: PathBuf },
     #[error(transparent)]
-    Exposed(#[from] ExposedFile),
+    File(#[from] SecretFileError),
 }
 
 /// The token that guards an admin API on `address`: the file's, if one is configured; none on

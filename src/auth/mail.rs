@@ -41,8 +41,6 @@ impl std::fmt::Debug for Mail {
 /// Why mail cannot be configured.
 #[derive(Debug, thiserror::Error)]
 pub enum MailSetupError {
-    #[error("cannot read the SMTP password file {path}: {reason}")]
-    PasswordFile { path: String, reason: String },
     #[error("the SMTP server {server} cannot be used: {reason}")]
     Transport { server: String, reason: String },
 }
@@ -74,8 +72,9 @@ struct Smtp {
 }
 
 impl Mailer {
-    /// The outbox of `config`: sending through `--smtp-url` (with the password of
-    /// `--smtp-password-file`, if given), or sending nothing.
+    /// The outbox of `config`: sending through `--smtp-url` (whose password
+    /// `--smtp-password-file` may have given: see `Config::read_secret_files`), or sending
+    /// nothing.
     pub fn from_config(config: &Config) -> Result<Mailer, MailSetupError> {
         let smtp = match &config.smtp_url {
             Some(url) => Some(Smtp::new(url, config)?),
@@ -167,7 +166,8 @@ impl Mailer {
                         metrics::counter!("mail_retries_total").increment(1);
                         tracing::warn!(
                             server = %smtp.server, attempt, %error,
-                            "sending a mail failed; trying again in {delay:?}"
+                            retry_in_seconds = delay.as_secs_f64(),
+                            "sending a mail failed; trying again"
                         );
                         tokio::time::sleep(delay).await;
                         delay *= 2;
@@ -200,10 +200,8 @@ impl Mailer {
 impl Smtp {
     fn new(url: &SmtpUrl, config: &Config) -> Result<Smtp, MailSetupError> {
         let server = url.redacted();
-        let password = match &config.smtp_password_file {
-            Some(path) => Some(read_password(path)?),
-            None => url.password.clone(),
-        };
+        // From the URL, or from --smtp-password-file (read into it with the configuration).
+        let password = url.password.clone();
         let refused = |reason: String| MailSetupError::Transport {
             server: server.clone(),
             reason,
@@ -256,18 +254,4 @@ impl Smtp {
             None => text.to_owned(),
         }
     }
-}
-
-/// The first line of the password file.
-fn read_password(path: &std::path::Path) -> Result<String, MailSetupError> {
-    let content = std::fs::read_to_string(path).map_err(|error| MailSetupError::PasswordFile {
-        path: path.display().to_string(),
-        reason: error.to_string(),
-    })?;
-    Ok(content
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .trim_end_matches('\r')
-        .to_owned())
 }

@@ -4,17 +4,15 @@
 use std::path::{Path, PathBuf};
 
 pub use crate::domain::vault::{MasterKey, Unopenable, is_sealed};
-use crate::private_files::{self, ExposedFile};
+use crate::private_files::{self, SecretFileError};
 
 /// Why the master key is not at hand.
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
-    #[error("cannot read the master key file {path}: {reason}", path = path.display())]
-    Unreadable { path: PathBuf, reason: String },
+    #[error(transparent)]
+    File(#[from] SecretFileError),
     #[error("the master key in {origin} is not 32 bytes in base64 or hex")]
     Malformed { origin: String },
-    #[error(transparent)]
-    Exposed(#[from] ExposedFile),
     #[error(
         "the database holds secrets sealed under a master key, but the key file {path} does not \
          exist: restore it from a backup, or point --master-key-file at it (without it the \
@@ -42,11 +40,7 @@ impl MasterKey {
     /// The key in a file (base64 or hex, surrounding whitespace ignored), which only its owner
     /// may read unless `allow_exposed`.
     pub fn read_file(path: &Path, allow_exposed: bool) -> Result<MasterKey, VaultError> {
-        private_files::refuse_exposed(path, allow_exposed)?;
-        let text = std::fs::read_to_string(path).map_err(|error| VaultError::Unreadable {
-            path: path.to_owned(),
-            reason: error.to_string(),
-        })?;
+        let text = private_files::read_secret("the master key file", path, allow_exposed)?;
         text.parse().map_err(|_| VaultError::Malformed {
             origin: path.display().to_string(),
         })

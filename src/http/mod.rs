@@ -18,6 +18,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::auth::Auth;
+use crate::config::MetricsBind;
 use crate::store::Store;
 
 mod accounts;
@@ -58,8 +59,10 @@ pub type AppState<S> = Arc<Auth<S>>;
 pub struct Options {
     /// Origins whose browser pages may call the API (CORS); none by default.
     pub cors_origins: Vec<HeaderValue>,
-    /// Serve `/metrics` on this router (else it is served on an address of its own).
+    /// Serve `/metrics` on this router (else it is served on an address of its own, or not).
     pub metrics: bool,
+    /// Log every request answered (else only those that failed: see `observe::log_request`).
+    pub access_log: bool,
     /// Peers whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
@@ -68,7 +71,8 @@ impl Options {
     pub fn from_config(config: &crate::config::Config) -> Options {
         Options {
             cors_origins: config.cors_origins.clone(),
-            metrics: config.metrics_bind.is_none(),
+            metrics: config.metrics_bind == MetricsBind::Public,
+            access_log: config.access_log,
             trusted_proxies: config.trusted_proxies.clone(),
         }
     }
@@ -109,7 +113,10 @@ pub fn behind_request_layers(routes: Router, options: &Options) -> Router {
         .layer(no_storing)
         // Works out the client address for the log line and for the handlers (see `Requester`).
         .layer(middleware::from_fn_with_state(
-            extract::TrustedProxies(Arc::new(options.trusted_proxies.clone())),
+            observe::RequestLog {
+                trusted: extract::TrustedProxies(Arc::new(options.trusted_proxies.clone())),
+                every_request: options.access_log,
+            },
             observe::log_request,
         ))
         .option_layer(cors)

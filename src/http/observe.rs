@@ -13,20 +13,20 @@ use axum::response::{IntoResponse, Response};
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing::Level;
-use tracing::field::display;
 
 use super::AppState;
 use super::error::Incident;
 use super::extract::{Requester, TrustedProxies};
 use crate::store::Store;
+use crate::telemetry::{self, Milliseconds};
 
 const METRICS_UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The process-wide Prometheus recorder. Installed once: every router of the process (tests
 /// build many) reports into it.
-fn prometheus() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
+fn prometheus() -> &'static Prometheus {
+    static PROMETHEUS: OnceLock<Prometheus> = OnceLock::new();
+    PROMETHEUS.get_or_init(|| {
         let recorder = PrometheusBuilder::new()
             .set_buckets(&[
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -36,6 +36,15 @@ fn prometheus() -> &'static PrometheusHandle {
         let handle = recorder.handle();
         // Fails only if another recorder was installed first; ours then just stays empty.
         let _ = metrics::set_global_recorder(recorder);
+        let process = metrics_process::Collector::default();
+        describe_metrics(&process);
+        metrics::gauge!(
+            "restful_auth_build_info",
+            "version" => env!("CARGO_PKG_VERSION"),
+            "commit" => env!("RESTFUL_AUTH_COMMIT"),
+            "rustc" => env!("RESTFUL_AUTH_RUSTC"),
+        )
+        .set(1.0);
         // Histograms keep every sample until upkeep folds them into their buckets, which a
         // scrape does; with no scraper the samples piled up (8 bytes a request, for good).
         let upkeep = handle.clone();
@@ -50,8 +59,82 @@ fn prometheus() -> &'static PrometheusHandle {
         if let Err(error) = started {
             tracing::warn!(%error, "no metrics upkeep: histograms grow until /metrics is read");
         }
-        handle
+        Prometheus { handle, process }
     })
+}
+
+/// The recorder's handle, and the reader of the process's own figures (refreshed per scrape).
+struct Prometheus {
+    handle: PrometheusHandle,
+    process: metrics_process::Collector,
+}
+
+/// The `# HELP` line of every metric the service reports, said once at start: a metric
+/// without one is a name a reader has to guess the meaning of.
+fn describe_metrics(process: &metrics_process::Collector) {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "http_requests_total",
+        "Requests answered, by method, route template and status."
+    );
+    describe_histogram!(
+        "http_request_duration_seconds",
+        Unit::Seconds,
+        "Time from a request's arrival to its answer, by method, route template and status."
+    );
+    describe_counter!(
+        "logins_total",
+        "Login attempts by outcome: success, failure, mfa_required (the password was right; \
+         a one-time code is needed)."
+    );
+    describe_counter!(
+        "throttled_requests_total",
+        "Requests refused with 429 by a throttle limit: login, registration, password-change, \
+         refresh, password-reset."
+    );
+    describe_counter!(
+        "refresh_token_reuse_detected_total",
+        "Consumed refresh tokens presented again; each ended its session."
+    );
+    describe_gauge!(
+        "password_hash_queue_depth",
+        "Password checks waiting for the hashing pool."
+    );
+    describe_counter!(
+        "password_hash_shed_total",
+        "Password checks refused with 503 because --hash-queue-limit were waiting."
+    );
+    describe_counter!(
+        "connections_refused_total",
+        "Client connections closed at once because --max-connections were open."
+    );
+    describe_counter!("mail_sent_total", "Mails the SMTP server accepted.");
+    describe_counter!(
+        "mail_retries_total",
+        "Mail deliveries that failed and were tried again."
+    );
+    describe_counter!(
+        "mail_failures_total",
+        "Mails given up on after their last attempt (or refused before the first)."
+    );
+    describe_counter!(
+        "mail_dropped_total",
+        "Mails dropped because the outbox held --mail-queue-limit."
+    );
+    describe_gauge!("mail_queue_depth", "Mails waiting in the outbox.");
+    describe_gauge!(
+        "database_connections",
+        "The database pool's connections, by state: in_use, idle."
+    );
+    describe_gauge!(
+        "database_connections_max",
+        "The most connections the database pool opens."
+    );
+    describe_gauge!(
+        "restful_auth_build_info",
+        "Always 1; its labels say which build runs: version, commit, rustc."
+    );
+    process.describe();
 }
 
 /// Counts and times every request by method, route template (never the raw path, whose
@@ -125,13 +208,26 @@ fn method_label(method: &Method) -> &'static str {
         .unwrap_or("other")
 }
 
+/// What the request layer needs to log a request: whose `X-Forwarded-For` to believe, and
+/// whether every request is logged (`--access-log`) or only those that failed.
+#[derive(Clone)]
+pub struct RequestLog {
+    pub trusted: TrustedProxies,
+    pub every_request: bool,
+}
+
 /// One line per request, once answered: method, path (never the query), request id, status,
 /// latency, the client address, the user and session ids when its access token was accepted,
 /// and any [`Incident`] (why a server error failed; a reused refresh token). Never headers or
 /// bodies, which carry tokens and passwords. One event and no span around the request: the
-/// span was a tenth of the instructions of `GET /api/me/` (callgrind).
+/// span was a tenth of the instructions of `GET /api/me/` (callgrind). The line is written
+/// straight from these values ([`telemetry::access_line`]), without the subscriber's
+/// formatting, which collects each field into a map of its own.
+///
+/// With `--access-log off` only the lines that tell what went wrong are written: a server
+/// error, a reused refresh token.
 pub async fn log_request(
-    State(trusted): State<TrustedProxies>,
+    State(log): State<RequestLog>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -139,66 +235,69 @@ pub async fn log_request(
     let method = request.method().clone();
     let uri = request.uri().clone();
     let request_id = request.headers().get(super::REQUEST_ID).cloned();
-    let requester = Arc::new(Requester::of(&request, &trusted));
+    let requester = Arc::new(Requester::of(&request, &log.trusted));
     request.extensions_mut().insert(requester.clone());
     let response = next.run(request).await;
-    let latency_ms = started.elapsed().as_micros() as f64 / 1e3;
+    let latency = started.elapsed();
     let status = response.status();
-    // Validated printable ASCII without spaces (see `forget_unusable_request_id`); the path is
-    // quoted, for it may hold any byte above ASCII.
-    let request_id = request_id
-        .as_ref()
-        .and_then(|id| id.to_str().ok())
-        .unwrap_or_default();
-    let client = requester.address.map(display);
-    let caller = requester.caller();
-    let user_id = caller.map(|(user_id, _)| user_id);
-    let session_id = caller.map(|(_, session_id)| display(session_id));
-    macro_rules! log_line {
-        ($level:expr, $message:literal $(, $error:expr)?) => {
-            tracing::event!(
-                $level,
-                method = %method,
-                path = uri.path(),
-                request_id = %request_id,
-                status = status.as_u16(),
-                latency_ms,
-                client,
-                user_id,
-                session_id,
-                $(error = %$error,)?
-                $message
-            )
-        };
-    }
-    match response.extensions().get::<Incident>() {
-        None if status.is_server_error() => log_line!(Level::WARN, "answered with a server error"),
-        None => log_line!(Level::INFO, "answered"),
-        Some(Incident::Failed(detail)) => log_line!(Level::ERROR, "request failed", detail),
-        Some(Incident::Unavailable(detail)) => {
-            log_line!(Level::WARN, "service unavailable", detail)
-        }
-        Some(Incident::RefreshTokenReused) => log_line!(
+    let (level, message, error) = match response.extensions().get::<Incident>() {
+        None if status.is_server_error() => (Level::WARN, "answered with a server error", None),
+        None => (Level::INFO, "answered", None),
+        Some(Incident::Failed(detail)) => (Level::ERROR, "request failed", Some(detail)),
+        Some(Incident::Unavailable(detail)) => (Level::WARN, "service unavailable", Some(detail)),
+        Some(Incident::RefreshTokenReused) => (
             Level::WARN,
-            "a consumed refresh token was presented again; its session ended"
+            "a consumed refresh token was presented again; its session ended",
+            None,
         ),
+    };
+    // The log filter decides, as for any event: by the line's target and level.
+    let enabled = match level {
+        Level::ERROR => tracing::enabled!(target: telemetry::ACCESS_TARGET, Level::ERROR),
+        Level::WARN => tracing::enabled!(target: telemetry::ACCESS_TARGET, Level::WARN),
+        _ => log.every_request && tracing::enabled!(target: telemetry::ACCESS_TARGET, Level::INFO),
+    };
+    if !enabled {
+        return response;
     }
+    telemetry::access_line(level, message, |line| {
+        line.text("method", &method);
+        line.quoted("path", uri.path());
+        // Validated printable ASCII without spaces (see `forget_unusable_request_id`).
+        let request_id = request_id.as_ref().and_then(|id| id.to_str().ok());
+        line.text("request_id", request_id.unwrap_or_default());
+        line.number("status", status.as_u16());
+        line.number("latency_ms", Milliseconds(latency));
+        if let Some(client) = requester.address {
+            line.text("client", client);
+        }
+        if let Some((user_id, session_id)) = requester.caller() {
+            line.number("user_id", user_id);
+            line.text("session_id", session_id);
+        }
+        if let Some(error) = error {
+            line.text("error", error);
+        }
+    });
     response
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// `GET /metrics`: Prometheus text format. The figures read rather than counted (the pool,
+/// the process) are refreshed first.
 pub async fn metrics_page<S: Store>(State(auth): State<AppState<S>>) -> impl IntoResponse {
     let pool = auth.pool_state();
-    metrics::gauge!("database_connections", "state" => "in_use").set(pool.in_use as f64);
-    metrics::gauge!("database_connections", "state" => "idle").set(pool.idle as f64);
-    let handle = prometheus();
-    handle.run_upkeep();
+    metrics::gauge!("database_connections", "state" => "in_use").set(pool.in_use);
+    metrics::gauge!("database_connections", "state" => "idle").set(pool.idle);
+    metrics::gauge!("database_connections_max").set(pool.max);
+    let prometheus = prometheus();
+    prometheus.process.collect();
+    prometheus.handle.run_upkeep();
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
-        handle.render(),
+        prometheus.handle.render(),
     )
 }
 

@@ -258,11 +258,13 @@ pub enum Redeemed {
     Throttled { retry_after: i64 },
 }
 
-/// Connections of a store's pool.
+/// Connections of a store's pool (on SQLite, its pool of readers).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PoolState {
     pub in_use: u32,
     pub idle: u32,
+    /// The most it opens.
+    pub max: u32,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -826,7 +828,7 @@ pub trait Store:
         async { Ok(()) }
     }
 
-    /// How many pooled connections are in use and idle, for metrics.
+    /// How many pooled connections are in use and idle, and the most there may be, for metrics.
     fn pool_state(&self) -> PoolState;
 
     /// Closes the connections cleanly (on SQLite: checkpoints the write-ahead log into the

@@ -931,6 +931,7 @@ impl Store for PostgresStore {
         PoolState {
             in_use: self.pool.size().saturating_sub(idle),
             idle,
+            max: self.pool.options().get_max_connections(),
         }
     }
 

@@ -1155,6 +1155,7 @@ impl Store for SqliteStore {
         PoolState {
             in_use: state.connections - state.idle_connections,
             idle: state.idle_connections,
+            max: self.readers.max_size(),
         }
     }
 

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, Request, StatusCode, header};
+use restful_auth::config::LogFormat;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -1031,6 +1032,11 @@ impl CapturedLog {
                 .finish();
             tracing::subscriber::set_global_default(subscriber)
                 .expect("no other test installs a subscriber");
+            // Request lines bypass the subscriber's formatting: the access log takes them.
+            let access_log = log.clone();
+            restful_auth::telemetry::install_access_log(LogFormat::Text, move |line| {
+                std::io::Write::write_all(&mut access_log.clone(), line).unwrap();
+            });
             log
         })
         .clone()

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
+use restful_auth::config::MetricsBind;
 use restful_auth::domain::audit::AuditQuery;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -505,6 +506,7 @@ async fn a_down_smtp_server_changes_no_answer_and_the_mail_is_retried_then_count
     drop(closed);
     let app = spawn_app_with(|config| {
         config.smtp_url = Some(format!("smtp://{address}").parse().unwrap());
+        config.metrics_bind = MetricsBind::Public;
     })
     .await;
     app.register_user("ann@example.org").await;

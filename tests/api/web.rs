@@ -8,6 +8,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
+use restful_auth::config::MetricsBind;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -55,8 +56,8 @@ impl Answer {
 }
 
 async fn spawn_app() -> App {
-    // `/metrics` on the public router, as a deployment without `--metrics-bind` has it.
-    App(spawn_app_with(|config| config.metrics_bind = None).await)
+    // `/metrics` on the public router, as with `--metrics-bind public`.
+    App(spawn_app_with(|config| config.metrics_bind = MetricsBind::Public).await)
 }
 
 impl App {

@@ -63,6 +63,8 @@ before(async () => {
   service = spawn(serviceBinary(), [
     '--database-url', databaseUrl,
     '--bind', `127.0.0.1:${port}`,
+    // Pages only: no metrics listener to take the default port of a service running here.
+    '--metrics-bind', 'off',
     '--public-url', base,
     // The walk-through takes longer than the default 30 s between a login and its last use.
     '--access-token-lifetime', '10m',

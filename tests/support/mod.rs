@@ -12,10 +12,13 @@ pub const BINARY: &str = env!("CARGO_BIN_EXE_restful-auth");
 
 /// A running restful-auth process, its output captured line by line, killed when dropped. It
 /// listens on a port the kernel chose (`--bind 127.0.0.1:0`), read back from its start-up line:
-/// no port is picked first and bound later, when another test may have taken it.
+/// no port is picked first and bound later, when another test may have taken it. So does its
+/// metrics listener, unless the test chose `--metrics-bind`: the default port would be one
+/// for every process of the suite.
 pub struct Running {
     child: Child,
     address: SocketAddr,
+    metrics_address: Option<SocketAddr>,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -35,6 +38,21 @@ impl Running {
         if !command.get_envs().any(|(name, _)| name == "RUST_LOG") {
             command.env_remove("RUST_LOG");
         }
+        let metrics_bind = command
+            .get_args()
+            .skip_while(|arg| *arg != "--metrics-bind")
+            .nth(1)
+            .or_else(|| {
+                command
+                    .get_envs()
+                    .find(|(name, _)| *name == "RESTFUL_AUTH_METRICS_BIND")
+                    .and_then(|(_, value)| value)
+            })
+            .map(|value| value.to_string_lossy().into_owned());
+        if metrics_bind.is_none() {
+            command.args(["--metrics-bind", "127.0.0.1:0"]);
+        }
+        let metrics_listener = !matches!(metrics_bind.as_deref(), Some("public" | "off"));
         let mut child = command
             .args(["--bind", "127.0.0.1:0"])
             .stdout(Stdio::piped())
@@ -54,10 +72,17 @@ impl Running {
             });
         }
         let deadline = Instant::now() + Duration::from_secs(20);
-        let address = loop {
-            if let Some(address) = listening_address(&log.lock().unwrap()) {
-                break address;
+        let (address, metrics_address) = loop {
+            let lines = log.lock().unwrap();
+            let metrics_address = metrics_listener
+                .then(|| address_of(&lines, "metrics listening"))
+                .flatten();
+            if let Some(address) = listening_address(&lines)
+                && metrics_address.is_some() == metrics_listener
+            {
+                break (address, metrics_address);
             }
+            drop(lines);
             if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
                 let _ = child.kill();
                 panic!(
@@ -70,6 +95,7 @@ impl Running {
         Running {
             child,
             address,
+            metrics_address,
             log,
         }
     }
@@ -80,6 +106,12 @@ impl Running {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
+    }
+
+    /// A URL of the metrics listener (`/metrics`).
+    pub fn metrics_url(&self, path: &str) -> String {
+        let address = self.metrics_address.expect("a metrics listener");
+        format!("http://{address}{path}")
     }
 
     pub fn log_text(&self) -> String {
@@ -104,9 +136,12 @@ impl Drop for Running {
 
 /// The address of the start-up line (`restful-auth listening address=…`, or its JSON form).
 pub fn listening_address(lines: &[String]) -> Option<SocketAddr> {
-    let line = lines
-        .iter()
-        .find(|line| line.contains("restful-auth listening"))?;
+    address_of(lines, "restful-auth listening")
+}
+
+/// The `address` of the first line that says `message`.
+fn address_of(lines: &[String], message: &str) -> Option<SocketAddr> {
+    let line = lines.iter().find(|line| line.contains(message))?;
     let rest = ["address=", "\"address\":\""]
         .iter()
         .find_map(|field| line.split_once(field))?
