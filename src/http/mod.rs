@@ -62,6 +62,8 @@ pub struct Options {
     pub metrics: bool,
     /// Peers whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `--public-url`, when set: the server the OpenAPI document names.
+    pub public_url: Option<String>,
 }
 
 impl Options {
@@ -70,6 +72,7 @@ impl Options {
             cors_origins: config.cors_origins.clone(),
             metrics: config.metrics_bind.is_none(),
             trusted_proxies: config.trusted_proxies.clone(),
+            public_url: config.public_url.clone(),
         }
     }
 }
