@@ -30,7 +30,7 @@ pub fn router_with<S: Store>(auth: AppState<S>, options: &Options) -> Router {
 /// Every route, with the layers that need to know which route matched.
 pub fn routes<S: Store>(auth: AppState<S>, options: &Options) -> Router {
     http::api_routes::<S>(options)
-        .merge(web::routes())
+        .merge(web::routes(options.public_url.as_deref()))
         .fallback(|| async { ApiError::NotFound })
         // These two need the matched route, which only exists inside the router.
         // A browser visiting an endpoint's URL gets its page; any other client goes through.

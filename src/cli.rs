@@ -22,7 +22,7 @@ use serde_json::json;
 
 /// A user-authentication REST service: register, login, rotating refresh tokens, profile.
 #[derive(Debug, clap::Parser)]
-#[command(name = "restful-auth", version, about)]
+#[command(name = "restful-auth", version = VERSION, about)]
 pub struct Cli {
     #[command(flatten)]
     pub config: Config,
@@ -31,6 +31,15 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 }
+
+/// `--version`: the release and the commit it was built from (`build.rs`), so a binary in the
+/// field names its exact source.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("RESTFUL_AUTH_COMMIT"),
+    ")"
+);
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {

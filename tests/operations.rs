@@ -356,6 +356,28 @@ async fn the_service_flags_also_follow_the_subcommand() {
     }
 }
 
+#[test]
+fn version_names_the_release_and_the_commit_it_was_built_from() {
+    // Arrange: the commit this checkout is at, as build.rs asks git for it.
+    let head = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("git runs (the suite runs in a checkout)");
+    assert!(head.status.success(), "{head:?}");
+    let head = stdout(&head).trim().to_owned();
+
+    // Act
+    let version = Command::new(BINARY).arg("--version").output().unwrap();
+
+    // Assert
+    assert_eq!(version.status.code(), Some(0), "{version:?}");
+    assert_eq!(
+        stdout(&version).trim(),
+        format!("restful-auth {} ({head})", env!("CARGO_PKG_VERSION"))
+    );
+}
+
 /// `restful-auth healthcheck ARGS`: its exit status and how long it took.
 fn healthcheck(args: &[&str]) -> (std::process::ExitStatus, Duration, String) {
     let started = Instant::now();

@@ -39,6 +39,7 @@ request_body! {
 #[utoipa::path(
     post,
     path = "/api/email/verify/",
+    operation_id = "request_verification",
     tag = "profile",
     security(("bearer" = [])),
     responses(
@@ -68,6 +69,7 @@ async fn request<S: Store>(
 #[utoipa::path(
     post,
     path = "/api/email/verify/confirm/",
+    operation_id = "confirm_verification",
     tag = "profile",
     request_body = EmailConfirmation,
     responses(

@@ -65,6 +65,8 @@ pub struct Options {
     pub access_log: bool,
     /// Peers whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `--public-url`, when set: the server the OpenAPI document names.
+    pub public_url: Option<String>,
 }
 
 impl Options {
@@ -74,6 +76,7 @@ impl Options {
             metrics: config.metrics_bind == MetricsBind::Public,
             access_log: config.access_log,
             trusted_proxies: config.trusted_proxies.clone(),
+            public_url: config.public_url.clone(),
         }
     }
 }

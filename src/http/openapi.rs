@@ -271,9 +271,10 @@ impl Modify for OperationsEndpoints {
                 .example(Some(example))
                 .build()
         };
-        let get = |summary: &str, description: &str, responses: Vec<(&str, Response)>| {
+        let get = |id: &str, summary: &str, description: &str, responses: Vec<(&str, Response)>| {
             let operation = responses.into_iter().fold(
                 OperationBuilder::new()
+                    .operation_id(Some(id))
                     .tag("operations")
                     .summary(Some(summary))
                     .description(Some(description)),
@@ -285,6 +286,7 @@ impl Modify for OperationsEndpoints {
             (
                 "/healthz",
                 get(
+                    "health",
                     "Whether the process answers",
                     "Needs no database: for liveness probes.",
                     vec![(
@@ -299,6 +301,7 @@ impl Modify for OperationsEndpoints {
             (
                 "/readyz",
                 get(
+                    "readiness",
                     "Whether the service can serve",
                     "The database answers and carries the schema this build expects: for \
                      readiness probes and load balancers.",
@@ -329,6 +332,7 @@ impl Modify for OperationsEndpoints {
             (
                 "/metrics",
                 get(
+                    "metrics",
                     "Prometheus metrics",
                     "Requests by method, route and status; latencies; logins; refresh-token \
                      reuse; database connections. Served on its own address when one is \

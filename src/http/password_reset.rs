@@ -55,6 +55,7 @@ request_body! {
 #[utoipa::path(
     post,
     path = "/api/password/reset/",
+    operation_id = "request_password_reset",
     tag = "password reset",
     request_body = PasswordResetRequest,
     responses(
@@ -86,6 +87,7 @@ async fn request<S: Store>(
 #[utoipa::path(
     post,
     path = "/api/password/reset/confirm/",
+    operation_id = "confirm_password_reset",
     tag = "password reset",
     request_body = PasswordResetConfirmation,
     responses(

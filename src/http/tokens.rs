@@ -76,7 +76,8 @@ request_body! {
     "expires_in": 30
 }))]
 struct Tokens {
-    /// A JWT (HS256) for `Authorization: Bearer …`; verified without the database.
+    /// A JWT (EdDSA by default, or as `--jwt-algorithm` says) for `Authorization: Bearer …`;
+    /// verified without the database.
     access_token: String,
     /// Single use: trade it at `/api/refresh/` for new tokens, or end the session at
     /// `/api/logout/`. Presenting a consumed one again ends the session.

@@ -8,16 +8,17 @@
 //! a URL. The scripts send the requests with `fetch` and keep the tokens of a login in the
 //! tab's `sessionStorage`.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use axum::Router;
-use axum::extract::{MatchedPath, Path, Request};
+use axum::extract::{MatchedPath, Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use utoipa::OpenApi;
 use utoipa::openapi::OpenApi as Document;
+use utoipa::openapi::server::Server;
 
 use crate::http::openapi::GeneralAnswers;
 use crate::http::{ApiError, AppState, Reply, with_and_without_slash};
@@ -30,15 +31,18 @@ mod pages;
 
 use catalogue::Catalogue;
 
-/// `/`, the reference and the document (with and without their slashes), and the assets.
-pub fn routes<S: Store>() -> Router<AppState<S>> {
+/// `/`, the reference and the document (with and without their slashes), and the assets. The
+/// document names `public_url` (`--public-url`) as its server.
+pub fn routes<S: Store>(public_url: Option<&str>) -> Router<AppState<S>> {
     let router = Router::new()
         .route("/", get(index))
         .route("/assets/{name}", get(asset));
-    let router = with_and_without_slash(router, "/api/schema", get(schema));
     let router = with_and_without_slash(router, "/reset", get(reset));
     let router = with_and_without_slash(router, "/verify", get(verify));
-    with_and_without_slash(router, "/api/docs", get(docs))
+    let router = with_and_without_slash(router, "/api/docs", get(docs));
+    let schema_routes = with_and_without_slash(Router::new(), "/api/schema", get(schema))
+        .with_state(Arc::new(served(public_url)));
+    router.merge(schema_routes)
 }
 
 /// The whole document: the API's part and the pages', built once (it depends on the code only).
@@ -51,8 +55,23 @@ pub fn document() -> &'static Document {
     &DOCUMENT
 }
 
+/// The document as `/api/schema/` serves it: with the URL clients reach the service at, so that
+/// a client generated from it knows where to send its requests.
+fn served(public_url: Option<&str>) -> Document {
+    let mut document = document().clone();
+    // Without `--public-url` the service does not know its own address (the bind address, e.g.
+    // `0.0.0.0:8000`, is no client's URL): a relative server resolves against the URL the
+    // document was fetched from (OpenAPI 3.1, "Server Object"), which is right behind any
+    // proxy. It is what an absent `servers` means too, written out for clients that want one.
+    let url = public_url.unwrap_or("/");
+    document.servers = Some(vec![Server::new(url)]);
+    document
+}
+
 /// The pages' part of the document, which follows the API's: the index and the navigation list
-/// endpoints in the document's order.
+/// endpoints in the document's order. The pages and their assets are for browsers, not for
+/// programs: they carry `x-internal`, which documentation tools and client generators that
+/// know it leave out (the document itself stays in, as the one program-readable page).
 #[derive(OpenApi)]
 #[openapi(paths(schema, docs, index, reset, verify, asset), modifiers(&GeneralAnswers))]
 struct PagesDoc;
@@ -67,8 +86,8 @@ struct PagesDoc;
     tag = "documentation",
     responses((status = 200, description = "The OpenAPI document.", body = serde_json::Value)),
 )]
-async fn schema() -> Reply<&'static Document> {
-    Reply(StatusCode::OK, document())
+async fn schema(State(document): State<Arc<Document>>) -> Response {
+    Reply(StatusCode::OK, &*document).into_response()
 }
 
 /// A browser visiting an API endpoint's URL gets the endpoint's page whatever the method, as
@@ -102,6 +121,7 @@ pub async fn browsable(request: Request, next: Next) -> Response {
     get,
     path = "/",
     tag = "documentation",
+    extensions(("x-internal" = json!(true))),
     responses((status = 200, description = "The index page.", content_type = "text/html")),
 )]
 async fn index() -> Response {
@@ -115,6 +135,7 @@ async fn index() -> Response {
     get,
     path = "/api/docs/",
     tag = "documentation",
+    extensions(("x-internal" = json!(true))),
     responses((status = 200, description = "The reference page.", content_type = "text/html")),
 )]
 async fn docs() -> Response {
@@ -130,6 +151,7 @@ async fn docs() -> Response {
     get,
     path = "/reset/",
     tag = "documentation",
+    extensions(("x-internal" = json!(true))),
     responses((status = 200, description = "The page.", content_type = "text/html")),
 )]
 async fn reset() -> Response {
@@ -144,6 +166,7 @@ async fn reset() -> Response {
     get,
     path = "/verify/",
     tag = "documentation",
+    extensions(("x-internal" = json!(true))),
     responses((status = 200, description = "The page.", content_type = "text/html")),
 )]
 async fn verify() -> Response {
@@ -155,6 +178,7 @@ async fn verify() -> Response {
     get,
     path = "/assets/{name}",
     tag = "documentation",
+    extensions(("x-internal" = json!(true))),
     params(("name" = String, Path, description = "The file name, e.g. `site.css`.")),
     responses(
         (status = 200, description = "The file."),

@@ -557,6 +557,75 @@ async fn the_document_is_openapi_3_1_and_every_reference_in_it_resolves() {
     }
 }
 
+#[tokio::test]
+async fn the_document_names_the_public_url_as_its_server_else_a_relative_one() {
+    // Arrange
+    let behind_a_proxy = App(spawn_app_with(|config| {
+        config.metrics_bind = None;
+        config.public_url = Some("https://auth.example.org".to_owned());
+    })
+    .await);
+    let unconfigured = spawn_app().await;
+
+    // Act
+    let named = behind_a_proxy.schema().await;
+    let relative = unconfigured.schema().await;
+
+    // Assert: a client generated from the document sends its requests there.
+    assert_eq!(
+        named["servers"],
+        json!([{"url": "https://auth.example.org"}])
+    );
+    assert_eq!(relative["servers"], json!([{"url": "/"}]));
+}
+
+#[tokio::test]
+async fn every_operation_has_an_operation_id_of_its_own() {
+    // Arrange
+    let app = spawn_app().await;
+
+    // Act
+    let document = app.schema().await;
+
+    // Assert: client generators name their functions after these.
+    let mut seen = BTreeMap::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let id = operation["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path} has an operationId"));
+            if let Some(earlier) = seen.insert(id.to_owned(), format!("{method} {path}")) {
+                panic!("{id} names both {earlier} and {method} {path}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_pages_and_their_assets_are_marked_internal_and_nothing_else_is() {
+    // Arrange
+    let app = spawn_app().await;
+
+    // Act
+    let document = app.schema().await;
+
+    // Assert: generators and documentation tools that know `x-internal` leave out what only
+    // a browser reads; the document itself stays in.
+    let mut internal = BTreeSet::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            if let Some(mark) = operation.get("x-internal") {
+                assert_eq!(mark, &json!(true), "{method} {path}");
+                internal.insert(path.as_str());
+            }
+        }
+    }
+    assert_eq!(
+        internal,
+        BTreeSet::from(["/", "/api/docs/", "/reset/", "/verify/", "/assets/{name}"])
+    );
+}
+
 fn collect_references(value: &Value, references: &mut Vec<String>) {
     match value {
         Value::Object(map) => {
