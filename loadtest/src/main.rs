@@ -11,6 +11,7 @@
 //! non-zero if any request failed.
 //!
 //! Every request goes to a loopback address, and every loop stops by itself at its deadline.
+//! A SIGINT or SIGTERM stops every process the benchmark started before it exits.
 
 mod load;
 mod processes;
@@ -160,8 +161,51 @@ fn main() -> ExitCode {
         }
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            match error.downcast_ref::<Interrupted>() {
+                // What a shell reports for a process a signal ended: 128 + its number.
+                Some(interrupted) => ExitCode::from(128 + interrupted.number),
+                None => ExitCode::FAILURE,
+            }
         }
+    }
+}
+
+/// The run was stopped by a signal; every process it started was stopped with it.
+#[derive(Debug)]
+struct Interrupted {
+    signal: &'static str,
+    number: u8,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "interrupted by {}: stopped the services and the bare server it started; no report",
+            self.signal
+        )
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// `work`, unless a SIGINT or SIGTERM comes first. A signal's default action ends the process
+/// without running destructors, which would leave the started processes running; here `work`
+/// is dropped instead, and with it every `Guarded` child, which kills and reaps it.
+async fn unless_interrupted<T>(work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    use tokio::signal::unix::{SignalKind, signal};
+
+    // Both handlers are in place before `work` first runs, so before it starts any process.
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let interrupted = |signal, number: i32| Interrupted {
+        signal,
+        number: u8::try_from(number).expect("signal numbers are small"),
+    };
+    tokio::select! {
+        result = work => result,
+        _ = interrupt.recv() => Err(interrupted("SIGINT", libc::SIGINT).into()),
+        _ = terminate.recv() => Err(interrupted("SIGTERM", libc::SIGTERM).into()),
     }
 }
 
@@ -187,7 +231,8 @@ fn benchmark(args: &Args) -> anyhow::Result<Report> {
         .worker_threads(args.client_threads)
         .enable_all()
         .build()?;
-    let mut report = runtime.block_on(run(args, binary, flags.as_ref(), cores))?;
+    let mut report =
+        runtime.block_on(unless_interrupted(run(args, binary, flags.as_ref(), cores)))?;
     report.finish();
     let text = report.markdown();
     println!("{text}");
@@ -324,6 +369,7 @@ async fn run(
         None => args.pid,
     };
     let (bare, bare_target) = processes::start_bare_server()?;
+    eprintln!("bare server: pid {} on {bare_target}", bare.pid());
     let timing = Timing {
         warmup: args.warmup,
         duration: args.duration,

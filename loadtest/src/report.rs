@@ -613,7 +613,8 @@ unless the service args or the environment give one, the benchmark gives its own
 Latency is from sending a request to reading the last byte of its answer (HDR histogram).
 The service's peak resident memory is its VmHWM from `/proc/<pid>/status` (the largest of its
 processes: the restart makes two, and the HS256 phases have one of their own; the PostgreSQL
-one is left out). Any answer other than 2xx fails the run.
+one is left out). Any answer other than 2xx fails the run. A SIGINT or SIGTERM stops every
+process the benchmark started, then ends it (status 130 or 143) without a report.
 
 Options (`cargo run --release -p loadtest -- --help`): `--duration 10s`, `--warmup 1s`,
 `--connections 32`, `--url http://127.0.0.1:PORT --pid PID` (a running service; loopback only),
