@@ -5,11 +5,13 @@
 //! `POST /api/refresh/`, `/api/login/` and `/api/register/` against the two ceilings that bound
 //! them: the same HTTP stack answering a constant JSON body (a bare axum route served by this
 //! binary), and Argon2id hashing (cores ÷ the time of one hash). A service it starts that signs
-//! with another algorithm than HS256 has a twin signing with HS256, whose `GET /api/me/` and
-//! `POST /api/refresh/` are measured beside its own. It reports each performance
-//! target as met or missed, writes `BENCHMARKS.md`, and exits non-zero if any request failed.
+//! with another algorithm than HS256 has a twin signing with HS256, and with `--postgres` one
+//! on PostgreSQL, whose `GET /api/me/` and `POST /api/refresh/` are measured beside its own.
+//! It reports each performance target as met or missed, writes `BENCHMARKS.md`, and exits
+//! non-zero if any request failed.
 //!
 //! Every request goes to a loopback address, and every loop stops by itself at its deadline.
+//! A SIGINT or SIGTERM stops every process the benchmark started before it exits.
 
 mod load;
 mod processes;
@@ -26,7 +28,7 @@ use hyper::{Method, StatusCode};
 use tokio::sync::oneshot;
 
 use load::{Group, Script, Timing, TokenCell};
-use processes::{Memory, Service, ServiceFlags};
+use processes::{Service, ServiceFlags};
 use report::{Durability, Report};
 
 /// Load benchmark of restful-auth: each endpoint's throughput and latency, against the
@@ -54,12 +56,22 @@ struct Args {
     bin: Option<PathBuf>,
 
     /// Extra argument for the started service (repeat it for several), e.g. `--log-level=warn`.
+    /// A `--database-url` replaces the fresh SQLite file (a password in it goes in
+    /// `PGPASSWORD` or `~/.pgpass`: the report shows the flags).
     #[arg(
         long = "service-arg",
         allow_hyphen_values = true,
         conflicts_with = "url"
     )]
     service_args: Vec<String>,
+
+    /// A PostgreSQL database the benchmark may fill, e.g.
+    /// `postgres://postgres@127.0.0.1:5432/postgres`: a further service with the same flags
+    /// runs on it, and its `GET /api/me/` and `POST /api/refresh/` are measured right after the
+    /// main service's (accounts are new on every run, so a used database will do; a password
+    /// goes in `PGPASSWORD` or `~/.pgpass`).
+    #[arg(long, value_name = "URL", conflicts_with = "url")]
+    postgres: Option<String>,
 
     /// Measured time of each phase.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
@@ -149,8 +161,51 @@ fn main() -> ExitCode {
         }
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            match error.downcast_ref::<Interrupted>() {
+                // What a shell reports for a process a signal ended: 128 + its number.
+                Some(interrupted) => ExitCode::from(128 + interrupted.number),
+                None => ExitCode::FAILURE,
+            }
         }
+    }
+}
+
+/// The run was stopped by a signal; every process it started was stopped with it.
+#[derive(Debug)]
+struct Interrupted {
+    signal: &'static str,
+    number: u8,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "interrupted by {}: stopped the services and the bare server it started; no report",
+            self.signal
+        )
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// `work`, unless a SIGINT or SIGTERM comes first. A signal's default action ends the process
+/// without running destructors, which would leave the started processes running; here `work`
+/// is dropped instead, and with it every `Guarded` child, which kills and reaps it.
+async fn unless_interrupted<T>(work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    use tokio::signal::unix::{SignalKind, signal};
+
+    // Both handlers are in place before `work` first runs, so before it starts any process.
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let interrupted = |signal, number: i32| Interrupted {
+        signal,
+        number: u8::try_from(number).expect("signal numbers are small"),
+    };
+    tokio::select! {
+        result = work => result,
+        _ = interrupt.recv() => Err(interrupted("SIGINT", libc::SIGINT).into()),
+        _ = terminate.recv() => Err(interrupted("SIGTERM", libc::SIGTERM).into()),
     }
 }
 
@@ -165,14 +220,19 @@ fn benchmark(args: &Args) -> anyhow::Result<Report> {
         (None, None) => Some(processes::build_service()?),
     };
     let flags = match &binary {
-        Some(binary) => Some(processes::benchmark_flags(binary, &args.service_args)?),
+        Some(binary) => Some(processes::benchmark_flags(
+            binary,
+            &args.service_args,
+            args.postgres.as_deref(),
+        )?),
         None => None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.client_threads)
         .enable_all()
         .build()?;
-    let mut report = runtime.block_on(run(args, binary, flags.as_ref(), cores))?;
+    let mut report =
+        runtime.block_on(unless_interrupted(run(args, binary, flags.as_ref(), cores)))?;
     report.finish();
     let text = report.markdown();
     println!("{text}");
@@ -287,12 +347,15 @@ async fn run(
     let workdir = tempfile::Builder::new()
         .prefix("restful-auth-bench-")
         .tempdir()?;
-    let database = workdir.path().join("bench.sqlite3");
+    // The user's database, else a fresh file; the restart after `kill -9` reopens it.
+    let database_url = flags
+        .and_then(|flags| flags.database_url.clone())
+        .unwrap_or_else(|| processes::sqlite_url(&workdir.path().join("bench.sqlite3")));
     let log = workdir.path().join("service.log");
     let service_args = flags.map_or(&[][..], |flags| &flags.main);
     let mut service = match &binary {
         Some(binary) => {
-            Some(processes::start_service(binary, &database, &log, service_args, None).await?)
+            Some(processes::start_service(binary, &database_url, &log, service_args, None).await?)
         }
         None => None,
     };
@@ -306,6 +369,7 @@ async fn run(
         None => args.pid,
     };
     let (bare, bare_target) = processes::start_bare_server()?;
+    eprintln!("bare server: pid {} on {bare_target}", bare.pid());
     let timing = Timing {
         warmup: args.warmup,
         duration: args.duration,
@@ -326,12 +390,33 @@ async fn run(
         mut keeper,
         chains,
     } = seed(target, &credentials, connections).await?;
+    // The HS256 twin on a fresh file of its own, the PostgreSQL one on the database it is given.
     let hs256 = match (&binary, flags.and_then(|flags| flags.hs256.as_deref())) {
-        (Some(binary), Some(hs256_args)) => Some(
-            Hs256Service::start(
+        (Some(binary), Some(hs256_args)) => {
+            let database_url = processes::sqlite_url(&workdir.path().join("bench-hs256.sqlite3"));
+            Some(
+                Twin::start(
+                    &HS256_TWIN,
+                    binary,
+                    &database_url,
+                    workdir.path(),
+                    hs256_args,
+                    &credentials,
+                    connections,
+                )
+                .await?,
+            )
+        }
+        _ => None,
+    };
+    let postgres = match (&binary, flags.and_then(|flags| flags.postgres.as_ref())) {
+        (Some(binary), Some(postgres)) => Some(
+            Twin::start(
+                &POSTGRES_TWIN,
                 binary,
+                &postgres.url,
                 workdir.path(),
-                hs256_args,
+                &postgres.flags,
                 &credentials,
                 connections,
             )
@@ -371,9 +456,8 @@ async fn run(
     };
 
     report.memory_at_start = service_pid(&service).and_then(processes::memory);
-    let mut memory = Vec::new();
     // `memory_of`: the service whose memory the phase reports (not the bare server).
-    let mut measure = async |groups: Vec<Group>, memory_of: Option<u32>| {
+    let measure = async |groups: Vec<Group>, memory_of: Option<u32>| {
         let names: Vec<_> = groups.iter().map(|group| group.name.clone()).collect();
         eprintln!("phase: {}", names.join(" + "));
         let mut outcomes = load::run(groups, timing).await;
@@ -381,11 +465,10 @@ async fn run(
         for outcome in &mut outcomes {
             outcome.service_memory = memory_now;
         }
-        memory.extend(memory_now);
         outcomes
     };
 
-    // Each HS256 phase runs right after its counterpart, so the machine's drift (a virtual
+    // Each twin's phase runs right after its counterpart, so the machine's drift (a virtual
     // machine's cores do not keep one speed for minutes) affects both alike.
     let bare_pid = Some(bare.pid());
     let pid = service_pid(&service);
@@ -408,10 +491,10 @@ async fn run(
         )
         .await,
     );
-    if let Some(hs256) = &hs256 {
-        let scripts = me(&hs256.sessions.me_token, connections);
-        let group = phase(report::ME_HS256, hs256.address(), scripts, hs256.pid());
-        report.add(measure(vec![group], hs256.pid()).await);
+    for twin in [&hs256, &postgres].into_iter().flatten() {
+        let scripts = me(&twin.sessions.me_token, connections);
+        let group = phase(twin.kind.me, twin.address(), scripts, twin.pid());
+        report.add(measure(vec![group], twin.pid()).await);
     }
 
     let mut refreshed = measure(vec![phase(report::REFRESH, target, chains, pid)], pid).await;
@@ -424,19 +507,20 @@ async fn run(
         running.process.kill()?;
         let binary = binary.as_deref().expect("a started service has a binary");
         let restarted =
-            processes::start_service(binary, &database, &log, service_args, Some(address)).await?;
+            processes::start_service(binary, &database_url, &log, service_args, Some(address))
+                .await?;
         let chains = std::mem::take(&mut refreshed[0].scripts);
         report.durability = Some(last_tokens_refresh(address, &chains).await);
         keeper = Keeper::start(address, refresh_token, me_token.clone());
         service = Some(restarted);
     }
     report.add(refreshed);
-    if let Some(mut hs256) = hs256 {
-        let chains = std::mem::take(&mut hs256.sessions.chains);
-        let group = phase(report::REFRESH_HS256, hs256.address(), chains, hs256.pid());
-        report.add(measure(vec![group], hs256.pid()).await);
+    for mut twin in [hs256, postgres].into_iter().flatten() {
+        let chains = std::mem::take(&mut twin.sessions.chains);
+        let group = phase(twin.kind.refresh, twin.address(), chains, twin.pid());
+        report.add(measure(vec![group], twin.pid()).await);
         // Its phases are over: stopped, it takes nothing from the next ones.
-        hs256.stop(report.failed_requests() > 0).await?;
+        twin.stop(report.failed_requests() > 0).await?;
     }
     let pid = service_pid(&service);
     report.add(
@@ -499,12 +583,6 @@ async fn run(
     );
     keeper.stop().await?;
 
-    // The peak of each process the service ran as (it was restarted once, and the HS256
-    // phases had one of their own).
-    report.memory = memory.into_iter().reduce(|a, b| Memory {
-        peak_kib: a.peak_kib.max(b.peak_kib),
-        now_kib: b.now_kib,
-    });
     if report.failed_requests() > 0
         && let Some(service) = &service
     {
@@ -552,28 +630,55 @@ async fn seed(
     })
 }
 
-/// The second service: the same binary and flags but `--jwt-algorithm HS256`, on a fresh
-/// database of its own (an existing one would delay the change of algorithm), seeded like the
-/// main one. Its `GET /api/me/` and `POST /api/refresh/` price the main algorithm against the
-/// cheapest one.
-struct Hs256Service {
+/// A further service, loaded right after the main one with the same requests: the same binary
+/// and flags but for the one difference its `kind` names, seeded like the main one.
+struct Twin {
+    kind: &'static TwinKind,
     service: Service,
     sessions: Sessions,
 }
 
-impl Hs256Service {
+/// What sets a twin apart: its name in messages and its rows in the report.
+struct TwinKind {
+    name: &'static str,
+    me: &'static str,
+    refresh: &'static str,
+}
+
+/// `--jwt-algorithm HS256`: the price of the main algorithm against the cheapest one.
+const HS256_TWIN: TwinKind = TwinKind {
+    name: "HS256",
+    me: report::ME_HS256,
+    refresh: report::REFRESH_HS256,
+};
+
+/// On the PostgreSQL database `--postgres` names: the price of the other database.
+const POSTGRES_TWIN: TwinKind = TwinKind {
+    name: "PostgreSQL",
+    me: report::ME_POSTGRES,
+    refresh: report::REFRESH_POSTGRES,
+};
+
+impl Twin {
     async fn start(
+        kind: &'static TwinKind,
         binary: &Path,
+        database_url: &str,
         workdir: &Path,
         args: &[String],
         credentials: &str,
         connections: usize,
-    ) -> anyhow::Result<Hs256Service> {
-        let database = workdir.join("bench-hs256.sqlite3");
-        let log = workdir.join("service-hs256.log");
-        let service = processes::start_service(binary, &database, &log, args, None).await?;
+    ) -> anyhow::Result<Twin> {
+        let log = workdir.join(format!("service-{}.log", kind.name.to_lowercase()));
+        let service = processes::start_service(binary, database_url, &log, args, None)
+            .await
+            .with_context(|| format!("starting the {} service", kind.name))?;
         let sessions = seed(service.address, credentials, connections).await?;
-        Ok(Hs256Service { service, sessions })
+        Ok(Twin {
+            kind,
+            service,
+            sessions,
+        })
     }
 
     fn address(&self) -> std::net::SocketAddr {
@@ -589,7 +694,8 @@ impl Hs256Service {
         self.sessions.keeper.stop().await?;
         if failed {
             eprintln!(
-                "HS256 service log (last lines):\n{}",
+                "{} service log (last lines):\n{}",
+                self.kind.name,
                 self.service.process.log_tail()
             );
         }

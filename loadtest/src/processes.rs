@@ -50,29 +50,70 @@ pub fn build_service() -> anyhow::Result<PathBuf> {
         .context("cargo build named no restful-auth executable")
 }
 
-/// How the benchmark starts the service, and what signs its access tokens.
+/// How the benchmark starts the services, and what signs their access tokens. Every list of
+/// flags leaves out `--bind` and `--database-url`, which `start_service` gives.
 pub struct ServiceFlags {
     /// The flags of the service every phase loads.
     pub main: Vec<String>,
+    /// The database the user named for it (`--service-arg=--database-url=…`); `None`: a
+    /// fresh SQLite file.
+    pub database_url: Option<String>,
     /// The algorithm that signs the main service's access tokens (`EdDSA`, `ES256`, `HS256`).
     pub algorithm: String,
     /// The flags of a second service, the same but signing with HS256, whose `GET /api/me/`
     /// and `POST /api/refresh/` are measured beside the main ones: the price of the main
-    /// algorithm against the cheapest. `None` when the main service signs with HS256 already.
+    /// algorithm against the cheapest. `None` when the main service signs with HS256 already,
+    /// or runs on another database than SQLite (the second one runs on a fresh SQLite file,
+    /// which would compare the databases too).
     pub hs256: Option<Vec<String>>,
+    /// The service on PostgreSQL (`--postgres`), measured beside the main one like the HS256
+    /// one: what the other database costs the same requests.
+    pub postgres: Option<PostgresService>,
 }
 
-/// The flags the benchmark starts the service with: the user's `--service-arg`s, and the
+/// The flags and database of the service on PostgreSQL.
+pub struct PostgresService {
+    pub url: String,
+    /// The main service's flags, with its algorithm named: the database may hold a key of
+    /// another one from an earlier use.
+    pub flags: Vec<String>,
+}
+
+/// The flags the benchmark starts the services with: the user's `--service-arg`s, and the
 /// throttles switched off where the binary has them, as policies rather than costs to measure:
 /// the registration throttle (the benchmark registers thousands of accounts from one address)
 /// and the per-account login throttles (its logins are 32 at once into one account, and those
 /// limits also bound one account's logins in flight). The per-address login throttle stays.
-pub fn benchmark_flags(binary: &Path, user_args: &[String]) -> anyhow::Result<ServiceFlags> {
+/// `postgres` is the database of the service on PostgreSQL, if any.
+pub fn benchmark_flags(
+    binary: &Path,
+    user_args: &[String],
+    postgres: Option<&str>,
+) -> anyhow::Result<ServiceFlags> {
     let help = Command::new(binary)
         .arg("--help")
         .output()
         .with_context(|| format!("running {} --help", binary.display()))?;
-    let help = String::from_utf8_lossy(&help.stdout);
+    flags_for(&String::from_utf8_lossy(&help.stdout), user_args, postgres)
+}
+
+/// `benchmark_flags` for a binary whose `--help` says `help`.
+fn flags_for(
+    help: &str,
+    user_args: &[String],
+    postgres: Option<&str>,
+) -> anyhow::Result<ServiceFlags> {
+    let database_url = flag_value(user_args, DATABASE_URL).map(str::to_owned);
+    for url in database_url.iter().map(String::as_str).chain(postgres) {
+        refuse_password(url)?;
+    }
+    if let Some(url) = postgres
+        && !["postgres://", "postgresql://"]
+            .into_iter()
+            .any(|scheme| url.starts_with(scheme))
+    {
+        bail!("--postgres takes a postgres:// URL, not {url:?}");
+    }
     let mut main = Vec::new();
     for throttle in [
         "--throttle-register-ip",
@@ -88,22 +129,84 @@ pub fn benchmark_flags(binary: &Path, user_args: &[String]) -> anyhow::Result<Se
     if help.contains("--metrics-bind") && flag_value(user_args, "--metrics-bind").is_none() {
         main.extend(["--metrics-bind".to_owned(), "127.0.0.1:0".to_owned()]);
     }
-    main.extend(user_args.iter().cloned());
+    main.extend(without_flag(user_args, DATABASE_URL));
     // A binary older than `--jwt-algorithm` signs with HS256 only.
-    let algorithm = if help.contains(JWT_ALGORITHM) {
+    let knows_algorithms = help.contains(JWT_ALGORITHM);
+    let algorithm = if knows_algorithms {
         signing_algorithm(&main)
     } else {
         "HS256".to_owned()
     };
-    let hs256 = (algorithm != "HS256").then(|| signing_with_hs256(&main));
+    // A database that is not fresh may hold a key of another algorithm in force, which would
+    // sign unless the algorithm is named.
+    let named = |args: &[String]| {
+        if knows_algorithms {
+            with_algorithm(args, &algorithm)
+        } else {
+            args.to_vec()
+        }
+    };
+    if database_url.is_some() {
+        main = named(&main);
+    }
+    let on_sqlite = database_url.as_deref().is_none_or(is_sqlite);
+    let hs256 = (algorithm != "HS256" && on_sqlite).then(|| with_algorithm(&main, "HS256"));
+    let postgres = postgres.map(|url| PostgresService {
+        url: url.to_owned(),
+        flags: named(&main),
+    });
     Ok(ServiceFlags {
         main,
+        database_url,
         algorithm,
         hs256,
+        postgres,
     })
 }
 
+const DATABASE_URL: &str = "--database-url";
 const JWT_ALGORITHM: &str = "--jwt-algorithm";
+
+fn is_sqlite(database_url: &str) -> bool {
+    database_url.starts_with("sqlite:")
+}
+
+/// The master key of the benchmark's services on PostgreSQL, which needs one given (every
+/// instance must share it): the same on every run, so that a database an earlier run filled
+/// opens again. No secret — the base64 of `restful-auth loadtest: no secret` — as what the
+/// benchmark stores protects nothing.
+const BENCHMARK_MASTER_KEY: &str = "cmVzdGZ1bC1hdXRoIGxvYWR0ZXN0OiBubyBzZWNyZXQ=";
+
+/// Whether the service on `database_url` started with `args` takes the benchmark's master
+/// key: on PostgreSQL, unless the user gives one, as a flag or in the environment.
+fn needs_master_key(database_url: &str, args: &[String]) -> bool {
+    !is_sqlite(database_url)
+        && ["--master-key-file", "--master-key"]
+            .into_iter()
+            .all(|flag| flag_value(args, flag).is_none())
+        && ["RESTFUL_AUTH_MASTER_KEY_FILE", "RESTFUL_AUTH_MASTER_KEY"]
+            .into_iter()
+            .all(|variable| std::env::var_os(variable).is_none_or(|value| value.is_empty()))
+}
+
+/// The report shows the services' databases and the command line: a password belongs in
+/// `PGPASSWORD` or `~/.pgpass`, which the service's PostgreSQL driver reads, not in a URL.
+fn refuse_password(url: &str) -> anyhow::Result<()> {
+    let (address, query) = url.split_once('?').unwrap_or((url, ""));
+    let authority = address
+        .split_once("://")
+        .map_or("", |(_, rest)| rest.split('/').next().unwrap_or_default());
+    let user_info = authority
+        .rsplit_once('@')
+        .map_or("", |(user_info, _)| user_info);
+    if user_info.contains(':') || query.split('&').any(|pair| pair.starts_with("password=")) {
+        bail!(
+            "a database URL with a password would be shown in the report: give the password in \
+             PGPASSWORD or ~/.pgpass instead"
+        );
+    }
+    Ok(())
+}
 
 /// The value `args` give `flag`, as `--flag=VALUE` or as `--flag VALUE`; the last one wins.
 fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
@@ -120,6 +223,20 @@ fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
         }
     }
     value
+}
+
+/// `args` without `flag` and its value, in either spelling.
+fn without_flag(args: &[String], flag: &str) -> Vec<String> {
+    let mut kept = Vec::with_capacity(args.len());
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if arg == flag {
+            args.next(); // its value
+        } else if !arg.starts_with(&format!("{flag}=")) {
+            kept.push(arg.clone());
+        }
+    }
+    kept
 }
 
 /// What signs the access tokens of the service started with `args` on a new database: its
@@ -144,19 +261,11 @@ fn signing_algorithm(args: &[String]) -> String {
     }
 }
 
-/// `args` with any `--jwt-algorithm` replaced by `--jwt-algorithm HS256` (the service refuses
-/// the flag twice).
-fn signing_with_hs256(args: &[String]) -> Vec<String> {
-    let mut kept = Vec::with_capacity(args.len() + 2);
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        if arg == JWT_ALGORITHM {
-            args.next(); // its value
-        } else if !arg.starts_with(&format!("{JWT_ALGORITHM}=")) {
-            kept.push(arg.clone());
-        }
-    }
-    kept.extend([JWT_ALGORITHM.to_owned(), "HS256".to_owned()]);
+/// `args` with any `--jwt-algorithm` replaced by `--jwt-algorithm algorithm` (the service
+/// refuses the flag twice).
+fn with_algorithm(args: &[String], algorithm: &str) -> Vec<String> {
+    let mut kept = without_flag(args, JWT_ALGORITHM);
+    kept.extend([JWT_ALGORITHM.to_owned(), algorithm.to_owned()]);
     kept
 }
 
@@ -207,11 +316,16 @@ pub struct Service {
     pub address: SocketAddr,
 }
 
-/// Starts `binary` on `database` (a file path) on a free loopback port and waits until it
-/// answers HTTP. Its log goes to `log`.
+/// The URL of the SQLite file at `path`.
+pub fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}", path.display())
+}
+
+/// Starts `binary` on `database_url` on a free loopback port (or on `address`) and waits until
+/// it answers HTTP. Its log goes to `log`.
 pub async fn start_service(
     binary: &Path,
-    database: &Path,
+    database_url: &str,
     log: &Path,
     extra_args: &[String],
     address: Option<SocketAddr>,
@@ -225,15 +339,20 @@ pub async fn start_service(
             None => free_port()?,
         };
         let output = File::options().create(true).append(true).open(log)?;
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .arg("--bind")
             .arg(address.to_string())
             .arg("--database-url")
-            .arg(format!("sqlite://{}", database.display()))
+            .arg(database_url)
             .args(extra_args)
             .stdin(Stdio::null())
             .stdout(output.try_clone()?)
-            .stderr(output)
+            .stderr(output);
+        if needs_master_key(database_url, extra_args) {
+            command.env("RESTFUL_AUTH_MASTER_KEY", BENCHMARK_MASTER_KEY);
+        }
+        let child = command
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
         let mut process = Guarded {
@@ -413,7 +532,105 @@ mod tests {
             &["--jwt-algorithm", "EdDSA", "--log-level=warn"],
             &["--log-level=warn"],
         ] {
-            assert_eq!(signing_with_hs256(&args(given)), args(&hs256));
+            assert_eq!(with_algorithm(&args(given), "HS256"), args(&hs256));
         }
+    }
+
+    /// What `--help` says of the flags the benchmark looks for.
+    const HELP: &str = "--jwt-algorithm <JWT_ALGORITHM>\n--throttle-register-ip <RATE>";
+
+    #[test]
+    fn a_database_url_among_the_service_args_replaces_the_fresh_sqlite_file() {
+        for given in [
+            &[
+                "--database-url=postgres://postgres@127.0.0.1:5432/bench",
+                "--log-level=warn",
+            ][..],
+            &[
+                "--database-url",
+                "postgres://postgres@127.0.0.1:5432/bench",
+                "--log-level=warn",
+            ],
+        ] {
+            let flags = flags_for(HELP, &args(given), None).unwrap();
+            assert_eq!(
+                flags.database_url.as_deref(),
+                Some("postgres://postgres@127.0.0.1:5432/bench")
+            );
+            assert_eq!(
+                flags.main,
+                args(&[
+                    "--throttle-register-ip",
+                    "off",
+                    "--log-level=warn",
+                    "--jwt-algorithm",
+                    "EdDSA"
+                ])
+            );
+            assert!(
+                flags.hs256.is_none(),
+                "no HS256 twin on a fresh SQLite file"
+            );
+        }
+    }
+
+    #[test]
+    fn the_postgres_service_has_the_main_flags_and_names_their_algorithm() {
+        let flags = flags_for(
+            HELP,
+            &args(&["--log-level=warn"]),
+            Some("postgres://postgres@127.0.0.1:5432/postgres"),
+        )
+        .unwrap();
+        assert_eq!(
+            flags.main,
+            args(&["--throttle-register-ip", "off", "--log-level=warn"])
+        );
+        let postgres = flags.postgres.unwrap();
+        assert_eq!(postgres.url, "postgres://postgres@127.0.0.1:5432/postgres");
+        assert_eq!(
+            postgres.flags,
+            args(&[
+                "--throttle-register-ip",
+                "off",
+                "--log-level=warn",
+                "--jwt-algorithm",
+                "EdDSA"
+            ])
+        );
+        assert!(flags.hs256.is_some());
+    }
+
+    #[test]
+    fn a_service_on_postgresql_takes_the_benchmarks_master_key_unless_given_one() {
+        let postgres = "postgres://postgres@127.0.0.1:5432/postgres";
+        assert!(needs_master_key(postgres, &args(&["--log-level=warn"])));
+        assert!(!needs_master_key(
+            postgres,
+            &args(&["--master-key-file", "k"])
+        ));
+        assert!(!needs_master_key(postgres, &args(&["--master-key=AAAA"])));
+        assert!(!needs_master_key("sqlite:///tmp/bench.sqlite3", &[]));
+    }
+
+    #[test]
+    fn a_database_url_with_a_password_is_refused() {
+        for url in [
+            "postgres://app:s3cret@127.0.0.1/bench",
+            "postgres://127.0.0.1/bench?user=app&password=s3cret",
+        ] {
+            assert!(flags_for(HELP, &[], Some(url)).is_err(), "{url}");
+            let given = [format!("--database-url={url}")];
+            assert!(flags_for(HELP, &given, None).is_err(), "{url}");
+        }
+        assert!(
+            flags_for(
+                HELP,
+                &[],
+                Some("postgres://app@127.0.0.1/bench?sslmode=disable")
+            )
+            .is_ok()
+        );
+        assert!(flags_for(HELP, &[], Some("sqlite:///tmp/bench.sqlite3")).is_err());
     }
 }

@@ -16,6 +16,8 @@ pub const ME: &str = "`GET /api/me/`";
 pub const ME_HS256: &str = "`GET /api/me/` (HS256 tokens)";
 pub const REFRESH: &str = "`POST /api/refresh/`";
 pub const REFRESH_HS256: &str = "`POST /api/refresh/` (HS256 tokens)";
+pub const ME_POSTGRES: &str = "`GET /api/me/` (PostgreSQL)";
+pub const REFRESH_POSTGRES: &str = "`POST /api/refresh/` (PostgreSQL)";
 pub const LOGIN: &str = "`POST /api/login/`";
 pub const REGISTER: &str = "`POST /api/register/`";
 pub const ME_UNDER_LOGINS: &str = "`GET /api/me/` while logins saturate hashing";
@@ -64,6 +66,8 @@ pub struct Report {
     algorithm: Option<String>,
     /// Which algorithm signs the tokens of which phases, in words.
     tokens: String,
+    /// What the PostgreSQL rows are, in words; `None` without `--postgres`.
+    postgres: Option<String>,
     settings: String,
     smoke: bool,
     connections: usize,
@@ -71,7 +75,6 @@ pub struct Report {
     outcomes: Vec<Outcome>,
     targets: Vec<Target>,
     pub durability: Option<Durability>,
-    pub memory: Option<Memory>,
     /// The service's memory once seeded, before the first phase.
     pub memory_at_start: Option<Memory>,
     /// The hashing ceiling, timed before the login phase and after the register phase.
@@ -85,9 +88,13 @@ impl Report {
         service_flags: Option<&ServiceFlags>,
         target: SocketAddr,
     ) -> Report {
-        let service = match service_flags.map(|flags| &flags.main) {
-            Some(flags) => format!(
-                "{}, started by the benchmark on a fresh SQLite file (WAL) with {}",
+        let service = match service_flags {
+            Some(ServiceFlags {
+                main: flags,
+                database_url,
+                ..
+            }) => format!(
+                "{}, started by the benchmark on {} with {}",
                 match &args.bin {
                     Some(binary) => format!("restful-auth binary `{}`", binary.display()),
                     None => format!(
@@ -96,6 +103,10 @@ impl Report {
                             .map(|rev| format!(" at {rev}"))
                             .unwrap_or_default()
                     ),
+                },
+                match database_url {
+                    Some(url) => format!("the database `{url}` (`--database-url`)"),
+                    None => "a fresh SQLite file (WAL)".to_owned(),
                 },
                 if flags.is_empty() {
                     "its default flags".to_owned()
@@ -113,6 +124,22 @@ impl Report {
             service,
             algorithm: service_flags.map(|flags| flags.algorithm.clone()),
             tokens: tokens(service_flags),
+            postgres: service_flags
+                .and_then(|flags| flags.postgres.as_ref())
+                .map(|postgres| {
+                    format!(
+                        "a further service on `{}` (`--postgres`), with the main one's flags \
+                         (`{}`), seeded alike; each of its rows right after its counterpart. \
+                         Not a fresh database (earlier runs' accounts stay); on it the service \
+                         reads each request's session from the database, where on SQLite it \
+                         keeps live sessions in memory (`--session-cache-size`). No target \
+                         judges these rows, nor the service's memory on them; PostgreSQL's \
+                         own processes count as other CPU. Unless given one, services on \
+                         PostgreSQL take the benchmark's own master key, a constant",
+                        postgres.url,
+                        postgres.flags.join(" ")
+                    )
+                }),
             settings: format!(
                 "{} connections per phase ({login_connections} more logging in during the mixed \
                  phase), {} warm-up + {} measured per phase, HTTP/1.1 keep-alive, closed loop",
@@ -126,7 +153,6 @@ impl Report {
             outcomes: Vec::new(),
             targets: Vec::new(),
             durability: None,
-            memory: None,
             memory_at_start: None,
             hash_timings: Vec::new(),
         }
@@ -174,7 +200,8 @@ impl Report {
     /// (cores ÷ one hash time) for those that hash a password.
     fn ceiling(&self, name: &str) -> Option<f64> {
         match name {
-            ME | ME_HS256 | REFRESH | REFRESH_HS256 | ME_UNDER_LOGINS => self.bare_ceiling(),
+            ME | ME_HS256 | ME_POSTGRES | REFRESH | REFRESH_HS256 | REFRESH_POSTGRES
+            | ME_UNDER_LOGINS => self.bare_ceiling(),
             LOGIN | REGISTER | LOGINS_BESIDE => Some(self.hash_ceiling()),
             _ => None,
         }
@@ -220,6 +247,20 @@ impl Report {
             .iter()
             .filter_map(|timing| timing.others)
             .reduce(f64::max)
+    }
+
+    /// The peak of each process the service ran as (it was restarted once, and the HS256
+    /// phases had one of their own), and its memory after the last phase; the service on
+    /// PostgreSQL is left out, as no target judges it.
+    fn memory(&self) -> Option<Memory> {
+        self.outcomes
+            .iter()
+            .filter(|outcome| ![ME_POSTGRES, REFRESH_POSTGRES].contains(&outcome.name.as_str()))
+            .filter_map(|outcome| outcome.service_memory)
+            .reduce(|a, b| Memory {
+                peak_kib: a.peak_kib.max(b.peak_kib),
+                now_kib: b.now_kib,
+            })
     }
 
     fn share(&self, name: &str) -> Option<f64> {
@@ -348,7 +389,7 @@ impl Report {
                 verdict: Verdict::NotJudged,
             },
         });
-        targets.push(match self.memory {
+        targets.push(match self.memory() {
             Some(memory) => Target {
                 what: format!("service resident memory < {MEMORY_MIB} MiB"),
                 measured: format!(
@@ -389,6 +430,9 @@ impl Report {
         let _ = writeln!(w, "| command | `{}` |", self.command);
         let _ = writeln!(w, "| service | {} |", self.service);
         let _ = writeln!(w, "| access tokens signed with | {} |", self.tokens);
+        if let Some(postgres) = &self.postgres {
+            let _ = writeln!(w, "| rows marked (PostgreSQL) | {postgres} |");
+        }
         let _ = writeln!(
             w,
             "| load generator | this machine, sharing its cores with the service; one tokio \
@@ -461,7 +505,7 @@ impl Report {
         let _ = writeln!(
             w,
             "\nCPU columns: cores busy during the measured time in the server process (the \
-             service, the second one for HS256 tokens, or the bare server), in the load \
+             service, the one for HS256 tokens or on PostgreSQL, or the bare server), in the load \
              generator, and in every other process (and kernel thread) of the machine; it has {}. Phases that run together share one \
              measurement. Service RSS: its VmRSS right after the phase{}.",
             self.cores,
@@ -553,14 +597,30 @@ way but with `--jwt-algorithm HS256` on a fresh file of its own and seeded alike
 *HS256 tokens*): what verifying and signing cost with the main algorithm against HMAC, under the
 same drift of the machine.
 
+`--postgres postgres://postgres@127.0.0.1:5432/postgres` names a PostgreSQL database the
+benchmark may fill: a further service, with the same flags (and the main algorithm named, as the
+database may hold a key of another one), runs on it, seeded alike with accounts new to this run,
+and its phases 2 and 3 follow their counterparts (the rows marked *PostgreSQL*, with their share
+of the bare ceiling; no target judges them). On SQLite the service keeps live sessions in memory
+(`--session-cache-size`); on PostgreSQL it reads each request's session from the database, and
+these rows show that difference with the rest of the database's. PostgreSQL's own processes
+count as other CPU. `--service-arg=--database-url=…` runs the main service itself on
+another database (then with no HS256 rows if it is PostgreSQL). A password goes in `PGPASSWORD`
+or `~/.pgpass`, not in a URL: the report shows the URLs. PostgreSQL needs a master key given:
+unless the service args or the environment give one, the benchmark gives its own, a constant
+(`RESTFUL_AUTH_MASTER_KEY`), so a database an earlier run filled opens again.
+
 Latency is from sending a request to reading the last byte of its answer (HDR histogram).
 The service's peak resident memory is its VmHWM from `/proc/<pid>/status` (the largest of its
-processes: the restart makes two, and the HS256 phases have one of their own). Any answer other than 2xx fails the run.
+processes: the restart makes two, and the HS256 phases have one of their own; the PostgreSQL
+one is left out). Any answer other than 2xx fails the run. A SIGINT or SIGTERM stops every
+process the benchmark started, then ends it (status 130 or 143) without a report.
 
 Options (`cargo run --release -p loadtest -- --help`): `--duration 10s`, `--warmup 1s`,
 `--connections 32`, `--url http://127.0.0.1:PORT --pid PID` (a running service; loopback only),
 `--bin PATH` (a built binary), `--service-arg=--log-level=warn` (a flag for the started service),
-`--smoke` (a few seconds, writes nothing: what CI runs), `--no-write`, `--require-targets`.
+`--postgres URL` (rows on PostgreSQL), `--smoke` (a few seconds, writes nothing: what CI runs),
+`--no-write`, `--require-targets`.
 ";
 
 /// Which algorithm signs the tokens of which phases.
@@ -575,9 +635,14 @@ fn tokens(service_flags: Option<&ServiceFlags>) -> String {
              service, started the same way but with `--jwt-algorithm HS256` on a fresh SQLite \
              file of its own, each right after its {algorithm} counterpart"
         ),
-        Some(ServiceFlags { algorithm, .. }) => {
+        Some(ServiceFlags { algorithm, .. }) if algorithm == "HS256" => {
             format!("{algorithm} in every phase (so no second service signing with HS256)")
         }
+        Some(ServiceFlags { algorithm, .. }) => format!(
+            "{algorithm} in every phase (no second service signing with HS256: it runs on a \
+             fresh SQLite file, so beside a service on PostgreSQL it would price the database \
+             too)"
+        ),
         None => "whatever the running service signs with; no phases with HS256 tokens (they \
                  need a service the benchmark starts)"
             .to_owned(),

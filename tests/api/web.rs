@@ -561,7 +561,7 @@ async fn the_document_is_openapi_3_1_and_every_reference_in_it_resolves() {
 async fn the_document_names_the_public_url_as_its_server_else_a_relative_one() {
     // Arrange
     let behind_a_proxy = App(spawn_app_with(|config| {
-        config.metrics_bind = None;
+        config.metrics_bind = MetricsBind::Public;
         config.public_url = Some("https://auth.example.org".to_owned());
     })
     .await);
