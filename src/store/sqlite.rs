@@ -1142,8 +1142,15 @@ impl Store for SqliteStore {
         let Some(profiles) = self.profiles.clone() else {
             return Ok(());
         };
-        // Asked of the writer's own connection: its commits do not move it, others' do.
-        let version = self.write_alone(data_version).await?;
+        // Asked of the writer's own connection: its commits do not move it, others' do. When
+        // it cannot be asked, another process may have written: nothing kept can be trusted.
+        let version = match self.write_alone(data_version).await {
+            Ok(version) => version,
+            Err(error) => {
+                profiles.invalidate_all();
+                return Err(error);
+            }
+        };
         if self.data_version.swap(version, Ordering::Relaxed) != version {
             profiles.invalidate_all();
         }
