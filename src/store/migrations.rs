@@ -33,6 +33,11 @@ macro_rules! scripts {
                 "/0006_mailed_links.sql"
             )),
             include_str!(concat!("../../migrations/", $backend, "/0007_totp.sql")),
+            include_str!(concat!(
+                "../../migrations/",
+                $backend,
+                "/0008_refresh_tokens_by_session.sql"
+            )),
         ]
     };
 }

@@ -771,10 +771,14 @@ impl Sessions for SqliteStore {
             if !started {
                 return Ok(false);
             }
+            let first = TokenPlace {
+                session_id: session.id,
+                seq: 0,
+            };
             insert_refresh_token(
                 conn,
                 &session.refresh,
-                &session.id,
+                &first,
                 session.now,
                 session.refresh_expires_at,
             )?;
@@ -1247,7 +1251,7 @@ fn redeem_judged(conn: &Connection, redeem: &Redeem) -> Result<Redeemed, StoreEr
                     ELSE FALSE END,
                     EXISTS (SELECT 1 FROM throttle_buckets b
                             WHERE b.key = ?3 AND b.window_start + ?4 > ?6 AND b.hits >= ?5),
-                    s.amr
+                    s.amr, t.seq
              FROM refresh_tokens t
              JOIN sessions s ON s.id = t.session_id
              JOIN users u ON u.id = s.user_id
@@ -1275,7 +1279,10 @@ fn redeem_judged(conn: &Connection, redeem: &Redeem) -> Result<Redeemed, StoreEr
                         };
                         let bucket_full: bool = row.get(8)?;
                         Ok((
-                            session_id(row.get(0)?),
+                            TokenPlace {
+                                session_id: session_id(row.get(0)?),
+                                seq: row.get(10)?,
+                            },
                             row.get::<_, UserId>(1)?,
                             token,
                             bucket_full,
@@ -1288,21 +1295,26 @@ fn redeem_judged(conn: &Connection, redeem: &Redeem) -> Result<Redeemed, StoreEr
         .map_err(database_error)?;
 
     // A full bucket answers before the token is looked at; an unknown token asks it too.
-    let Some((session_id, user_id, token, bucket_full, amr)) = found else {
+    let Some((place, user_id, token, bucket_full, amr)) = found else {
         return Ok(throttled(conn, redeem)?.unwrap_or(Redeemed::Rejected));
     };
     if bucket_full && let Some(throttled) = throttled(conn, redeem)? {
         return Ok(throttled);
     }
     let now = redeem.now;
+    let session_id = place.session_id;
     let decision = redeem.decide(&token, user_id, session_id, amr);
     match decision.write {
         RedeemWrite::Nothing => {}
         RedeemWrite::Consume(redemption) => {
-            consume(conn, &redeem.presented, now)?;
+            consume(conn, &place, now)?;
             match redemption {
                 Redemption::Rotate { expires_at } => {
-                    insert_refresh_token(conn, &redeem.successor, &session_id, now, expires_at)?;
+                    let successor = TokenPlace {
+                        session_id,
+                        seq: place.seq + 1,
+                    };
+                    insert_refresh_token(conn, &redeem.successor, &successor, now, expires_at)?;
                     conn.prepare_cached(
                         // Within the same second there is nothing to write.
                         "UPDATE sessions SET last_seen_at = ?2
@@ -1444,29 +1456,42 @@ fn account_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
     })
 }
 
+/// Where a refresh token's row is: its session's tokens are kept together, in order.
+struct TokenPlace {
+    session_id: SessionId,
+    seq: i64,
+}
+
 fn insert_refresh_token(
     conn: &Connection,
     digest: &RefreshDigest,
-    session_id: &SessionId,
+    place: &TokenPlace,
     now: i64,
     expires_at: i64,
 ) -> Result<(), StoreError> {
     conn.prepare_cached(
-        "INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO refresh_tokens (session_id, seq, token_hash, issued_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
     )
     .and_then(|mut insert| {
-        insert.execute(params![&digest[..], session_id.as_bytes(), now, expires_at])
+        insert.execute(params![
+            place.session_id.as_bytes(),
+            place.seq,
+            &digest[..],
+            now,
+            expires_at
+        ])
     })
     .map(drop)
     .map_err(database_error)
 }
 
-fn consume(conn: &Connection, digest: &RefreshDigest, now: i64) -> Result<(), StoreError> {
+fn consume(conn: &Connection, place: &TokenPlace, now: i64) -> Result<(), StoreError> {
     conn.prepare_cached(
-        "UPDATE refresh_tokens SET consumed_at = ?2 WHERE token_hash = ?1 AND consumed_at IS NULL",
+        "UPDATE refresh_tokens SET consumed_at = ?3
+         WHERE session_id = ?1 AND seq = ?2 AND consumed_at IS NULL",
     )
-    .and_then(|mut update| update.execute(params![&digest[..], now]))
+    .and_then(|mut update| update.execute(params![place.session_id.as_bytes(), place.seq, now]))
     .map(drop)
     .map_err(database_error)
 }
@@ -2202,6 +2227,90 @@ mod tests {
         }
     }
 
+    /// A database of the layout before 0008 (tokens keyed by digest) keeps its sessions: the
+    /// live token rotates, the one before it is a retry within the grace, an older one is reuse.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refresh_tokens_keyed_by_digest_are_kept_in_order_by_session() {
+        use crate::domain::sessions::{Redemption, SessionPolicy};
+
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("db.sqlite3");
+        let session = Uuid::new_v4();
+        // Three generations: two consumed (in the same second), the last one live.
+        let digests: [RefreshDigest; 4] = std::array::from_fn(|generation| [generation as u8; 32]);
+        {
+            let conn = Connection::open(&path).unwrap();
+            for script in &migrations::SQLITE[..7] {
+                conn.execute_batch(script).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 7).unwrap();
+            conn.execute_batch(
+                "INSERT INTO users (email, email_key, username, password_hash, created_at, updated_at)
+                 VALUES ('ann@example.org', 'ann@example.org', 'ann', 'not a real hash', 1, 1);",
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO sessions (id, user_id, created_at, last_seen_at) VALUES (?1, 1, 1, 5)",
+                [session.as_bytes()],
+            )
+            .unwrap();
+            // Digests in the opposite order of the chain: the order has to come from the times.
+            for (generation, consumed_at) in [(0, Some(5)), (1, Some(5)), (2, None)] {
+                conn.execute(
+                    "INSERT INTO refresh_tokens
+                         (token_hash, session_id, issued_at, expires_at, consumed_at)
+                     VALUES (?1, ?2, ?3, 1000, ?4)",
+                    params![
+                        &[9 - generation as u8; 32][..],
+                        session.as_bytes(),
+                        if generation == 0 { 1 } else { 5 },
+                        consumed_at
+                    ],
+                )
+                .unwrap();
+            }
+        }
+        let settings = SqliteSettings {
+            session_cache_size: 0,
+        };
+        let store = SqliteStore::open(&format!("sqlite://{}", path.display()), settings)
+            .await
+            .unwrap();
+        let redeem = |presented: u8, successor: RefreshDigest| Redeem {
+            presented: [presented; 32],
+            successor,
+            redemption: Redemption::Rotate { expires_at: 2000 },
+            policy: SessionPolicy {
+                retry_grace: 10,
+                ..SessionPolicy::default()
+            },
+            throttle: None,
+            origin: Origin::of(Actor::Cli),
+            now: 6,
+        };
+        let live = store
+            .redeem_refresh_token(redeem(7, digests[3]))
+            .await
+            .unwrap();
+        assert!(matches!(live, Redeemed::Accepted { .. }), "{live:?}");
+        // The token just rotated, presented again with its own successor: a retry.
+        let retried = store
+            .redeem_refresh_token(redeem(7, digests[3]))
+            .await
+            .unwrap();
+        assert!(matches!(retried, Redeemed::Repeated { .. }), "{retried:?}");
+        let reused = store
+            .redeem_refresh_token(redeem(8, digests[2]))
+            .await
+            .unwrap();
+        assert_eq!(reused, Redeemed::ReuseDetected);
+        let ended = store
+            .redeem_refresh_token(redeem(3, digests[0]))
+            .await
+            .unwrap();
+        assert_eq!(ended, Redeemed::Rejected, "the session ended");
+    }
+
     /// Writes queued together commit together; one that fails, or panics, is undone alone.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_write_in_a_group_commit_changes_nothing_of_the_others() {
@@ -2361,8 +2470,10 @@ mod tests {
 
     /// The pages a refresh-token rotation writes to the log (1 KiB each, plus a 24-byte
     /// frame header): committed alone, and committed 32 at once (the writer's group commit).
-    /// Rows are found by random keys (token digests, session ids), so each rotation touches
-    /// leaves of its own: the token's (consumed), its successor's, the session index's.
+    /// A session's tokens share a leaf, so a rotation touches that one (the consumed token and
+    /// its successor) and a leaf of the digest index, found at random. Keyed by digest (before
+    /// migration 0008) it touched three at random: 10.2 frames alone, 6.1 in groups; now 8.0
+    /// and 4.0.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_rotation_writes_a_few_pages_to_the_log() {
         use crate::domain::mfa::Amr;
@@ -2450,8 +2561,11 @@ mod tests {
         }
         let alone = frames(log_length() - before) / 200.0;
 
-        let before = log_length();
-        for round in 0..20 {
+        // Sessions with a history of rotations (each keeps its consumed tokens), as under load.
+        const ROUNDS: usize = 20;
+        let mut together = 0.0;
+        for round in 0..2 * ROUNDS {
+            let before = log_length();
             let mut rotations = tokio::task::JoinSet::new();
             for (session, chain) in chains.iter_mut().enumerate().skip(200).take(SESSIONS) {
                 let next = digest(session, round + 2);
@@ -2459,18 +2573,20 @@ mod tests {
                 *chain = next;
             }
             rotations.join_all().await;
+            if round >= ROUNDS {
+                together += frames(log_length() - before) / (ROUNDS * SESSIONS) as f64;
+            }
         }
-        let together = frames(log_length() - before) / (20 * SESSIONS) as f64;
 
         println!(
             "log frames per rotation: {alone:.1} committed alone, {together:.1} in group commits of up to {SESSIONS}"
         );
         assert!(
-            alone <= 12.0,
+            alone <= 9.0,
             "{alone:.1} frames per rotation committed alone"
         );
         assert!(
-            together <= alone,
+            together <= 5.0,
             "{together:.1} frames per rotation in group commits"
         );
     }

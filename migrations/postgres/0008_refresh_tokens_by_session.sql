@@ -1,0 +1,3 @@
+-- SQLite's layout of refresh tokens changes in this version (kept together by session, so
+-- that a rotation writes fewer pages to its log). PostgreSQL keeps the layout of 0001: a
+-- rotation there costs round trips to the server more than pages. Nothing to change.
