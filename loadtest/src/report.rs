@@ -26,13 +26,13 @@ pub const LOGINS_BESIDE: &str = "`POST /api/login/` beside it";
 /// The Django original, for context (the figure for a 2-core machine).
 const DJANGO_ME_PER_SECOND: &str = "270–300";
 
-/// The targets of a 2-core machine.
+/// The targets of a 2-core machine (the hot-paths issue's: p99 under 2 ms, hashing at 85%).
 const ME_SHARE: f64 = 0.50;
-const ME_P99_MS: f64 = 5.0;
+const ME_P99_MS: f64 = 2.0;
 /// `GET /api/me/` with the main algorithm's tokens, against HS256's (the cheapest to verify).
 const ME_ALGORITHM_SHARE: f64 = 0.90;
 const REFRESH_SHARE: f64 = 0.25;
-const HASH_SHARE: f64 = 0.90;
+const HASH_SHARE: f64 = 0.85;
 const ME_P99_GROWTH: f64 = 3.0;
 const MEMORY_MIB: f64 = 64.0;
 
