@@ -5,8 +5,8 @@
 //! never logged, so no password or token can reach a log line.
 
 use std::cell::RefCell;
-use std::fmt::{self, Write as _};
-use std::io::{BufWriter, IsTerminal, Write as _};
+use std::fmt;
+use std::io::{self, BufWriter, IsTerminal, Write as _};
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
@@ -119,35 +119,35 @@ pub fn access_line(level: Level, message: &str, fields: impl FnOnce(&mut LineFie
         return;
     };
     thread_local! {
-        static BUFFER: RefCell<String> = RefCell::new(String::with_capacity(512));
+        static BUFFER: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
     }
     BUFFER.with_borrow_mut(|line| {
         line.clear();
         let timestamp = humantime::format_rfc3339_micros(SystemTime::now());
-        // Writing into a `String` cannot fail.
+        // Writing into a `Vec` cannot fail.
         let _ = match log.format {
             LogFormat::Text => write!(line, "{timestamp} {level:>5} {ACCESS_TARGET}: {message}"),
             LogFormat::Json => {
                 let _ = write!(line, r#"{{"timestamp":"{timestamp}","level":"{level}","#);
                 let _ = write!(line, r#""target":"{ACCESS_TARGET}","message":"#);
-                json_string(line, format_args!("{message}"))
+                json_string(line, message)
             }
         };
         fields(&mut LineFields {
             line,
             format: log.format,
         });
-        line.push_str(match log.format {
-            LogFormat::Text => "\n",
-            LogFormat::Json => "}\n",
+        line.extend_from_slice(match log.format {
+            LogFormat::Text => b"\n",
+            LogFormat::Json => b"}\n",
         });
-        (log.write)(line.as_bytes());
+        (log.write)(line);
     });
 }
 
 /// The fields of an access line being written (see [`access_line`]).
 pub struct LineFields<'a> {
-    line: &'a mut String,
+    line: &'a mut Vec<u8>,
     format: LogFormat,
 }
 
@@ -157,7 +157,7 @@ impl LineFields<'_> {
         self.name(name);
         let _ = match self.format {
             LogFormat::Text => write!(self.line, "{value:?}"),
-            LogFormat::Json => json_string(self.line, format_args!("{value}")),
+            LogFormat::Json => json_string(self.line, value),
         };
     }
 
@@ -167,7 +167,7 @@ impl LineFields<'_> {
         self.name(name);
         let _ = match self.format {
             LogFormat::Text => write!(self.line, "{value}"),
-            LogFormat::Json => json_string(self.line, format_args!("{value}")),
+            LogFormat::Json => json_string(self.line, value),
         };
     }
 
@@ -202,33 +202,12 @@ impl fmt::Display for Milliseconds {
     }
 }
 
-/// `value` as a JSON string, escaped as it is written.
-fn json_string(line: &mut String, value: fmt::Arguments<'_>) -> fmt::Result {
-    /// Escapes what JSON forbids in a string as it passes through.
-    struct Escaping<'a>(&'a mut String);
-
-    impl fmt::Write for Escaping<'_> {
-        fn write_str(&mut self, text: &str) -> fmt::Result {
-            for character in text.chars() {
-                match character {
-                    '"' => self.0.push_str("\\\""),
-                    '\\' => self.0.push_str("\\\\"),
-                    '\n' => self.0.push_str("\\n"),
-                    '\r' => self.0.push_str("\\r"),
-                    '\t' => self.0.push_str("\\t"),
-                    control if control < ' ' => {
-                        write!(self.0, "\\u{:04x}", u32::from(control))?;
-                    }
-                    other => self.0.push(other),
-                }
-            }
-            Ok(())
-        }
-    }
-    line.push('"');
-    fmt::write(&mut Escaping(line), value)?;
-    line.push('"');
-    Ok(())
+/// `value` as a JSON string, escaped by serde_json as it is written (no copy of it first).
+fn json_string(line: &mut Vec<u8>, value: impl fmt::Display) -> io::Result<()> {
+    use serde::Serializer as _;
+    serde_json::Serializer::new(line)
+        .collect_str(&value)
+        .map_err(io::Error::from)
 }
 
 #[cfg(test)]
@@ -237,8 +216,9 @@ mod tests {
 
     #[test]
     fn json_strings_are_escaped_and_numbers_bare() {
-        let mut line = String::new();
-        json_string(&mut line, format_args!("a\"b\\c\nd\u{1}é")).unwrap();
+        let mut line = Vec::new();
+        json_string(&mut line, "a\"b\\c\nd\u{1}é").unwrap();
+        let line = String::from_utf8(line).unwrap();
         assert_eq!(line, r#""a\"b\\c\nd\u0001é""#);
         let parsed: String = serde_json::from_str(&line).unwrap();
         assert_eq!(parsed, "a\"b\\c\nd\u{1}é");
