@@ -9,18 +9,6 @@ use crate::http::{self, ApiError, AppState, Options, observe};
 use crate::store::Store;
 use crate::web;
 
-/// Every endpoint, with `/metrics`, the access log and no CORS origin.
-pub fn router<S: Store>(auth: AppState<S>) -> Router {
-    router_with(
-        auth,
-        &Options {
-            metrics: true,
-            access_log: true,
-            ..Options::default()
-        },
-    )
-}
-
 /// Every endpoint, the health checks, and what `options` adds, behind the layers every request
 /// goes through.
 pub fn router_with<S: Store>(auth: AppState<S>, options: &Options) -> Router {

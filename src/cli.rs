@@ -354,12 +354,13 @@ async fn execute<S: Store>(store: S, cli: Cli) -> Result<(), StartupError> {
                 .await?;
             println!(
                 "Deleted {} refresh tokens, {} sessions, {} signing keys, {} throttle windows, \
-                 {} known addresses.",
+                 {} known addresses, {} audit events.",
                 purged.refresh_tokens,
                 purged.sessions,
                 purged.signing_keys,
                 purged.throttle_buckets,
-                purged.known_addresses
+                purged.known_addresses,
+                purged.audit_events
             );
             Ok(())
         }
