@@ -111,7 +111,7 @@ impl Report {
                 if flags.is_empty() {
                     "its default flags".to_owned()
                 } else {
-                    format!("its default flags but `{}`", flags.join(" "))
+                    format!("its default flags but `{}`", shown(flags).join(" "))
                 }
             ),
             None => format!("restful-auth already running at http://{target} (`--url`)"),
@@ -137,7 +137,7 @@ impl Report {
                          own processes count as other CPU. Unless given one, services on \
                          PostgreSQL take the benchmark's own master key, a constant",
                         postgres.url,
-                        postgres.flags.join(" ")
+                        shown(&postgres.flags).join(" ")
                     )
                 }),
             settings: format!(
@@ -718,11 +718,41 @@ fn command_line() -> String {
     } else if !args.is_empty() {
         line.push_str(" --");
     }
-    for arg in args {
+    for arg in shown(&args) {
         line.push(' ');
         line.push_str(&arg);
     }
     line
+}
+
+/// `args` as the report may show them: the value of a flag that holds a secret (`--secret-key`,
+/// `--master-key`, `--smtp-password`, …, also inside `--service-arg=…`) becomes `…`, as the
+/// report is committed.
+fn shown(args: &[String]) -> Vec<String> {
+    let secret = |flag: &str| {
+        let name = flag.trim_start_matches("--service-arg=");
+        name.starts_with("--")
+            && ["secret", "key", "password", "token"]
+                .iter()
+                .any(|word| name.contains(word))
+            // A file's name is no secret.
+            && !name.ends_with("-file")
+    };
+    let mut value_is_secret = false;
+    args.iter()
+        .map(|arg| {
+            if std::mem::take(&mut value_is_secret) {
+                return "…".to_owned();
+            }
+            match arg.rsplit_once('=').filter(|(flag, _)| secret(flag)) {
+                Some((flag, _)) => format!("{flag}=…"),
+                None => {
+                    value_is_secret = secret(arg) && !arg.contains('=');
+                    arg.clone()
+                }
+            }
+        })
+        .collect()
 }
 
 /// The commit measured, and whether the working tree differed from it.
@@ -745,4 +775,34 @@ fn revision() -> Option<String> {
     } else {
         format!("commit {commit}")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_among_the_flags_are_not_shown() {
+        let args = |list: &[&str]| list.iter().map(|arg| arg.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            shown(&args(&[
+                "--service-arg=--master-key=abc",
+                "--service-arg",
+                "--secret-key",
+                "s3cret",
+                "--secret-key-file=/run/key",
+                "--jwt-algorithm",
+                "EdDSA",
+            ])),
+            args(&[
+                "--service-arg=--master-key=…",
+                "--service-arg",
+                "--secret-key",
+                "…",
+                "--secret-key-file=/run/key",
+                "--jwt-algorithm",
+                "EdDSA",
+            ])
+        );
+    }
 }
