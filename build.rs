@@ -3,6 +3,9 @@
 //! Runs local commands only and never fails the build: without git (a source tarball, a
 //! container build without `.git`) the commit is `unknown`, unless `RESTFUL_AUTH_COMMIT` is
 //! set in the build's environment.
+//!
+//! It also packs the binary's relative relocations (`-z pack-relative-relocs`, DT_RELR) when
+//! this machine's C toolchain links a program that way and the program runs.
 
 use std::path::Path;
 use std::process::Command;
@@ -23,6 +26,42 @@ fn main() {
         .map(|version| version.trim_start_matches("rustc ").to_owned())
         .unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=RESTFUL_AUTH_RUSTC={version}");
+
+    if packed_relocations_work() {
+        println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+    }
+}
+
+/// Whether a position-independent program linked with packed relative relocations runs here.
+/// The dynamic loader applies every relocation at start, so the 2.6 MB of plain ones were
+/// resident in each process; packed, they take 30 KB. It needs GNU ld 2.38 and glibc 2.36
+/// (Debian 12, Ubuntu 22.10); elsewhere, and when cross-compiling, the binary links as before.
+fn packed_relocations_work() -> bool {
+    let target = std::env::var("TARGET").unwrap_or_default();
+    if target != std::env::var("HOST").unwrap_or_default() || !target.ends_with("-linux-gnu") {
+        return false;
+    }
+    let Some(out_dir) = std::env::var_os("OUT_DIR") else {
+        return false;
+    };
+    let program = Path::new(&out_dir).join("packed-relocations-probe");
+    let source = Path::new(&out_dir).join("packed-relocations-probe.c");
+    // A pointer in data: a relative relocation for the loader to apply.
+    let written = std::fs::write(
+        &source,
+        "static int zero; int *at = &zero;\nint main(void) { return *at; }\n",
+    );
+    let linked = written.is_ok()
+        && Command::new("cc")
+            .args(["-fPIE", "-pie", "-Wl,-z,pack-relative-relocs", "-o"])
+            .arg(&program)
+            .arg(&source)
+            .output()
+            .is_ok_and(|output| output.status.success());
+    linked
+        && Command::new(&program)
+            .status()
+            .is_ok_and(|status| status.success())
 }
 
 /// The short hash of `HEAD`, rebuilt when `HEAD` moves (a commit, a checkout).
