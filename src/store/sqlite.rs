@@ -1255,7 +1255,7 @@ fn redeem_judged(conn: &Connection, redeem: &Redeem) -> Result<Redeemed, StoreEr
                     ELSE FALSE END,
                     EXISTS (SELECT 1 FROM throttle_buckets b
                             WHERE b.key = ?3 AND b.window_start + ?4 > ?6 AND b.hits >= ?5),
-                    s.amr, t.seq
+                    s.amr, t.seq, s.last_seen_at = ?6
              FROM refresh_tokens t
              JOIN sessions s ON s.id = t.session_id
              JOIN users u ON u.id = s.user_id
@@ -1291,6 +1291,7 @@ fn redeem_judged(conn: &Connection, redeem: &Redeem) -> Result<Redeemed, StoreEr
                             token,
                             bucket_full,
                             Amr::from_stored(&row.get::<_, String>(9)?),
+                            row.get::<_, bool>(11)?,
                         ))
                     },
                 )
@@ -1299,7 +1300,7 @@ fn redeem_judged(conn: &Connection, redeem: &Redeem) -> Result<Redeemed, StoreEr
         .map_err(database_error)?;
 
     // A full bucket answers before the token is looked at; an unknown token asks it too.
-    let Some((place, user_id, token, bucket_full, amr)) = found else {
+    let Some((place, user_id, token, bucket_full, amr, seen_now)) = found else {
         return Ok(throttled(conn, redeem)?.unwrap_or(Redeemed::Rejected));
     };
     if bucket_full && let Some(throttled) = throttled(conn, redeem)? {
@@ -1319,13 +1320,16 @@ fn redeem_judged(conn: &Connection, redeem: &Redeem) -> Result<Redeemed, StoreEr
                         seq: place.seq + 1,
                     };
                     insert_refresh_token(conn, &redeem.successor, &successor, now, expires_at)?;
-                    conn.prepare_cached(
-                        // Within the same second there is nothing to write.
-                        "UPDATE sessions SET last_seen_at = ?2
-                         WHERE id = ?1 AND last_seen_at <> ?2",
-                    )
-                    .and_then(|mut touch| touch.execute(params![session_id.as_bytes(), now]))
-                    .map_err(database_error)?;
+                    // Within the same second there is nothing to write, and no statement to run:
+                    // the session is seen once a second at most, and refreshed far more often
+                    // under load.
+                    if !seen_now {
+                        conn.prepare_cached("UPDATE sessions SET last_seen_at = ?2 WHERE id = ?1")
+                            .and_then(|mut touch| {
+                                touch.execute(params![session_id.as_bytes(), now])
+                            })
+                            .map_err(database_error)?;
+                    }
                 }
                 Redemption::EndSession => {
                     end_session(conn, &session_id, EndReason::Logout, now)?;

@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::helpers::{spawn_app, spawn_app_with, tokens_of};
+use crate::helpers::{TestApp, spawn_app, spawn_app_with, tokens_of};
 
 #[tokio::test]
 async fn refresh_answers_200_with_a_new_pair_for_the_same_session() {
@@ -396,6 +396,42 @@ async fn a_refresh_token_is_stored_only_as_its_sha256() {
             "no spelling of the token is anywhere in the database files"
         );
     }
+}
+
+#[tokio::test]
+async fn a_refresh_marks_its_session_seen_at_most_once_a_second() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, login) = app.register_and_login().await;
+    let at_login = last_seen(&app, &login.access).await;
+    app.clock.advance(Duration::from_secs(90));
+
+    // Act
+    let first = app.refresh_ok(&login.refresh).await;
+    let after_first = last_seen(&app, &first.access).await;
+    let second = app.refresh_ok(&first.refresh).await;
+    let in_the_same_second = last_seen(&app, &second.access).await;
+    app.clock.advance(Duration::from_secs(1));
+    let third = app.refresh_ok(&second.refresh).await;
+    let a_second_later = last_seen(&app, &third.access).await;
+
+    // Assert: the timestamps have one width, so their order is their text's.
+    assert!(after_first > at_login, "{at_login} then {after_first}");
+    assert_eq!(in_the_same_second, after_first);
+    assert!(a_second_later > after_first, "{after_first} then {a_second_later}");
+}
+
+/// The `last_seen` of the caller's own session in `GET /api/sessions/`.
+async fn last_seen(app: &TestApp, access: &str) -> String {
+    let listed = app
+        .request(Method::GET, "/api/sessions/", Some(access), None)
+        .await;
+    let sessions = listed.body.as_array().expect("a list of sessions");
+    let current = sessions
+        .iter()
+        .find(|session| session["current"] == json!(true))
+        .expect("the caller's own session is listed");
+    current["last_seen"].as_str().unwrap().to_owned()
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
