@@ -506,7 +506,8 @@ impl Report {
             w,
             "\nCPU columns: cores busy during the measured time in the server process (the \
              service, the one for HS256 tokens or on PostgreSQL, or the bare server), in the load \
-             generator, and in every other process (and kernel thread) of the machine; it has {}. Phases that run together share one \
+             generator, and in every other process (and kernel thread) of the machine, time its host \
+             took from it (steal) included; it has {}. Phases that run together share one \
              measurement. Service RSS: its VmRSS right after the phase{}.",
             self.cores,
             self.memory_at_start.map_or(String::new(), |memory| format!(
