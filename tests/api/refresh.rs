@@ -418,7 +418,10 @@ async fn a_refresh_marks_its_session_seen_at_most_once_a_second() {
     // Assert: the timestamps have one width, so their order is their text's.
     assert!(after_first > at_login, "{at_login} then {after_first}");
     assert_eq!(in_the_same_second, after_first);
-    assert!(a_second_later > after_first, "{after_first} then {a_second_later}");
+    assert!(
+        a_second_later > after_first,
+        "{after_first} then {a_second_later}"
+    );
 }
 
 /// The `last_seen` of the caller's own session in `GET /api/sessions/`.
