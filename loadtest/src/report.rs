@@ -134,7 +134,8 @@ impl Report {
                          reads each request's session from the database, where on SQLite it \
                          keeps live sessions in memory (`--session-cache-size`). No target \
                          judges these rows, nor the service's memory on them; PostgreSQL's \
-                         own processes count as other CPU. Unless given one, services on \
+                         own processes count as other CPU, and do not make the report call the \
+                         machine busy. Unless given one, services on \
                          PostgreSQL take the benchmark's own master key, a constant",
                         postgres.url,
                         shown(&postgres.flags).join(" ")
@@ -515,10 +516,8 @@ impl Report {
                 mib(memory.now_kib)
             ))
         );
-        let busiest = self
-            .outcomes
-            .iter()
-            .filter_map(others)
+        let busiest = busiest_others(&self.outcomes)
+            .into_iter()
             .chain(self.hash_others())
             .fold(0.0_f64, f64::max);
         if busiest > SHARED_MACHINE_CORES {
@@ -664,6 +663,16 @@ fn others(outcome: &Outcome) -> Option<f64> {
     Some(others.max(0.0))
 }
 
+/// The most cores other processes kept busy in a phase. The rows on `--postgres` do not count:
+/// there PostgreSQL's own processes are the service's database at work, not another load.
+fn busiest_others(outcomes: &[Outcome]) -> Option<f64> {
+    outcomes
+        .iter()
+        .filter(|outcome| ![ME_POSTGRES, REFRESH_POSTGRES].contains(&outcome.name.as_str()))
+        .filter_map(others)
+        .reduce(f64::max)
+}
+
 /// Other processes busier than this (on average, in cores) make the figures unrepresentative.
 const SHARED_MACHINE_CORES: f64 = 0.1;
 
@@ -780,7 +789,43 @@ fn revision() -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use hdrhistogram::Histogram;
+
     use super::*;
+
+    fn phase(name: &str, others: f64) -> Outcome {
+        Outcome {
+            name: name.to_owned(),
+            connections: 32,
+            ok: 1000,
+            elapsed: Duration::from_secs(1),
+            latency: Histogram::new(3).unwrap(),
+            failures: BTreeMap::new(),
+            failure_sample: None,
+            server_cores: Some(1.0),
+            client_cores: Some(0.5),
+            machine_cores: Some(1.5 + others),
+            service_memory: None,
+            scripts: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn postgresql_at_work_for_its_rows_is_not_another_load() {
+        let on_postgres = [
+            phase("`GET /api/me/`", 0.02),
+            phase(ME_POSTGRES, 0.8),
+            phase(REFRESH_POSTGRES, 1.1),
+        ];
+        let busiest = busiest_others(&on_postgres).unwrap();
+        assert!((busiest - 0.02).abs() < 1e-9, "{busiest}");
+
+        let shared = [phase("`GET /api/me/`", 0.4), phase(ME_POSTGRES, 0.8)];
+        let busiest = busiest_others(&shared).unwrap();
+        assert!((busiest - 0.4).abs() < 1e-9, "{busiest}");
+    }
 
     #[test]
     fn secrets_among_the_flags_are_not_shown() {
