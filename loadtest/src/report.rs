@@ -735,29 +735,43 @@ fn command_line() -> String {
     line
 }
 
-/// `args` as the report may show them: the value of a flag that holds a secret (`--secret-key`,
-/// `--master-key`, `--smtp-password`, …, also inside `--service-arg=…`) becomes `…`, as the
-/// report is committed.
+/// `args` as the report may show them, as the report is committed: the value of a flag that
+/// holds a secret (`--secret-key`, `--master-key`, `--smtp-password`, …, also inside
+/// `--service-arg=…`) becomes `…`. A database URL with a password is refused before the run.
 fn shown(args: &[String]) -> Vec<String> {
     let secret = |flag: &str| {
-        let name = flag.trim_start_matches("--service-arg=");
-        name.starts_with("--")
+        flag.starts_with("--")
             && ["secret", "key", "password", "token"]
                 .iter()
-                .any(|word| name.contains(word))
+                .any(|word| flag.contains(word))
             // A file's name is no secret.
-            && !name.ends_with("-file")
+            && !flag.ends_with("-file")
     };
     let mut value_is_secret = false;
     args.iter()
         .map(|arg| {
+            // A service's `--master-key VALUE` reaches the benchmark as `--service-arg
+            // --master-key --service-arg VALUE` (or with `--service-arg=`).
             if std::mem::take(&mut value_is_secret) {
-                return "…".to_owned();
+                return match arg.as_str() {
+                    "--service-arg" => {
+                        value_is_secret = true;
+                        arg.clone()
+                    }
+                    _ if arg.starts_with("--service-arg=") => "--service-arg=…".to_owned(),
+                    _ => "…".to_owned(),
+                };
             }
-            match arg.rsplit_once('=').filter(|(flag, _)| secret(flag)) {
-                Some((flag, _)) => format!("{flag}=…"),
+            let (service_arg, inner) = match arg.strip_prefix("--service-arg=") {
+                Some(inner) => ("--service-arg=", inner),
+                None => ("", arg.as_str()),
+            };
+            // The flag ends at the first `=`: a base64 value may hold more.
+            match inner.split_once('=') {
+                Some((flag, _)) if secret(flag) => format!("{service_arg}{flag}=…"),
+                Some(_) => arg.clone(),
                 None => {
-                    value_is_secret = secret(arg) && !arg.contains('=');
+                    value_is_secret = secret(inner);
                     arg.clone()
                 }
             }
@@ -825,6 +839,35 @@ mod tests {
         let shared = [phase("`GET /api/me/`", 0.4), phase(ME_POSTGRES, 0.8)];
         let busiest = busiest_others(&shared).unwrap();
         assert!((busiest - 0.4).abs() < 1e-9, "{busiest}");
+    }
+
+    #[test]
+    fn a_secret_ending_in_base64_padding_is_not_shown_in_part() {
+        let args = |list: &[&str]| list.iter().map(|arg| arg.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            shown(&args(&[
+                "--service-arg=--master-key=q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq8=",
+                "--service-arg",
+                "--secret-key=a=b==",
+                "--service-arg",
+                "--master-key",
+                "--service-arg",
+                "bWFzdGVy",
+                "--service-arg=--smtp-password",
+                "--service-arg=hunter2",
+            ])),
+            args(&[
+                "--service-arg=--master-key=…",
+                "--service-arg",
+                "--secret-key=…",
+                "--service-arg",
+                "--master-key",
+                "--service-arg",
+                "…",
+                "--service-arg=--smtp-password",
+                "--service-arg=…",
+            ])
+        );
     }
 
     #[test]
