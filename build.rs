@@ -13,6 +13,7 @@ use std::process::Command;
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=RESTFUL_AUTH_COMMIT");
+    println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
     let commit = std::env::var("RESTFUL_AUTH_COMMIT")
         .ok()
         .filter(|commit| !commit.trim().is_empty())
@@ -32,7 +33,8 @@ fn main() {
     }
 }
 
-/// Whether a position-independent program linked with packed relative relocations runs here.
+/// Whether a position-independent program linked with packed relative relocations runs here,
+/// linked by the linker cargo uses for the target (`cc` unless configured).
 /// The dynamic loader applies every relocation at start, so the 2.6 MB of plain ones were
 /// resident in each process; packed, they take 30 KB. It needs GNU ld 2.38 and glibc 2.36
 /// (Debian 12, Ubuntu 22.10); elsewhere, and when cross-compiling, the binary links as before.
@@ -52,7 +54,7 @@ fn packed_relocations_work() -> bool {
         "static int zero; int *at = &zero;\nint main(void) { return *at; }\n",
     );
     let linked = written.is_ok()
-        && Command::new("cc")
+        && Command::new(std::env::var("RUSTC_LINKER").unwrap_or_else(|_| "cc".to_owned()))
             .args(["-fPIE", "-pie", "-Wl,-z,pack-relative-relocs", "-o"])
             .arg(&program)
             .arg(&source)
